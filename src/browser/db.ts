@@ -1,0 +1,47 @@
+/**
+ * The node's IndexedDB, through idb: one typed entry point, nothing else exported.
+ * Used by the window, the node worker and the service worker alike.
+ */
+import { type DBSchema, type IDBPDatabase, openDB } from 'idb';
+
+export interface StoredCertificate {
+  /** RTCCertificate survives structured cloning, but only windows can read it back (DESIGN §7). */
+  certificate: RTCCertificate;
+  expires: number;
+}
+
+/** What any context may read: no RTCCertificate objects, so workers can deserialize it. */
+export interface IdentitySummary {
+  id: string;
+  ip6: string;
+  publicKey: string;
+  fingerprints: string[];
+  certificateExpires: number | null;
+}
+
+interface RtcmeshDB extends DBSchema {
+  keys: { key: 'node'; value: CryptoKeyPair };
+  certificates: { key: 'dtls'; value: StoredCertificate };
+  identity: { key: 'node'; value: IdentitySummary };
+}
+
+export const DB_NAME = 'rtcmesh';
+const DB_VERSION = 1;
+
+let db: Promise<IDBPDatabase<RtcmeshDB>> | undefined;
+
+export function openNodeDb(): Promise<IDBPDatabase<RtcmeshDB>> {
+  db ??= openDB<RtcmeshDB>(DB_NAME, DB_VERSION, {
+    upgrade(database) {
+      database.createObjectStore('keys');
+      database.createObjectStore('certificates');
+      database.createObjectStore('identity');
+    },
+    blocking() {
+      // A newer version of the app wants to upgrade the schema: let it.
+      void db?.then((d) => d.close());
+      db = undefined;
+    },
+  });
+  return db;
+}

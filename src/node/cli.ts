@@ -1,0 +1,115 @@
+/**
+ * `rtcmesh`: the gateway and node tools.
+ *   rtcmesh gateway [--listen HOST:PORT] [--data DIR] [--public-url URL] [--pwa-dir DIR]
+ *   rtcmesh id [--data DIR]
+ */
+import { parseArgs } from 'node:util';
+import { VERSION } from '../core/version.ts';
+import {
+  ConfigError,
+  DEFAULT_DATA_DIR,
+  DEFAULT_LISTEN,
+  DEFAULT_PWA_DIR,
+  type GatewayConfig,
+  parseListen,
+  parsePublicUrl,
+} from './gateway/config.ts';
+import { Gateway } from './gateway/gateway.ts';
+import { loadOrCreateIdentity } from './identity-store.ts';
+
+const USAGE = `rtcmesh ${VERSION}: a private mesh over WebRTC
+
+Usage:
+  rtcmesh gateway [options]   run a gateway serving the PWA and the API
+  rtcmesh id [--data DIR]     print this device's node ID and mesh IPv6 (made on first use)
+  rtcmesh --version | --help
+
+Gateway options (flag, environment variable, default):
+  --listen HOST:PORT   RTCMESH_LISTEN       ${DEFAULT_LISTEN}
+  --data DIR           RTCMESH_DATA         ${DEFAULT_DATA_DIR}
+  --public-url URL     RTCMESH_PUBLIC_URL   http://<listen address>
+  --pwa-dir DIR        RTCMESH_PWA_DIR      the PWA built beside this program (dist/pwa)
+`;
+
+function fail(message: string, code = 2): never {
+  console.error(`rtcmesh: ${message}`);
+  process.exit(code);
+}
+
+async function runGateway(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      listen: { type: 'string' },
+      data: { type: 'string' },
+      'public-url': { type: 'string' },
+      'pwa-dir': { type: 'string' },
+    },
+    strict: true,
+  });
+  const env = process.env;
+  const publicUrl = values['public-url'] ?? env.RTCMESH_PUBLIC_URL;
+  const config: GatewayConfig = {
+    listen: parseListen(values.listen ?? env.RTCMESH_LISTEN ?? DEFAULT_LISTEN),
+    dataDir: values.data ?? env.RTCMESH_DATA ?? DEFAULT_DATA_DIR,
+    publicUrl: publicUrl ? parsePublicUrl(publicUrl) : undefined,
+    pwaDir: values['pwa-dir'] ?? env.RTCMESH_PWA_DIR ?? DEFAULT_PWA_DIR,
+  };
+  const gateway = await Gateway.start(config);
+  console.log(
+    `rtcmesh gateway ${gateway.identity.id} listening on ${gateway.publicUrl} (data in ${config.dataDir})`,
+  );
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`rtcmesh gateway stopping (${signal})`);
+    gateway.stop().then(
+      () => process.exit(0),
+      (err: unknown) => fail(`shutdown failed: ${String(err)}`, 1),
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+async function runId(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { data: { type: 'string' } }, strict: true });
+  const dataDir = values.data ?? process.env.RTCMESH_DATA ?? DEFAULT_DATA_DIR;
+  const { identity, keyFile, created } = await loadOrCreateIdentity(dataDir);
+  if (created) console.error(`rtcmesh: made a new node key in ${keyFile}`);
+  console.log(`id   ${identity.id}`);
+  console.log(`ip6  ${identity.ip6}`);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'gateway':
+      return runGateway(rest);
+    case 'id':
+      return runId(rest);
+    case '--version':
+    case 'version':
+      console.log(VERSION);
+      return;
+    case undefined:
+    case '--help':
+    case '-h':
+    case 'help':
+      process.stdout.write(USAGE);
+      return;
+    default:
+      fail(`unknown command "${command}"\n\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  if (err instanceof ConfigError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    fail((err as Error).message);
+  }
+  if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE')
+    fail(`address in use: ${(err as Error).message}`, 1);
+  fail(err instanceof Error ? (err.stack ?? err.message) : String(err), 1);
+});
