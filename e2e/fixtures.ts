@@ -1,0 +1,39 @@
+/** Playwright fixtures: a fresh real gateway per test, and pages that are ready for WebRTC. */
+import { test as base, expect, type Page } from '@playwright/test';
+import { type GatewayProcess, startGateway } from './support/gateway-process.ts';
+
+export { expect };
+
+export const test = base.extend<{ gateway: GatewayProcess }>({
+  // biome-ignore lint/correctness/noEmptyPattern: Playwright reads a fixture's dependencies from this pattern.
+  gateway: async ({}, use) => {
+    const gateway = await startGateway();
+    await use(gateway);
+    await gateway.stop();
+  },
+  baseURL: async ({ gateway }, use) => {
+    await use(gateway.url);
+  },
+});
+
+/** Opens the app and waits until it shows this device's identity. */
+export async function openApp(page: Page, url = '/'): Promise<{ id: string; ip6: string }> {
+  await page.goto(url);
+  await expect(page.locator('body[data-ready="true"]')).toBeAttached();
+  return {
+    id: (await page.getByTestId('node-id').textContent()) ?? '',
+    ip6: (await page.getByTestId('node-ip6').textContent()) ?? '',
+  };
+}
+
+/** Waits until a service worker controls the page (the shell is then precached). */
+export async function waitForServiceWorker(page: Page): Promise<void> {
+  await page.evaluate(async () => {
+    await navigator.serviceWorker.ready;
+    if (!navigator.serviceWorker.controller) {
+      await new Promise((resolve) =>
+        navigator.serviceWorker.addEventListener('controllerchange', resolve, { once: true }),
+      );
+    }
+  });
+}

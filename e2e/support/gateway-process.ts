@@ -1,0 +1,86 @@
+/**
+ * Starts a real gateway process (the built `rtcmesh gateway`) on a free loopback port with
+ * its own data directory, and stops it by its process id.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const RTCMESH_BIN = fileURLToPath(new URL('../../bin/rtcmesh.mjs', import.meta.url));
+
+export interface GatewayProcess {
+  url: string;
+  id: string;
+  dataDir: string;
+  process: ChildProcess;
+  output(): string;
+  /** SIGTERM, then SIGKILL after a grace period; resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+export interface StartGatewayOptions {
+  dataDir?: string;
+  args?: string[];
+  /** Keep the data directory after stop (for a restart with the same identity). */
+  keepData?: boolean;
+}
+
+export async function startGateway(options: StartGatewayOptions = {}): Promise<GatewayProcess> {
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'rtcmesh-gw-'));
+  const child = spawn(
+    process.execPath,
+    [RTCMESH_BIN, 'gateway', '--listen', '127.0.0.1:0', '--data', dataDir, ...(options.args ?? [])],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let output = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    output += d.toString();
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    output += d.toString();
+  });
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => resolve(code)),
+  );
+  const started = await new Promise<{ id: string; url: string }>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`gateway did not start in 15 s:\n${output}`)),
+      15_000,
+    );
+    const onData = () => {
+      const m = /rtcmesh gateway (\S+) listening on (\S+)/.exec(output);
+      if (m?.[1] && m[2]) {
+        clearTimeout(timer);
+        resolve({ id: m[1], url: m[2] });
+      }
+    };
+    child.stdout?.on('data', onData);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`gateway exited with ${code} before it listened:\n${output}`));
+    });
+  });
+  let stopping: Promise<number | null> | undefined;
+  return {
+    ...started,
+    dataDir,
+    process: child,
+    output: () => output,
+    stop() {
+      stopping ??= (async () => {
+        if (child.exitCode === null && child.signalCode === null) {
+          child.kill('SIGTERM');
+          const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+          await exited;
+          clearTimeout(timer);
+        }
+        if (!options.keepData && !options.dataDir)
+          rmSync(dataDir, { recursive: true, force: true });
+        return child.exitCode;
+      })();
+      return stopping;
+    },
+  };
+}
