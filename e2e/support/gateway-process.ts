@@ -31,7 +31,17 @@ export async function startGateway(options: StartGatewayOptions = {}): Promise<G
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'rtcmesh-gw-'));
   const child = spawn(
     process.execPath,
-    [RTCMESH_BIN, 'gateway', '--listen', '127.0.0.1:0', '--data', dataDir, ...(options.args ?? [])],
+    [
+      RTCMESH_BIN,
+      'gateway',
+      '--listen',
+      '127.0.0.1:0',
+      '--udp',
+      '127.0.0.1:0',
+      '--data',
+      dataDir,
+      ...(options.args ?? []),
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let output = '';
@@ -50,7 +60,7 @@ export async function startGateway(options: StartGatewayOptions = {}): Promise<G
       15_000,
     );
     const onData = () => {
-      const m = /rtcmesh gateway (\S+) listening on (\S+)/.exec(output);
+      const m = /rtcmesh gateway (\S+) listening on (http[^,\s]+)/.exec(output);
       if (m?.[1] && m[2]) {
         clearTimeout(timer);
         resolve({ id: m[1], url: m[2] });

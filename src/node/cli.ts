@@ -9,8 +9,9 @@ import {
   ConfigError,
   DEFAULT_DATA_DIR,
   DEFAULT_LISTEN,
-  DEFAULT_PWA_DIR,
-  type GatewayConfig,
+  DEFAULT_UDP_PORT,
+  defaultConfig,
+  parseDuration,
   parseListen,
   parsePublicUrl,
 } from './gateway/config.ts';
@@ -29,6 +30,10 @@ Gateway options (flag, environment variable, default):
   --data DIR           RTCMESH_DATA         ${DEFAULT_DATA_DIR}
   --public-url URL     RTCMESH_PUBLIC_URL   http://<listen address>
   --pwa-dir DIR        RTCMESH_PWA_DIR      the PWA built beside this program (dist/pwa)
+  --udp HOST:PORT      RTCMESH_UDP          <listen host>:${DEFAULT_UDP_PORT}  (WebRTC for every node)
+  --public-ip IP       RTCMESH_PUBLIC_IP    the --udp host  (the address nodes reach)
+  --registry KIND      RTCMESH_REGISTRY     sqlite  (in the data directory; or memory)
+  --dial-timeout TIME  RTCMESH_DIAL_TIMEOUT 60s  (how long a call may ring)
 `;
 
 function fail(message: string, code = 2): never {
@@ -44,17 +49,35 @@ async function runGateway(args: string[]): Promise<void> {
       data: { type: 'string' },
       'public-url': { type: 'string' },
       'pwa-dir': { type: 'string' },
+      udp: { type: 'string' },
+      'public-ip': { type: 'string' },
+      registry: { type: 'string' },
+      'dial-timeout': { type: 'string' },
     },
     strict: true,
   });
   const env = process.env;
+  const config = defaultConfig();
+  const listen = values.listen ?? env.RTCMESH_LISTEN;
+  if (listen) config.listen = parseListen(listen);
+  config.dataDir = values.data ?? env.RTCMESH_DATA ?? config.dataDir;
   const publicUrl = values['public-url'] ?? env.RTCMESH_PUBLIC_URL;
-  const config: GatewayConfig = {
-    listen: parseListen(values.listen ?? env.RTCMESH_LISTEN ?? DEFAULT_LISTEN),
-    dataDir: values.data ?? env.RTCMESH_DATA ?? DEFAULT_DATA_DIR,
-    publicUrl: publicUrl ? parsePublicUrl(publicUrl) : undefined,
-    pwaDir: values['pwa-dir'] ?? env.RTCMESH_PWA_DIR ?? DEFAULT_PWA_DIR,
-  };
+  if (publicUrl) config.publicUrl = parsePublicUrl(publicUrl);
+  config.pwaDir = values['pwa-dir'] ?? env.RTCMESH_PWA_DIR ?? config.pwaDir;
+  const udp = values.udp ?? env.RTCMESH_UDP;
+  config.udp = udp
+    ? parseListen(udp, '--udp')
+    : { host: config.listen.host, port: DEFAULT_UDP_PORT };
+  config.publicIp = values['public-ip'] ?? env.RTCMESH_PUBLIC_IP;
+  if (!config.publicIp && (config.udp.host === '0.0.0.0' || config.udp.host === '::')) {
+    throw new ConfigError('--udp on all interfaces needs --public-ip: the address nodes can reach');
+  }
+  const registry = values.registry ?? env.RTCMESH_REGISTRY ?? 'sqlite';
+  if (registry !== 'sqlite' && registry !== 'memory')
+    throw new ConfigError(`--registry must be sqlite or memory, not "${registry}"`);
+  config.registry = registry;
+  const dialTimeout = values['dial-timeout'] ?? env.RTCMESH_DIAL_TIMEOUT;
+  if (dialTimeout) config.limits.dialTimeoutMs = parseDuration(dialTimeout, '--dial-timeout');
   const gateway = await Gateway.start(config);
   console.log(
     `rtcmesh gateway ${gateway.identity.id} listening on ${gateway.publicUrl} (data in ${config.dataDir})`,

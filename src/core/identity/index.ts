@@ -41,3 +41,4 @@ export {
   type VerifiedRequest,
   verifyAuthorization,
 } from './request-token.ts';
+export { createSelfSignedCertificate, type SelfSignedCertificate } from './x509.ts';

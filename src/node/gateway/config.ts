@@ -1,5 +1,6 @@
 /** Gateway configuration: flags, then environment, then embedded defaults (DESIGN §5). */
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_LIMITS, type GatewayLimits } from './limits.ts';
 
 export interface ListenAddress {
   host: string;
@@ -14,6 +15,38 @@ export interface GatewayConfig {
   publicUrl: string | undefined;
   /** The built PWA to serve. */
   pwaDir: string;
+  /** The UDP port every node's WebRTC association shares. */
+  udp: ListenAddress;
+  /** The address the gateway advertises as its only ICE candidate (default: the --udp host). */
+  publicIp: string | undefined;
+  /** Embedded SQLite in the data directory, or memory only (nothing kept across restarts). */
+  registry: 'sqlite' | 'memory';
+  limits: GatewayLimits;
+}
+
+export const DEFAULT_UDP_PORT = 3478;
+
+export function defaultConfig(): GatewayConfig {
+  const listen = parseListen(DEFAULT_LISTEN);
+  return {
+    listen,
+    dataDir: DEFAULT_DATA_DIR,
+    publicUrl: undefined,
+    pwaDir: DEFAULT_PWA_DIR,
+    udp: { host: listen.host, port: DEFAULT_UDP_PORT },
+    publicIp: undefined,
+    registry: 'sqlite',
+    limits: { ...DEFAULT_LIMITS },
+  };
+}
+
+/** Parses a duration such as `60s`, `500ms`, `2m` or a number of seconds. */
+export function parseDuration(text: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m)
+    throw new ConfigError(`${flag} must be a duration such as 30s, 500ms or 2m, not "${text}"`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+  return Math.round(Number(m[1]) * unit);
 }
 
 export const DEFAULT_LISTEN = '127.0.0.1:8080';
@@ -26,11 +59,11 @@ export class ConfigError extends Error {
 }
 
 /** Parses `HOST:PORT`, `[IPv6]:PORT`, `:PORT` or `PORT`. */
-export function parseListen(text: string): ListenAddress {
+export function parseListen(text: string, flag = '--listen'): ListenAddress {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):?(\d{1,5})$/.exec(text.trim());
   const port = Number(m?.[3]);
   if (!m || !Number.isInteger(port) || port > 65535) {
-    throw new ConfigError(`--listen must be HOST:PORT (for example 127.0.0.1:8080), not "${text}"`);
+    throw new ConfigError(`${flag} must be HOST:PORT (for example 127.0.0.1:8080), not "${text}"`);
   }
   return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
 }

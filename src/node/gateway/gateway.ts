@@ -1,17 +1,44 @@
 /**
- * The gateway process (DESIGN §5): one HTTP port serving the PWA and the control API.
- * Its own node identity lives in its data directory.
+ * The gateway process (DESIGN §5): one HTTP port serving the PWA and the control API, one
+ * UDP port for every node's WebRTC association, a registry of nodes, and dial routing.
  */
 import { existsSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import type { NodeIdentity } from '../../core/identity/index.ts';
+import { cleanup as cleanupRtc } from 'node-datachannel';
+import {
+  createNodeRecord,
+  fingerprintsInSdp,
+  IdentityError,
+  MemoryReplayGuard,
+  type NodeId,
+  type NodeIdentity,
+  type VerifiedRequest,
+  verifyAuthorization,
+  verifyNodeRecord,
+} from '../../core/identity/index.ts';
+import {
+  type ConnectResponse,
+  connectRequestSchema,
+  type DialErrorCode,
+  type GatewayToNode,
+  type HttpDialResponse,
+  httpDialRequestSchema,
+  type NodeToGateway,
+} from '../../core/protocol/messages.ts';
 import { VERSION } from '../../core/version.ts';
+import { loadOrCreateCertificate, type StoredCertificate } from '../certificate-store.ts';
 import { loadOrCreateIdentity } from '../identity-store.ts';
+import { MemoryRegistry, type Registry, SqliteRegistry } from '../registry/index.ts';
+import { readJsonBody } from './body.ts';
 import { type GatewayConfig, localUrl } from './config.ts';
 import { HttpError, sendError, sendJson, sendText } from './http.ts';
 import { Metrics } from './metrics.ts';
+import { RateLimiter } from './rate-limit.ts';
+import { RtcEndpoint, resolveUdpPort } from './rtc-endpoint.ts';
+import { GatewaySession } from './session.ts';
+import { type DialParty, Signaling } from './signaling.ts';
 import { StaticFiles } from './static-files.ts';
 
 export interface GatewayInfo {
@@ -20,6 +47,19 @@ export interface GatewayInfo {
   version: string;
 }
 
+const DIAL_ERROR_STATUS: Record<DialErrorCode, number> = {
+  'not-found': 404,
+  offline: 409,
+  declined: 403,
+  timeout: 504,
+  identity: 403,
+  busy: 503,
+  'rate-limited': 429,
+  invalid: 400,
+  cancelled: 409,
+  gateway: 502,
+};
+
 export class Gateway {
   private readonly server: Server;
   private readonly metrics = new Metrics();
@@ -27,33 +67,43 @@ export class Gateway {
     'rtcmesh_http_requests_total',
     'HTTP requests by route and status.',
   );
+  private readonly countRefused = this.metrics.counter(
+    'rtcmesh_refused_total',
+    'Requests and messages refused, by reason.',
+  );
   private readonly staticFiles: StaticFiles | undefined;
   private readonly startedAt = Date.now();
+  private readonly sessions = new Map<NodeId, GatewaySession>();
+  private readonly replayGuard = new MemoryReplayGuard();
+  private readonly signaling: Signaling;
+  private readonly limiters;
+  private readonly timers: ReturnType<typeof setInterval>[] = [];
+  private registrations = 0;
   private url = '';
 
   private constructor(
     readonly config: GatewayConfig,
     readonly identity: NodeIdentity,
+    private readonly keyFile: string,
+    private readonly certificate: StoredCertificate,
+    private readonly rtc: RtcEndpoint,
+    private readonly registry: Registry,
   ) {
+    const limits = config.limits;
+    this.limiters = {
+      connectIp: new RateLimiter(limits.connectPerIp),
+      connectId: new RateLimiter(limits.connectPerId),
+      dialIp: new RateLimiter(limits.dialPerIp),
+      dialId: new RateLimiter(limits.dialPerId),
+    };
+    this.signaling = new Signaling(registry, (id) => this.party(id), limits);
     const pwaBuilt = existsSync(join(config.pwaDir, 'index.html'));
     this.staticFiles = pwaBuilt ? new StaticFiles(config.pwaDir) : undefined;
     if (!pwaBuilt)
       console.warn(
         `rtcmesh: no built PWA in ${config.pwaDir} (run npm run build); serving the API only`,
       );
-    this.metrics.info('rtcmesh_build_info', 'Version of this gateway.', {
-      version: VERSION,
-      id: identity.id,
-    });
-    this.metrics.gauge('rtcmesh_uptime_seconds', 'Seconds since the gateway started.', () =>
-      Math.floor((Date.now() - this.startedAt) / 1000),
-    );
-    this.metrics.gauge(
-      'process_resident_memory_bytes',
-      'Resident memory of the gateway process.',
-      () => process.memoryUsage.rss(),
-    );
-    this.metrics.gauge('rtcmesh_sessions', 'Nodes with a live session on this gateway.', () => 0);
+    this.defineMetrics();
     this.server = createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {
         console.error('rtcmesh: request failed', err);
@@ -62,13 +112,26 @@ export class Gateway {
       });
     });
     // Slow or stuck clients must not hold connections forever.
-    this.server.requestTimeout = 30_000;
+    this.server.requestTimeout = Math.max(30_000, limits.dialTimeoutMs + 5000);
     this.server.headersTimeout = 10_000;
   }
 
   static async start(config: GatewayConfig): Promise<Gateway> {
-    const { identity } = await loadOrCreateIdentity(config.dataDir);
-    const gateway = new Gateway(config, identity);
+    const { identity, keyFile } = await loadOrCreateIdentity(config.dataDir);
+    const certificate = await loadOrCreateCertificate(config.dataDir, identity);
+    const port = await resolveUdpPort(config.udp.host, config.udp.port);
+    const rtc = new RtcEndpoint({
+      bindHost: config.udp.host,
+      port,
+      publicIp: config.publicIp ?? config.udp.host,
+      certFile: certificate.certFile,
+      keyFile,
+    });
+    const registry =
+      config.registry === 'memory'
+        ? new MemoryRegistry()
+        : SqliteRegistry.open(join(config.dataDir, 'registry.sqlite'));
+    const gateway = new Gateway(config, identity, keyFile, certificate, rtc, registry);
     await new Promise<void>((resolve, reject) => {
       gateway.server.once('error', reject);
       gateway.server.listen(config.listen.port, config.listen.host, () => {
@@ -76,8 +139,9 @@ export class Gateway {
         resolve();
       });
     });
-    const port = (gateway.server.address() as AddressInfo).port;
-    gateway.url = config.publicUrl ?? localUrl(config.listen, port);
+    gateway.url =
+      config.publicUrl ?? localUrl(config.listen, (gateway.server.address() as AddressInfo).port);
+    gateway.startTimers();
     return gateway;
   }
 
@@ -86,39 +150,112 @@ export class Gateway {
     return this.url;
   }
 
+  get udpPort(): number {
+    return this.rtc.config.port;
+  }
+
   get info(): GatewayInfo {
     return { id: this.identity.id, ip6: this.identity.ip6, version: VERSION };
   }
 
   /** Stops accepting, lets open requests finish for a moment, then closes everything. */
   async stop(graceMs = 2000): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
     const timer = setTimeout(() => this.server.closeAllConnections(), graceMs);
+    this.signaling.close();
+    for (const session of this.sessions.values()) session.close('gateway stopping');
     await closed;
     clearTimeout(timer);
+    await this.registry.close();
+    cleanupRtc();
+  }
+
+  private defineMetrics(): void {
+    const m = this.metrics;
+    m.info('rtcmesh_build_info', 'Version of this gateway.', {
+      version: VERSION,
+      id: this.identity.id,
+    });
+    m.gauge('rtcmesh_uptime_seconds', 'Seconds since the gateway started.', () =>
+      Math.floor((Date.now() - this.startedAt) / 1000),
+    );
+    m.gauge('process_resident_memory_bytes', 'Resident memory of the gateway process.', () =>
+      process.memoryUsage.rss(),
+    );
+    m.gauge('rtcmesh_sessions', 'Nodes with a live session on this gateway.', () =>
+      this.openSessions(),
+    );
+    m.gauge(
+      'rtcmesh_registrations',
+      'Registered nodes (as of the last sweep).',
+      () => this.registrations,
+    );
+    m.gauge(
+      'rtcmesh_dials_pending',
+      'Dials waiting for an answer or trickling candidates.',
+      () => this.signaling.pending,
+    );
+    m.gauge(
+      'rtcmesh_dials_started_total',
+      'Dials forwarded to a callee.',
+      () => this.signaling.stats.dialsStarted,
+    );
+    m.gauge(
+      'rtcmesh_dials_answered_total',
+      'Dials the callee answered.',
+      () => this.signaling.stats.dialsAnswered,
+    );
+  }
+
+  private openSessions(): number {
+    let n = 0;
+    for (const s of this.sessions.values()) if (s.isOpen) n++;
+    return n;
+  }
+
+  private startTimers(): void {
+    const limits = this.config.limits;
+    this.timers.push(
+      setInterval(() => {
+        const idleSince = Date.now() - limits.sessionIdleMs;
+        for (const s of this.sessions.values())
+          if (s.isOpen && s.lastHeard < idleSince) s.close('idle');
+      }, 5000),
+      setInterval(() => void this.sweep(), 60_000),
+    );
+    for (const t of this.timers) t.unref();
+    void this.sweep();
+  }
+
+  private async sweep(): Promise<void> {
+    const now = Date.now();
+    await this.registry
+      .sweep(now)
+      .catch((err: unknown) => console.error('rtcmesh: registry sweep failed', err));
+    this.registrations = await this.registry.count(now).catch(() => this.registrations);
+    for (const l of Object.values(this.limiters)) l.sweep(now);
+  }
+
+  private party(id: NodeId): DialParty | undefined {
+    const session = this.sessions.get(id);
+    return session?.isOpen ? { id, deliver: (msg) => session.send(msg) } : undefined;
+  }
+
+  private sessionParty(session: GatewaySession): DialParty {
+    return { id: session.id, deliver: (msg) => session.send(msg) };
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let route = 'static';
+    res.once('finish', () => this.countRequest({ route, status: String(res.statusCode) }));
     try {
       const url = new URL(req.url ?? '/', 'http://gateway');
       const path = url.pathname;
       if (path === '/healthz' || path === '/metrics' || path.startsWith('/v1/')) {
         route = path.startsWith('/v1/') ? path.split('/').slice(0, 3).join('/') : path;
-        if (req.method !== 'GET' && req.method !== 'HEAD') {
-          throw new HttpError(405, 'method-not-allowed', `${req.method} is not allowed on ${path}`);
-        }
-        if (path === '/healthz') return sendText(res, 200, 'ok\n');
-        if (path === '/metrics')
-          return sendText(
-            res,
-            200,
-            this.metrics.render(),
-            'text/plain; version=0.0.4; charset=utf-8',
-          );
-        if (path === '/v1/info') return sendJson(res, 200, this.info);
-        throw new HttpError(404, 'not-found', `no API endpoint ${path}`);
+        return await this.api(req, res, path);
       }
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         throw new HttpError(405, 'method-not-allowed', `${req.method} is not allowed here`);
@@ -129,9 +266,190 @@ export class Gateway {
         throw new HttpError(404, 'not-found', `no file ${path}`);
     } catch (err) {
       if (!(err instanceof HttpError)) throw err;
+      if (err.status === 429 || err.status === 401 || err.status === 403 || err.status === 413)
+        this.countRefused({ reason: err.code });
       sendError(res, err);
-    } finally {
-      res.once('finish', () => this.countRequest({ route, status: String(res.statusCode) }));
     }
+  }
+
+  private async api(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    const get = req.method === 'GET' || req.method === 'HEAD';
+    const post = req.method === 'POST';
+    if (path === '/healthz' && get) return sendText(res, 200, 'ok\n');
+    if (path === '/metrics' && get)
+      return sendText(res, 200, this.metrics.render(), 'text/plain; version=0.0.4; charset=utf-8');
+    if (path === '/v1/info' && get) return sendJson(res, 200, this.info);
+    if (path === '/v1/connect' && post) return this.connect(req, res);
+    if (path === '/v1/dial' && post) return this.httpDial(req, res);
+    if (['/healthz', '/metrics', '/v1/info', '/v1/connect', '/v1/dial'].includes(path)) {
+      throw new HttpError(405, 'method-not-allowed', `${req.method} is not allowed on ${path}`);
+    }
+    throw new HttpError(404, 'not-found', `no API endpoint ${path}`);
+  }
+
+  private clientIp(req: IncomingMessage): string {
+    return req.socket.remoteAddress ?? 'unknown';
+  }
+
+  private async authenticate(req: IncomingMessage): Promise<VerifiedRequest> {
+    try {
+      return await verifyAuthorization(req.headers.authorization, {
+        audience: this.url,
+        replayGuard: this.replayGuard,
+        maxLifetimeS: this.config.limits.maxTokenLifetimeS,
+      });
+    } catch (err) {
+      if (err instanceof IdentityError) throw new HttpError(401, `token-${err.code}`, err.message);
+      throw new HttpError(503, 'unavailable', (err as Error).message);
+    }
+  }
+
+  /** POST /v1/connect: a node's gathered offer in, the gateway's answer out (DESIGN §2). */
+  private async connect(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!this.limiters.connectIp.take(this.clientIp(req)))
+      throw new HttpError(429, 'rate-limited', 'too many connects from your address');
+    const caller = await this.authenticate(req);
+    if (!this.limiters.connectId.take(caller.id))
+      throw new HttpError(429, 'rate-limited', 'too many connects for this node');
+    const body = await readJsonBody(req, connectRequestSchema, this.config.limits.maxBodyBytes);
+    let record: Awaited<ReturnType<typeof verifyNodeRecord>>;
+    try {
+      record = await verifyNodeRecord(body.record, {
+        expectedId: caller.id,
+        fingerprintsInUse: fingerprintsInSdp(body.offer),
+      });
+    } catch (err) {
+      if (err instanceof IdentityError) throw new HttpError(403, `record-${err.code}`, err.message);
+      throw err;
+    }
+    if (!this.sessions.has(caller.id) && this.sessions.size >= this.config.limits.maxSessions) {
+      throw new HttpError(503, 'full', 'this gateway has no room for another session');
+    }
+    let association: Awaited<ReturnType<RtcEndpoint['accept']>>;
+    try {
+      association = await this.rtc.accept(body.offer, caller.id.slice(0, 8));
+    } catch (err) {
+      throw new HttpError(
+        400,
+        'bad-offer',
+        `the offer could not be answered: ${(err as Error).message}`,
+      );
+    }
+    const session = new GatewaySession(
+      caller.id,
+      record,
+      this.clientIp(req),
+      association,
+      this.config.limits.messagesPerSession,
+      {
+        open: (s) => {
+          void this.registry.setSession(s.id, this.identity.id, Date.now());
+        },
+        message: (s, msg) => this.onMessage(s, msg),
+        invalid: () => this.countRefused({ reason: 'invalid-message' }),
+        close: (s) => {
+          if (this.sessions.get(s.id) !== s) return; // replaced by a newer session
+          this.sessions.delete(s.id);
+          this.signaling.partyGone(this.sessionParty(s));
+          void this.registry.setSession(s.id, null, Date.now(), this.identity.id);
+        },
+      },
+    );
+    // A new connect from the same node replaces its old session (DESIGN §6).
+    const previous = this.sessions.get(caller.id);
+    this.sessions.set(caller.id, session);
+    previous?.close('replaced');
+    const now = Date.now();
+    const existing = await this.registry.get(caller.id, now);
+    await this.registry.upsert({
+      id: caller.id,
+      ip6: record.ip6,
+      record: record.jws,
+      ...(record.name !== undefined ? { name: record.name } : {}),
+      gatewayId: existing?.gatewayId ?? null,
+      lastSeen: now,
+      expiresAt: now + this.config.limits.registrationTtlMs,
+      push: existing?.push ?? null,
+    });
+    const response: ConnectResponse = {
+      answer: association.answer,
+      record: await createNodeRecord(this.identity, {
+        fingerprints: [this.certificate.fingerprint],
+        name: 'gateway',
+      }),
+      gateway: this.identity.id,
+      iceServers: [],
+    };
+    sendJson(res, 200, response);
+  }
+
+  private onMessage(session: GatewaySession, msg: NodeToGateway): void {
+    const party = this.sessionParty(session);
+    switch (msg.t) {
+      case 'ping':
+        session.send({ t: 'pong', n: msg.n });
+        return;
+      case 'dial':
+        if (!this.limiters.dialId.take(session.id)) {
+          this.countRefused({ reason: 'rate-limited' });
+          session.send({
+            t: 'dial-failed',
+            dialId: msg.dialId,
+            code: 'rate-limited',
+            message: 'too many dials; wait a little',
+          });
+          return;
+        }
+        this.signaling.dial(party, msg).catch((err: unknown) => {
+          console.error('rtcmesh: dial failed', err);
+          session.send({
+            t: 'dial-failed',
+            dialId: msg.dialId,
+            code: 'gateway',
+            message: 'the gateway could not route the call',
+          });
+        });
+        return;
+      default:
+        this.signaling.handle(party, msg);
+    }
+  }
+
+  /** POST /v1/dial: for nodes without a session; waits for the answer (bounded). */
+  private async httpDial(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!this.limiters.dialIp.take(this.clientIp(req)))
+      throw new HttpError(429, 'rate-limited', 'too many dials from your address');
+    const caller = await this.authenticate(req);
+    if (!this.limiters.dialId.take(caller.id))
+      throw new HttpError(429, 'rate-limited', 'too many dials for this node');
+    const body = await readJsonBody(req, httpDialRequestSchema, this.config.limits.maxBodyBytes);
+    const dialId = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('base64url');
+    const outcome = await new Promise<Extract<GatewayToNode, { t: 'answer' | 'dial-failed' }>>(
+      (resolve) => {
+        const party: DialParty = {
+          id: caller.id,
+          deliver: (msg) => {
+            if (msg.t === 'answer' || msg.t === 'dial-failed') resolve(msg);
+          },
+        };
+        // The caller hung up: end the dial so the callee stops ringing.
+        res.once('close', () => {
+          if (!res.writableFinished) this.signaling.handle(party, { t: 'cancel', dialId });
+        });
+        this.signaling.dial(party, { t: 'dial', dialId, ...body }).catch((err: unknown) => {
+          console.error('rtcmesh: dial failed', err);
+          resolve({
+            t: 'dial-failed',
+            dialId,
+            code: 'gateway',
+            message: 'the gateway could not route the call',
+          });
+        });
+      },
+    );
+    if (outcome.t === 'dial-failed')
+      throw new HttpError(DIAL_ERROR_STATUS[outcome.code], outcome.code, outcome.message);
+    const response: HttpDialResponse = { dialId, answer: outcome.answer, record: outcome.record };
+    sendJson(res, 200, response);
   }
 }

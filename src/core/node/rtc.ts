@@ -1,0 +1,125 @@
+/**
+ * The slice of the W3C WebRTC API the node core uses. The browser's RTCPeerConnection and
+ * node-datachannel's polyfill both provide it, and a remote host tab (DESIGN §6) can too:
+ * the core never names a platform type, so it runs anywhere by a change of adapter.
+ */
+
+export interface SessionDescription {
+  type: 'offer' | 'answer' | 'pranswer' | 'rollback';
+  sdp?: string;
+}
+
+export interface CandidateInit {
+  candidate?: string;
+  sdpMid?: string | null;
+  sdpMLineIndex?: number | null;
+}
+
+export interface DataChannelLike {
+  readonly label: string;
+  readonly readyState: 'connecting' | 'open' | 'closing' | 'closed';
+  readonly bufferedAmount: number;
+  binaryType: string;
+  send(data: string): void;
+  close(): void;
+  addEventListener(type: 'open' | 'close' | 'error', listener: () => void): void;
+  addEventListener(type: 'message', listener: (ev: { data: unknown }) => void): void;
+}
+
+export interface StatsReportLike {
+  forEach(callback: (stat: Record<string, unknown> & { type: string; id: string }) => void): void;
+  get(id: string): (Record<string, unknown> & { type: string }) | undefined;
+}
+
+export interface PeerConnectionLike {
+  readonly localDescription: SessionDescription | null;
+  readonly remoteDescription: SessionDescription | null;
+  readonly connectionState: string;
+  readonly iceGatheringState: string;
+  createDataChannel(
+    label: string,
+    init?: { negotiated?: boolean; id?: number; ordered?: boolean; maxRetransmits?: number },
+  ): DataChannelLike;
+  setLocalDescription(description?: SessionDescription): Promise<void>;
+  setRemoteDescription(description: SessionDescription): Promise<void>;
+  addIceCandidate(candidate: CandidateInit): Promise<void>;
+  getStats(): Promise<StatsReportLike>;
+  close(): void;
+  addEventListener(
+    type: 'icecandidate',
+    listener: (ev: { candidate: { toJSON(): CandidateInit } | null }) => void,
+  ): void;
+  addEventListener(type: 'datachannel', listener: (ev: { channel: DataChannelLike }) => void): void;
+  addEventListener(
+    type: 'connectionstatechange' | 'icegatheringstatechange',
+    listener: () => void,
+  ): void;
+}
+
+export interface IceServer {
+  urls: string | string[];
+  username?: string;
+  credential?: string;
+}
+
+/** Makes peer connections with this node's DTLS certificate. */
+export interface RtcPlatform {
+  createPeerConnection(config: { iceServers: IceServer[] }): PeerConnectionLike;
+}
+
+/** Resolves when `channel` opens; rejects if it closes first or `timeoutMs` passes. */
+export function channelOpen(channel: DataChannelLike, timeoutMs: number): Promise<void> {
+  if (channel.readyState === 'open') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`data channel ${channel.label} did not open in ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    channel.addEventListener('open', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    channel.addEventListener('close', () => {
+      clearTimeout(timer);
+      reject(new Error(`data channel ${channel.label} closed before it opened`));
+    });
+  });
+}
+
+/** Candidate types and round-trip time of the selected pair. */
+export interface PathInfo {
+  local: string | null;
+  remote: string | null;
+  protocol: string | null;
+  rttMs: number | null;
+}
+
+export async function pathInfo(pc: PeerConnectionLike): Promise<PathInfo> {
+  const stats = await pc.getStats();
+  let pairId: string | undefined;
+  stats.forEach((s) => {
+    if (s.type === 'transport' && typeof s.selectedCandidatePairId === 'string')
+      pairId = s.selectedCandidatePairId;
+  });
+  if (!pairId) {
+    stats.forEach((s) => {
+      if (
+        s.type === 'candidate-pair' &&
+        (s.selected === true || (s.nominated === true && s.state === 'succeeded'))
+      )
+        pairId ??= s.id;
+    });
+  }
+  const pair = pairId ? stats.get(pairId) : undefined;
+  const local =
+    typeof pair?.localCandidateId === 'string' ? stats.get(pair.localCandidateId) : undefined;
+  const remote =
+    typeof pair?.remoteCandidateId === 'string' ? stats.get(pair.remoteCandidateId) : undefined;
+  const rtt = pair?.currentRoundTripTime;
+  return {
+    local: typeof local?.candidateType === 'string' ? local.candidateType : null,
+    remote: typeof remote?.candidateType === 'string' ? remote.candidateType : null,
+    protocol: typeof local?.protocol === 'string' ? local.protocol : null,
+    rttMs: typeof rtt === 'number' ? Math.round(rtt * 10_000) / 10 : null,
+  };
+}

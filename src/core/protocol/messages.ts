@@ -1,0 +1,127 @@
+/**
+ * The signaling messages (DESIGN §2): one schema for every transport (the `ctl` data
+ * channel, HTTP bodies) and every party (gateway, browser, CLI). Everything received is
+ * parsed here first; anything that does not parse gets an `error` reply and is dropped.
+ */
+import { z } from 'zod';
+
+/** Longest message we accept on `ctl` or as an HTTP body (an SDP is a few KiB). */
+export const MAX_MESSAGE_BYTES = 64 * 1024;
+
+const sdp = z
+  .string()
+  .min(10)
+  .max(32 * 1024);
+const record = z.string().min(10).max(8192);
+/** Chosen by the caller (16 random bytes, base64url), so candidates can trickle at once. */
+const dialId = z.string().regex(/^[A-Za-z0-9_-]{16,64}$/);
+/** A node ID (base32) or a mesh IPv6 address. */
+const peerAddress = z.string().min(2).max(64);
+
+export const iceCandidateSchema = z.object({
+  candidate: z.string().max(1024),
+  sdpMid: z.string().max(64).nullable().optional(),
+  sdpMLineIndex: z.number().int().min(0).max(64).nullable().optional(),
+});
+export type IceCandidate = z.infer<typeof iceCandidateSchema>;
+
+export const DIAL_ERROR_CODES = [
+  'not-found', // no node with that ID or address ever registered here
+  'offline', // registered, but no session and no way to wake it
+  'declined', // the callee said no
+  'timeout', // nobody answered in time
+  'identity', // a record or fingerprint did not check out
+  'busy', // the callee has too many pending calls
+  'rate-limited',
+  'invalid', // the request itself was bad
+  'cancelled', // the caller gave up
+  'gateway', // the gateway could not route the call
+] as const;
+export type DialErrorCode = (typeof DIAL_ERROR_CODES)[number];
+
+/** Messages a node sends to its gateway on `ctl`. */
+export const nodeToGatewaySchema = z.discriminatedUnion('t', [
+  z.object({ t: z.literal('ping'), n: z.number().int() }),
+  z.object({ t: z.literal('dial'), dialId, to: peerAddress, offer: sdp, record }),
+  z.object({ t: z.literal('candidate'), dialId, candidate: iceCandidateSchema.nullable() }),
+  z.object({ t: z.literal('answer'), dialId, answer: sdp, record }),
+  z.object({
+    t: z.literal('reject'),
+    dialId,
+    reason: z.enum(['declined', 'identity', 'busy']),
+    message: z.string().max(512).optional(),
+  }),
+  z.object({ t: z.literal('cancel'), dialId }),
+]);
+export type NodeToGateway = z.infer<typeof nodeToGatewaySchema>;
+
+/** Messages a gateway sends to a node on `ctl`. */
+export const gatewayToNodeSchema = z.discriminatedUnion('t', [
+  z.object({ t: z.literal('pong'), n: z.number().int() }),
+  z.object({ t: z.literal('ringing'), dialId }),
+  z.object({ t: z.literal('incoming'), dialId, from: z.string().max(64), offer: sdp, record }),
+  z.object({ t: z.literal('candidate'), dialId, candidate: iceCandidateSchema.nullable() }),
+  z.object({ t: z.literal('answer'), dialId, answer: sdp, record }),
+  z.object({
+    t: z.literal('dial-failed'),
+    dialId,
+    code: z.enum(DIAL_ERROR_CODES),
+    message: z.string().max(512),
+  }),
+  z.object({ t: z.literal('cancel'), dialId, reason: z.string().max(512) }),
+  z.object({ t: z.literal('error'), code: z.string().max(64), message: z.string().max(512) }),
+]);
+export type GatewayToNode = z.infer<typeof gatewayToNodeSchema>;
+
+/** POST /v1/connect */
+export const connectRequestSchema = z.object({ offer: sdp, record });
+export type ConnectRequest = z.infer<typeof connectRequestSchema>;
+export const iceServerSchema = z.object({
+  urls: z.union([z.string(), z.array(z.string())]),
+  username: z.string().optional(),
+  credential: z.string().optional(),
+});
+export type IceServerConfig = z.infer<typeof iceServerSchema>;
+export const connectResponseSchema = z.object({
+  answer: sdp,
+  record,
+  gateway: z.string(),
+  iceServers: z.array(iceServerSchema),
+});
+export type ConnectResponse = z.infer<typeof connectResponseSchema>;
+
+/** POST /v1/dial: a fully gathered offer; the reply waits for the answer (bounded). */
+export const httpDialRequestSchema = z.object({ to: peerAddress, offer: sdp, record });
+export type HttpDialRequest = z.infer<typeof httpDialRequestSchema>;
+export const httpDialResponseSchema = z.object({ dialId, answer: sdp, record });
+export type HttpDialResponse = z.infer<typeof httpDialResponseSchema>;
+
+export const errorBodySchema = z.object({
+  error: z.object({ code: z.string(), message: z.string() }),
+});
+export type ErrorBody = z.infer<typeof errorBodySchema>;
+
+export type ParseResult<T> = { ok: true; value: T } | { ok: false; message: string };
+
+/** Parses JSON text against a schema; never throws. */
+export function parseMessage<T>(schema: z.ZodType<T>, text: string): ParseResult<T> {
+  if (text.length > MAX_MESSAGE_BYTES)
+    return { ok: false, message: `message larger than ${MAX_MESSAGE_BYTES} bytes` };
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return { ok: false, message: 'message is not JSON' };
+  }
+  return parseValue(schema, json);
+}
+
+export function parseValue<T>(schema: z.ZodType<T>, value: unknown): ParseResult<T> {
+  const result = schema.safeParse(value);
+  if (result.success) return { ok: true, value: result.data };
+  const issue = result.error.issues[0];
+  return {
+    ok: false,
+    message: `invalid message: ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'bad'}`,
+  };
+}
