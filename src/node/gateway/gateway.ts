@@ -84,7 +84,6 @@ export class Gateway {
   private constructor(
     readonly config: GatewayConfig,
     readonly identity: NodeIdentity,
-    private readonly keyFile: string,
     private readonly certificate: StoredCertificate,
     private readonly rtc: RtcEndpoint,
     private readonly registry: Registry,
@@ -131,7 +130,7 @@ export class Gateway {
       config.registry === 'memory'
         ? new MemoryRegistry()
         : SqliteRegistry.open(join(config.dataDir, 'registry.sqlite'));
-    const gateway = new Gateway(config, identity, keyFile, certificate, rtc, registry);
+    const gateway = new Gateway(config, identity, certificate, rtc, registry);
     await new Promise<void>((resolve, reject) => {
       gateway.server.once('error', reject);
       gateway.server.listen(config.listen.port, config.listen.host, () => {

@@ -79,8 +79,8 @@ export class RtcEndpoint {
       pc.setRemoteDescription(withoutCandidates(offer), 'offer');
       await gathered;
       const local = pc.localDescription();
-      if (!local || local.type !== 'answer') throw new Error('no answer was made');
-      return { pc, ctl, answer: withCandidates(local.sdp, [this.candidate]) };
+      if (local?.type !== 'answer') throw new Error('no answer was made');
+      return { pc, ctl, answer: withCandidates(local?.sdp ?? '', [this.candidate]) };
     } catch (err) {
       pc.close();
       throw err;
