@@ -152,12 +152,10 @@ export class Signaling {
         return;
       }
       case 'answer':
-        if (!isCallee || dial.answered)
-          return from.deliver({
-            t: 'error',
-            code: 'invalid',
-            message: 'only the callee answers, once',
-          });
+        if (!isCallee || dial.answered) {
+          from.deliver({ t: 'error', code: 'invalid', message: 'only the callee answers, once' });
+          return;
+        }
         dial.answered = true;
         this.stats.dialsAnswered++;
         this.releasePending(dial);
