@@ -1,14 +1,23 @@
-/** The window: renders this device's node and drives what only a window can do. */
+/** The window: renders this device's node and runs it (one tab at a time holds the node). */
 import './style.css';
-import { loadOrRenewCertificate } from './certificate.ts';
+import { loadOrCreateNodeIdentity } from '../browser/identity-store.ts';
+import { windowRtcPlatform } from '../browser/rtc-platform.ts';
+import { DIAL_ERROR_TEXT, DialError } from '../core/node/errors.ts';
+import { type AcceptPolicy, type IncomingCall, MeshNode } from '../core/node/mesh-node.ts';
+import { loadOrRenewCertificate, type NodeCertificate } from './certificate.ts';
+import { LinksView } from './links-view.ts';
 import { connectToNode } from './node-connection.ts';
 import { registerServiceWorker } from './service-worker.ts';
+import { acceptPolicy, knownPeers, rememberPeer, setAcceptPolicy } from './settings.ts';
+import { dialTargetFromLocation, qrSvg, shareLink } from './share.ts';
 
 const $ = <T extends HTMLElement>(selector: string): T => {
   const el = document.querySelector<T>(selector);
   if (!el) throw new Error(`missing element ${selector}`);
   return el;
 };
+
+const NODE_LOCK = 'rtcmesh:node';
 
 function showError(message: string): void {
   const el = $('#error');
@@ -35,11 +44,115 @@ function wireCopyButtons(): void {
   }
 }
 
+function setDialResult(text: string, kind: 'info' | 'error' | 'ok', code = ''): void {
+  const el = $('#dial-result');
+  el.textContent = text;
+  el.dataset.kind = kind;
+  el.dataset.code = code;
+}
+
+/** Runs the mesh node in this tab until another tab takes it over. */
+async function runNode(certificate: NodeCertificate, signal: AbortSignal): Promise<void> {
+  const identity = await loadOrCreateNodeIdentity();
+  const node = new MeshNode({
+    gatewayUrl: location.origin,
+    identity,
+    fingerprints: certificate.fingerprints,
+    rtc: windowRtcPlatform(certificate.certificate),
+    policy: acceptPolicy,
+    isKnown: (id) => knownPeers().has(id),
+  });
+  const links = new LinksView($('#links'), $('#no-links'), $<HTMLTemplateElement>('#link-template'));
+  const status = $('#status');
+  node.on('status', (s, detail) => {
+    status.textContent = s;
+    status.dataset.status = s;
+    status.title = detail;
+  });
+  node.on('link', (link) => {
+    rememberPeer(link.id);
+    links.show(link);
+  });
+
+  let ringing: IncomingCall | undefined;
+  const incoming = $('#incoming');
+  node.on('incoming', (call) => {
+    ringing = call;
+    $('#incoming-name').textContent = call.from.name ?? 'A node';
+    $('#incoming-id').textContent = call.from.id;
+    incoming.hidden = false;
+  });
+  node.on('incomingCancelled', (call) => {
+    if (ringing === call) incoming.hidden = true;
+  });
+  $('#incoming-accept').addEventListener('click', () => {
+    const call = ringing;
+    incoming.hidden = true;
+    call?.accept().catch((err: unknown) => setDialResult(`Could not connect: ${(err as Error).message}`, 'error'));
+  });
+  $('#incoming-decline').addEventListener('click', () => {
+    incoming.hidden = true;
+    ringing?.decline();
+  });
+
+  const form = $<HTMLFormElement>('#dial-form');
+  const button = $<HTMLButtonElement>('#dial-button');
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const to = $<HTMLInputElement>('#dial-to').value.trim();
+    if (!to) return;
+    button.disabled = true;
+    setDialResult(`Calling ${to}…`, 'info', 'calling');
+    try {
+      const link = await node.dial(to, { signal });
+      setDialResult(`Connected to ${link.peer.name ?? link.id}`, 'ok', 'connected');
+    } catch (err) {
+      const code = err instanceof DialError ? err.code : 'gateway';
+      setDialResult(`${DIAL_ERROR_TEXT[code]}: ${(err as Error).message}`, 'error', code);
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  // A closed tab's peers often never see its channels close (DESIGN §6): close them now.
+  addEventListener('pagehide', () => node.stop());
+  signal.addEventListener('abort', () => node.stop());
+  node.start();
+}
+
+/** Takes the node lock, or shows that another tab has it and offers to take it over. */
+function holdNode(certificate: NodeCertificate): void {
+  const elsewhere = $('#elsewhere');
+  const request = (steal: boolean) => {
+    const controller = new AbortController();
+    const options: LockOptions = steal ? { steal: true } : { ifAvailable: true };
+    navigator.locks
+      .request(NODE_LOCK, options, async (lock) => {
+        if (!lock) {
+          elsewhere.hidden = false;
+          return;
+        }
+        elsewhere.hidden = true;
+        await runNode(certificate, controller.signal);
+        await new Promise(() => {}); // hold the lock while this tab runs the node
+      })
+      .catch(() => {
+        // Another tab took the node over.
+        controller.abort();
+        elsewhere.hidden = false;
+        const status = $('#status');
+        status.textContent = 'elsewhere';
+        status.dataset.status = 'elsewhere';
+      });
+  };
+  $('#use-here').addEventListener('click', () => request(true));
+  request(false);
+}
+
 async function start(): Promise<void> {
   wireCopyButtons();
   registerServiceWorker((apply) => {
-    const banner = $('#update');
-    banner.hidden = false;
+    $('#update').hidden = false;
     $<HTMLButtonElement>('#update-reload').addEventListener('click', apply, { once: true });
   });
 
@@ -51,12 +164,26 @@ async function start(): Promise<void> {
   $('#node-ip6').textContent = summary.ip6;
   $('#node-key').textContent = summary.publicKey;
   $('#node-fingerprint').textContent = summary.fingerprints.join('\n');
-  $('#node-cert-expires').textContent = new Date(certificate.expires).toLocaleDateString(
-    undefined,
-    {
-      dateStyle: 'medium',
-    },
-  );
+  $('#node-cert-expires').textContent = new Date(certificate.expires).toLocaleDateString(undefined, {
+    dateStyle: 'medium',
+  });
+  const link = shareLink(summary.id);
+  $('#share-link').textContent = link;
+  $('#share-qr').innerHTML = qrSvg(link);
+  const policy = $<HTMLSelectElement>('#accept-policy');
+  policy.value = acceptPolicy();
+  policy.addEventListener('change', () => setAcceptPolicy(policy.value as AcceptPolicy));
+  const prefillDial = () => {
+    const target = dialTargetFromLocation();
+    if (!target) return;
+    const input = $<HTMLInputElement>('#dial-to');
+    input.value = target;
+    input.focus();
+  };
+  prefillDial();
+  addEventListener('hashchange', prefillDial);
+
+  holdNode(certificate);
   document.body.dataset.ready = 'true';
 }
 
@@ -64,3 +191,4 @@ start().catch((err: unknown) => {
   console.error(err);
   showError(`rtcmesh could not start: ${err instanceof Error ? err.message : String(err)}`);
 });
+

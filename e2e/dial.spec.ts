@@ -1,0 +1,80 @@
+/** Dialing another node by ID or mesh IPv6 through a real gateway, as two users would. */
+import type { Browser, Page } from '@playwright/test';
+import { expect, openApp, test } from './fixtures.ts';
+import { PERMISSIONS } from './support/browser.ts';
+
+async function twoNodes(browser: Browser, url: string) {
+  const open = async () => {
+    const context = await browser.newContext({ permissions: PERMISSIONS });
+    const page = await context.newPage();
+    const identity = await openApp(page, url);
+    await expect(page.getByTestId('status')).toHaveText('connected');
+    return { context, page, ...identity };
+  };
+  return Promise.all([open(), open()]);
+}
+
+async function dial(page: Page, to: string): Promise<void> {
+  await page.getByTestId('dial-to').fill(to);
+  await page.getByRole('button', { name: 'Dial', exact: true }).click();
+}
+
+async function chat(from: Page, to: Page, text: string): Promise<void> {
+  await from.locator('article.link[data-open="true"] .compose input').fill(text);
+  await from.locator('article.link[data-open="true"] .compose button').click();
+  await expect(to.locator('article.link .messages li.theirs').last()).toContainText(text);
+}
+
+for (const by of ['ID', 'IPv6'] as const) {
+  test(`A dials B by ${by}, B accepts, messages flow both ways peer to peer`, async ({ browser, gateway }) => {
+    const [a, b] = await twoNodes(browser, gateway.url);
+    await dial(a.page, by === 'ID' ? b.id : b.ip6);
+    await expect(b.page.getByTestId('incoming')).toBeVisible();
+    await expect(b.page.getByTestId('incoming-id')).toHaveText(a.id);
+    await b.page.getByRole('button', { name: 'Accept' }).click();
+    await expect(a.page.getByTestId('dial-result')).toHaveAttribute('data-code', 'connected');
+    await expect(a.page.locator(`article.link[data-peer="${b.id}"]`)).toBeVisible();
+    await expect(b.page.locator(`article.link[data-peer="${a.id}"]`)).toBeVisible();
+    await chat(a.page, b.page, 'hello from A');
+    await chat(b.page, a.page, 'hello from B');
+    // Peer to peer: the selected pair joins the two browsers' own host candidates.
+    await expect(a.page.locator('article.link .path')).toHaveAttribute('data-local', 'host');
+    await expect(a.page.locator('article.link .path')).toHaveAttribute('data-remote', 'host');
+    await a.context.close();
+    await b.context.close();
+  });
+}
+
+test('B declines: A is told "declined"', async ({ browser, gateway }) => {
+  const [a, b] = await twoNodes(browser, gateway.url);
+  await dial(a.page, b.id);
+  await expect(b.page.getByTestId('incoming')).toBeVisible();
+  await b.page.getByRole('button', { name: 'Decline' }).click();
+  await expect(a.page.getByTestId('dial-result')).toHaveAttribute('data-code', 'declined', { timeout: 2000 });
+  await expect(a.page.getByTestId('dial-result')).toContainText('declined');
+  await expect(b.page.getByTestId('incoming')).toBeHidden();
+  await a.context.close();
+  await b.context.close();
+});
+
+test('an unknown ID: A is told "not found" within 2 seconds', async ({ browser, gateway }) => {
+  const [a, b] = await twoNodes(browser, gateway.url);
+  const unknown = 'a'.repeat(52);
+  await dial(a.page, unknown);
+  await expect(a.page.getByTestId('dial-result')).toHaveAttribute('data-code', 'not-found', { timeout: 2000 });
+  await expect(a.page.getByTestId('dial-result')).toContainText('not found');
+  await dial(a.page, 'not an address');
+  await expect(a.page.getByTestId('dial-result')).toHaveAttribute('data-code', 'invalid');
+  await a.context.close();
+  await b.context.close();
+});
+
+test('a share link opens the app ready to dial that node', async ({ browser, gateway }) => {
+  const [a, b] = await twoNodes(browser, gateway.url);
+  const link = await b.page.getByTestId('share-link').textContent();
+  expect(link).toBe(`${gateway.url}/#dial=${b.id}`);
+  await a.page.goto(link ?? '');
+  await expect(a.page.getByTestId('dial-to')).toHaveValue(b.id);
+  await a.context.close();
+  await b.context.close();
+});

@@ -1,0 +1,26 @@
+/** Why a dial failed: one code per outcome a user must be told apart. */
+import type { DialErrorCode } from '../protocol/messages.ts';
+
+export class DialError extends Error {
+  override readonly name = 'DialError';
+  constructor(
+    readonly code: DialErrorCode | 'not-connected',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export const DIAL_ERROR_TEXT: Record<DialError['code'], string> = {
+  'not-found': 'not found',
+  offline: 'offline',
+  declined: 'declined',
+  timeout: 'timed out',
+  identity: 'identity check failed',
+  busy: 'busy',
+  'rate-limited': 'too many calls, wait a little',
+  invalid: 'invalid address',
+  cancelled: 'cancelled',
+  gateway: 'gateway error',
+  'not-connected': 'not connected to the gateway',
+};

@@ -1,0 +1,188 @@
+/**
+ * A node's session with its gateway (DESIGN §2): a WebRTC association made with
+ * POST /v1/connect, a `ctl` channel for signaling and heartbeats, and reconnection with
+ * jittered backoff whenever the association is lost. One object owns the whole lifecycle.
+ */
+import {
+  audienceOf,
+  createAuthorization,
+  fingerprintsInSdp,
+  type NodeIdentity,
+  verifyNodeRecord,
+} from '../identity/index.ts';
+import {
+  type ConnectResponse,
+  connectResponseSchema,
+  type GatewayToNode,
+  gatewayToNodeSchema,
+  type NodeToGateway,
+  parseMessage,
+  parseValue,
+} from '../protocol/messages.ts';
+import { Backoff } from './backoff.ts';
+import { channelOpen, type DataChannelLike, type IceServer, type PeerConnectionLike, type RtcPlatform } from './rtc.ts';
+
+export type GatewayStatus = 'offline' | 'connecting' | 'connected' | 'reconnecting';
+
+export interface GatewayClientOptions {
+  gatewayUrl: string;
+  identity: NodeIdentity;
+  /** This node's current record (signed with its certificate's fingerprints). */
+  record: () => Promise<string>;
+  rtc: RtcPlatform;
+  onMessage: (msg: GatewayToNode) => void;
+  onStatus: (status: GatewayStatus, detail: string) => void;
+  fetch?: typeof fetch;
+}
+
+const PING_EVERY_MS = 5000;
+/** No word from the gateway for this long: the session is dead. */
+const SILENCE_MS = 15_000;
+const OPEN_TIMEOUT_MS = 10_000;
+
+export class GatewayClient {
+  status: GatewayStatus = 'offline';
+  iceServers: IceServer[] = [];
+  gatewayId: string | null = null;
+  private pc: PeerConnectionLike | undefined;
+  private ctl: DataChannelLike | undefined;
+  private generation = 0;
+  private running = false;
+  private readonly backoff = new Backoff();
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private pingTimer: ReturnType<typeof setInterval> | undefined;
+  private lastHeard = 0;
+  private pingCount = 0;
+
+  constructor(private readonly options: GatewayClientOptions) {}
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    void this.connect();
+  }
+
+  stop(): void {
+    this.running = false;
+    this.teardown();
+    clearTimeout(this.retryTimer);
+    this.setStatus('offline', 'stopped');
+  }
+
+  /** Sends on `ctl`; false when there is no open session. */
+  send(msg: NodeToGateway): boolean {
+    if (this.status !== 'connected' || this.ctl?.readyState !== 'open') return false;
+    this.ctl.send(JSON.stringify(msg));
+    return true;
+  }
+
+  /** Drops the session now and reconnects (as if the network had gone away). */
+  reconnectNow(): void {
+    if (!this.running) return;
+    this.lost('reconnect requested', 0);
+  }
+
+  private async connect(): Promise<void> {
+    const generation = ++this.generation;
+    this.setStatus(this.status === 'offline' || this.status === 'connecting' ? 'connecting' : 'reconnecting', 'connecting');
+    try {
+      const pc = this.options.rtc.createPeerConnection({ iceServers: [] });
+      this.pc = pc;
+      const ctl = pc.createDataChannel('ctl', { negotiated: true, id: 0 });
+      this.ctl = ctl;
+      // The gateway ignores our candidates (it learns our address from our checks), so the
+      // offer goes out at once instead of waiting for gathering.
+      await pc.setLocalDescription();
+      const offer = pc.localDescription?.sdp ?? '';
+      const response = await this.post(offer);
+      if (generation !== this.generation) return pc.close();
+      await verifyNodeRecord(response.record, { fingerprintsInUse: fingerprintsInSdp(response.answer) });
+      await pc.setRemoteDescription({ type: 'answer', sdp: response.answer });
+      await channelOpen(ctl, OPEN_TIMEOUT_MS);
+      if (generation !== this.generation) return pc.close();
+      this.gatewayId = response.gateway;
+      this.iceServers = response.iceServers;
+      ctl.addEventListener('message', (ev) => this.receive(ev.data));
+      ctl.addEventListener('close', () => this.lost('the gateway closed the session'));
+      pc.addEventListener('connectionstatechange', () => {
+        if (pc.connectionState === 'failed' || pc.connectionState === 'closed') this.lost(`connection ${pc.connectionState}`);
+      });
+      this.lastHeard = Date.now();
+      this.pingTimer = setInterval(() => this.heartbeat(), PING_EVERY_MS);
+      this.backoff.reset();
+      this.setStatus('connected', `connected to gateway ${response.gateway}`);
+    } catch (err) {
+      if (generation !== this.generation) return;
+      this.lost(err instanceof Error ? err.message : String(err));
+    }
+  }
+
+  private async post(offer: string): Promise<ConnectResponse> {
+    const url = new URL('/v1/connect', this.options.gatewayUrl).href;
+    const doFetch = this.options.fetch ?? fetch;
+    const res = await doFetch(url, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        authorization: await createAuthorization(this.options.identity.key, audienceOf(this.options.gatewayUrl)),
+      },
+      body: JSON.stringify({ offer, record: await this.options.record() }),
+    });
+    const body: unknown = await res.json().catch(() => undefined);
+    if (!res.ok) {
+      const error = (body as { error?: { message?: string } } | undefined)?.error?.message;
+      throw new Error(`gateway refused the connection (${res.status}): ${error ?? res.statusText}`);
+    }
+    const parsed = parseValue(connectResponseSchema, body);
+    if (!parsed.ok) throw new Error(`gateway sent a bad connect response: ${parsed.message}`);
+    return parsed.value;
+  }
+
+  private receive(data: unknown): void {
+    this.lastHeard = Date.now();
+    if (typeof data !== 'string') return;
+    const parsed = parseMessage(gatewayToNodeSchema, data);
+    if (!parsed.ok) {
+      console.warn('rtcmesh: ignoring a bad message from the gateway:', parsed.message);
+      return;
+    }
+    if (parsed.value.t === 'pong') return;
+    this.options.onMessage(parsed.value);
+  }
+
+  private heartbeat(): void {
+    if (Date.now() - this.lastHeard > SILENCE_MS) {
+      this.lost('the gateway stopped answering');
+      return;
+    }
+    this.send({ t: 'ping', n: ++this.pingCount });
+  }
+
+  private lost(reason: string, delayMs = this.backoff.next()): void {
+    this.generation++;
+    this.teardown();
+    if (!this.running) return;
+    this.setStatus('reconnecting', `${reason}; retrying in ${(delayMs / 1000).toFixed(1)} s`);
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => void this.connect(), delayMs);
+  }
+
+  private teardown(): void {
+    clearInterval(this.pingTimer);
+    this.pingTimer = undefined;
+    const pc = this.pc;
+    this.pc = undefined;
+    this.ctl = undefined;
+    try {
+      pc?.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  private setStatus(status: GatewayStatus, detail: string): void {
+    const changed = status !== this.status;
+    this.status = status;
+    if (changed || status === 'reconnecting') this.options.onStatus(status, detail);
+  }
+}

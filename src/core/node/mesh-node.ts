@@ -1,0 +1,447 @@
+/**
+ * The mesh node core, platform-neutral (DESIGN §2, §6): it keeps the gateway session,
+ * dials and answers peers, and believes a peer only when its signed record checks out
+ * against the DTLS fingerprint in the peer's session description. Platforms differ only in
+ * the RtcPlatform they pass in (browser window, host tab, node-datachannel).
+ */
+import {
+  createNodeRecord,
+  encodeBase64url,
+  fingerprintsInSdp,
+  IdentityError,
+  isMeshIp6Of,
+  type NodeId,
+  type NodeIdentity,
+  parseIp6,
+  parseNodeId,
+  type VerifiedRecord,
+  verifyNodeRecord,
+} from '../identity/index.ts';
+import type { GatewayToNode, IceCandidate } from '../protocol/messages.ts';
+import { DialError } from './errors.ts';
+import { GatewayClient, type GatewayStatus } from './gateway-client.ts';
+import { channelOpen, type DataChannelLike, type PathInfo, type PeerConnectionLike, pathInfo, type RtcPlatform } from './rtc.ts';
+
+export type AcceptPolicy = 'ask' | 'known' | 'everyone';
+
+export interface MeshNodeOptions {
+  gatewayUrl: string;
+  identity: NodeIdentity;
+  /** DTLS fingerprints of the certificate `rtc` uses; records list them. */
+  fingerprints: readonly string[];
+  rtc: RtcPlatform;
+  name?: string;
+  /** How to treat an incoming call (read at each call). */
+  policy: () => AcceptPolicy;
+  /** Peers this node knows (contacts, earlier calls): what the `known` policy accepts. */
+  isKnown: (id: NodeId) => boolean;
+  fetch?: typeof fetch;
+  /** How long a dial waits for its answer, plus margin over the gateway's own bound. */
+  dialTimeoutMs?: number;
+}
+
+export interface MeshNodeEvents {
+  status: (status: GatewayStatus, detail: string) => void;
+  /** A call that policy says to ask about. */
+  incoming: (call: IncomingCall) => void;
+  /** A call ended before it was answered (the caller hung up, or it timed out). */
+  incomingCancelled: (call: IncomingCall, reason: string) => void;
+  /** A peer link opened (dialed or answered). */
+  link: (link: PeerLink) => void;
+}
+
+/** Opens before this long, or the connection attempt is given up. */
+const LINK_OPEN_TIMEOUT_MS = 20_000;
+const RECORD_REFRESH_S = 3600;
+
+/** One peer connection to one verified peer, with the `chat` channel for messages. */
+export class PeerLink {
+  private readonly listeners = new Set<(text: string) => void>();
+  private readonly closeListeners = new Set<() => void>();
+  private closed = false;
+
+  constructor(
+    readonly peer: VerifiedRecord,
+    readonly direction: 'outgoing' | 'incoming',
+    readonly pc: PeerConnectionLike,
+    readonly chat: DataChannelLike,
+  ) {
+    chat.addEventListener('message', (ev) => {
+      if (typeof ev.data === 'string') for (const l of this.listeners) l(ev.data);
+    });
+    chat.addEventListener('close', () => this.close());
+    pc.addEventListener('connectionstatechange', () => {
+      if (pc.connectionState === 'failed' || pc.connectionState === 'closed') this.close();
+    });
+  }
+
+  get id(): NodeId {
+    return this.peer.id;
+  }
+
+  get isOpen(): boolean {
+    return !this.closed && this.chat.readyState === 'open';
+  }
+
+  send(text: string): void {
+    if (!this.isOpen) throw new Error('the connection is closed');
+    this.chat.send(text);
+  }
+
+  onMessage(listener: (text: string) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  onClose(listener: () => void): () => void {
+    this.closeListeners.add(listener);
+    return () => this.closeListeners.delete(listener);
+  }
+
+  path(): Promise<PathInfo> {
+    return pathInfo(this.pc);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.chat.close();
+      this.pc.close();
+    } catch {
+      // already closed
+    }
+    for (const l of this.closeListeners) l();
+  }
+}
+
+/** A call waiting for the user's answer. */
+export interface IncomingCall {
+  readonly dialId: string;
+  readonly from: VerifiedRecord;
+  accept(): Promise<PeerLink>;
+  decline(): void;
+}
+
+interface OutgoingDial {
+  pc: PeerConnectionLike;
+  expected: { id: NodeId } | { ip6: string };
+  resolve: (answer: { sdp: string; record: VerifiedRecord }) => void;
+  reject: (err: DialError) => void;
+  pendingCandidates: IceCandidate[];
+  answered: boolean;
+}
+
+interface IncomingDial {
+  call: IncomingCall;
+  offer: string;
+  pc?: PeerConnectionLike;
+  pendingCandidates: IceCandidate[];
+  settled: boolean;
+}
+
+export class MeshNode {
+  readonly gateway: GatewayClient;
+  private readonly outgoing = new Map<string, OutgoingDial>();
+  private readonly incoming = new Map<string, IncomingDial>();
+  private readonly links = new Map<NodeId, PeerLink>();
+  private record: { jws: string; exp: number } | undefined;
+  private readonly listeners: { [K in keyof MeshNodeEvents]: Set<MeshNodeEvents[K]> } = {
+    status: new Set(),
+    incoming: new Set(),
+    incomingCancelled: new Set(),
+    link: new Set(),
+  };
+
+  constructor(private readonly options: MeshNodeOptions) {
+    this.gateway = new GatewayClient({
+      gatewayUrl: options.gatewayUrl,
+      identity: options.identity,
+      record: () => this.ownRecord(),
+      rtc: options.rtc,
+      onMessage: (msg) => this.onGatewayMessage(msg),
+      onStatus: (status, detail) => {
+        for (const l of this.listeners.status) l(status, detail);
+      },
+      ...(options.fetch ? { fetch: options.fetch } : {}),
+    });
+  }
+
+  get id(): NodeId {
+    return this.options.identity.id;
+  }
+
+  on<K extends keyof MeshNodeEvents>(event: K, listener: MeshNodeEvents[K]): () => void {
+    this.listeners[event].add(listener);
+    return () => this.listeners[event].delete(listener);
+  }
+
+  start(): void {
+    this.gateway.start();
+  }
+
+  stop(): void {
+    this.gateway.stop();
+    for (const link of this.links.values()) link.close();
+  }
+
+  /** The open link to a peer, if any. */
+  link(id: NodeId): PeerLink | undefined {
+    return this.links.get(id);
+  }
+
+  /** Dials a node by ID or mesh IPv6; resolves once a verified, open link exists. */
+  async dial(to: string, options: { signal?: AbortSignal } = {}): Promise<PeerLink> {
+    const target = to.trim();
+    const id = parseNodeId(target);
+    const ip6 = id ? undefined : parseIp6(target);
+    if (!id && !ip6) throw new DialError('invalid', `"${to}" is neither a node ID nor a mesh IPv6 address`);
+    if (id === this.id) throw new DialError('invalid', 'that is this node');
+    if (this.gateway.status !== 'connected') throw new DialError('not-connected', 'not connected to the gateway yet');
+
+    const dialId = encodeBase64url(crypto.getRandomValues(new Uint8Array(16)));
+    const pc = this.options.rtc.createPeerConnection({ iceServers: this.gateway.iceServers });
+    const chat = pc.createDataChannel('chat');
+    const answered = new Promise<{ sdp: string; record: VerifiedRecord }>((resolve, reject) => {
+      this.outgoing.set(dialId, {
+        pc,
+        expected: id ? { id } : { ip6: target },
+        resolve,
+        reject,
+        pendingCandidates: [],
+        answered: false,
+      });
+    });
+    const timeout = setTimeout(
+      () => this.failOutgoing(dialId, new DialError('timeout', `${target} did not answer in time`)),
+      this.options.dialTimeoutMs ?? 65_000,
+    );
+    const onAbort = () => this.failOutgoing(dialId, new DialError('cancelled', 'the dial was cancelled'));
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      // Trickle: candidates follow the offer on ctl as they are found (DESIGN §2).
+      let dialSent = false;
+      const early: IceCandidate[] = [];
+      pc.addEventListener('icecandidate', (ev) => {
+        const candidate = ev.candidate ? toCandidate(ev.candidate.toJSON()) : null;
+        if (!dialSent) {
+          if (candidate) early.push(candidate);
+          return;
+        }
+        this.gateway.send({ t: 'candidate', dialId, candidate });
+      });
+      await pc.setLocalDescription();
+      const offer = pc.localDescription?.sdp ?? '';
+      if (!this.gateway.send({ t: 'dial', dialId, to: target, offer, record: await this.ownRecord() })) {
+        throw new DialError('not-connected', 'lost the gateway while dialing');
+      }
+      dialSent = true;
+      for (const candidate of early) this.gateway.send({ t: 'candidate', dialId, candidate });
+      const answer = await answered;
+      await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
+      const dial = this.outgoing.get(dialId);
+      for (const c of dial?.pendingCandidates ?? []) await pc.addIceCandidate(c).catch(() => undefined);
+      if (dial) dial.answered = true;
+      await channelOpen(chat, LINK_OPEN_TIMEOUT_MS).catch((err: Error) => {
+        throw new DialError('timeout', `no connection to ${answer.record.id}: ${err.message}`);
+      });
+      return this.addLink(new PeerLink(answer.record, 'outgoing', pc, chat));
+    } catch (err) {
+      pc.close();
+      if (this.outgoing.has(dialId)) this.gateway.send({ t: 'cancel', dialId });
+      throw err instanceof DialError ? err : new DialError('gateway', err instanceof Error ? err.message : String(err));
+    } finally {
+      clearTimeout(timeout);
+      options.signal?.removeEventListener('abort', onAbort);
+      // Keep the entry briefly so late candidates still reach the connection.
+      setTimeout(() => this.outgoing.delete(dialId), 10_000);
+    }
+  }
+
+  private addLink(link: PeerLink): PeerLink {
+    // One connection per peer: a new one replaces the old (DESIGN §6).
+    const old = this.links.get(link.id);
+    this.links.set(link.id, link);
+    old?.close();
+    link.onClose(() => {
+      if (this.links.get(link.id) === link) this.links.delete(link.id);
+    });
+    for (const l of this.listeners.link) l(link);
+    return link;
+  }
+
+  private failOutgoing(dialId: string, err: DialError): void {
+    const dial = this.outgoing.get(dialId);
+    if (!dial || dial.answered) return;
+    dial.reject(err);
+  }
+
+  private async ownRecord(): Promise<string> {
+    const now = Math.floor(Date.now() / 1000);
+    if (!this.record || this.record.exp - now < RECORD_REFRESH_S) {
+      const jws = await createNodeRecord(this.options.identity, {
+        fingerprints: this.options.fingerprints,
+        ...(this.options.name ? { name: this.options.name } : {}),
+      });
+      const { exp } = await verifyNodeRecord(jws);
+      this.record = { jws, exp };
+    }
+    return this.record.jws;
+  }
+
+  private onGatewayMessage(msg: GatewayToNode): void {
+    switch (msg.t) {
+      case 'answer':
+        void this.onAnswer(msg.dialId, msg.answer, msg.record);
+        return;
+      case 'dial-failed':
+        this.failOutgoing(msg.dialId, new DialError(msg.code, msg.message));
+        return;
+      case 'candidate':
+        void this.onCandidate(msg.dialId, msg.candidate);
+        return;
+      case 'incoming':
+        void this.onIncoming(msg.dialId, msg.from, msg.offer, msg.record);
+        return;
+      case 'cancel': {
+        const dial = this.incoming.get(msg.dialId);
+        if (dial && !dial.settled) {
+          dial.settled = true;
+          this.incoming.delete(msg.dialId);
+          for (const l of this.listeners.incomingCancelled) l(dial.call, msg.reason);
+        }
+        return;
+      }
+      case 'error':
+        console.warn(`rtcmesh: gateway says ${msg.code}: ${msg.message}`);
+        return;
+      case 'ringing':
+      case 'pong':
+        return;
+    }
+  }
+
+  /** Checks the answer is from the node we dialed (DESIGN §1) before anything applies it. */
+  private async onAnswer(dialId: string, sdp: string, record: string): Promise<void> {
+    const dial = this.outgoing.get(dialId);
+    if (!dial || dial.answered) return;
+    try {
+      const verified = await verifyNodeRecord(record, {
+        ...('id' in dial.expected ? { expectedId: dial.expected.id } : {}),
+        fingerprintsInUse: fingerprintsInSdp(sdp),
+      });
+      if ('ip6' in dial.expected && !isMeshIp6Of(verified.id, dial.expected.ip6)) {
+        throw new IdentityError('wrong-peer', `the answer is from ${verified.id}, whose address is not ${dial.expected.ip6}`);
+      }
+      dial.resolve({ sdp, record: verified });
+    } catch (err) {
+      const message = err instanceof IdentityError ? err.message : String(err);
+      dial.reject(new DialError('identity', `refused the answer: ${message}`));
+    }
+  }
+
+  private async onCandidate(dialId: string, candidate: IceCandidate | null): Promise<void> {
+    if (!candidate?.candidate) return;
+    const out = this.outgoing.get(dialId);
+    if (out) {
+      if (out.answered) await out.pc.addIceCandidate(candidate).catch(() => undefined);
+      else if (out.pendingCandidates.length < 64) out.pendingCandidates.push(candidate);
+      return;
+    }
+    const inc = this.incoming.get(dialId);
+    if (inc) {
+      if (inc.pc?.remoteDescription) await inc.pc.addIceCandidate(candidate).catch(() => undefined);
+      else if (inc.pendingCandidates.length < 64) inc.pendingCandidates.push(candidate);
+    }
+  }
+
+  /** Checks the caller's record against its offer before anyone sees the call. */
+  private async onIncoming(dialId: string, from: string, offer: string, record: string): Promise<void> {
+    let caller: VerifiedRecord;
+    try {
+      caller = await verifyNodeRecord(record, { fingerprintsInUse: fingerprintsInSdp(offer) });
+      if (caller.id !== from) throw new IdentityError('wrong-peer', `the gateway says the caller is ${from}, its record says ${caller.id}`);
+    } catch (err) {
+      this.gateway.send({ t: 'reject', dialId, reason: 'identity', message: `caller refused: ${(err as Error).message}`.slice(0, 500) });
+      return;
+    }
+    const dial: IncomingDial = {
+      offer,
+      pendingCandidates: [],
+      settled: false,
+      call: {
+        dialId,
+        from: caller,
+        accept: () => this.answer(dial),
+        decline: () => {
+          if (dial.settled) return;
+          dial.settled = true;
+          this.gateway.send({ t: 'reject', dialId, reason: 'declined' });
+          setTimeout(() => this.incoming.delete(dialId), 1000);
+        },
+      },
+    };
+    this.incoming.set(dialId, dial);
+    const policy = this.options.policy();
+    if (policy === 'everyone' || (policy === 'known' && this.options.isKnown(caller.id))) {
+      void dial.call.accept().catch((err: unknown) => console.warn('rtcmesh: auto-accept failed', err));
+    } else if (policy === 'known') {
+      dial.call.decline();
+    } else {
+      for (const l of this.listeners.incoming) l(dial.call);
+    }
+  }
+
+  private async answer(dial: IncomingDial): Promise<PeerLink> {
+    if (dial.settled) throw new DialError('cancelled', 'this call is no longer waiting');
+    dial.settled = true;
+    const { dialId } = dial.call;
+    const pc = this.options.rtc.createPeerConnection({ iceServers: this.gateway.iceServers });
+    dial.pc = pc;
+    try {
+      const chat = new Promise<DataChannelLike>((resolve) => {
+        pc.addEventListener('datachannel', (ev) => {
+          if (ev.channel.label === 'chat') resolve(ev.channel);
+        });
+      });
+      let answerSent = false;
+      const early: IceCandidate[] = [];
+      pc.addEventListener('icecandidate', (ev) => {
+        const candidate = ev.candidate ? toCandidate(ev.candidate.toJSON()) : null;
+        if (!answerSent) {
+          if (candidate) early.push(candidate);
+          return;
+        }
+        this.gateway.send({ t: 'candidate', dialId, candidate });
+      });
+      await pc.setRemoteDescription({ type: 'offer', sdp: dial.offer });
+      for (const c of dial.pendingCandidates) await pc.addIceCandidate(c).catch(() => undefined);
+      await pc.setLocalDescription();
+      const answer = pc.localDescription?.sdp ?? '';
+      if (!this.gateway.send({ t: 'answer', dialId, answer, record: await this.ownRecord() })) {
+        throw new DialError('not-connected', 'lost the gateway while answering');
+      }
+      answerSent = true;
+      for (const candidate of early) this.gateway.send({ t: 'candidate', dialId, candidate });
+      const channel = await Promise.race([
+        chat,
+        new Promise<never>((_, reject) => setTimeout(() => reject(new DialError('timeout', 'the caller never connected')), LINK_OPEN_TIMEOUT_MS)),
+      ]);
+      await channelOpen(channel, LINK_OPEN_TIMEOUT_MS);
+      return this.addLink(new PeerLink(dial.call.from, 'incoming', pc, channel));
+    } catch (err) {
+      pc.close();
+      throw err;
+    } finally {
+      setTimeout(() => this.incoming.delete(dialId), 10_000);
+    }
+  }
+}
+
+function toCandidate(init: { candidate?: string; sdpMid?: string | null; sdpMLineIndex?: number | null }): IceCandidate {
+  return {
+    candidate: init.candidate ?? '',
+    sdpMid: init.sdpMid ?? null,
+    sdpMLineIndex: init.sdpMLineIndex ?? null,
+  };
+}
