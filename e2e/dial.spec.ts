@@ -26,7 +26,10 @@ async function chat(from: Page, to: Page, text: string): Promise<void> {
 }
 
 for (const by of ['ID', 'IPv6'] as const) {
-  test(`A dials B by ${by}, B accepts, messages flow both ways peer to peer`, async ({ browser, gateway }) => {
+  test(`A dials B by ${by}, B accepts, messages flow both ways peer to peer`, async ({
+    browser,
+    gateway,
+  }) => {
     const [a, b] = await twoNodes(browser, gateway.url);
     await dial(a.page, by === 'ID' ? b.id : b.ip6);
     await expect(b.page.getByTestId('incoming')).toBeVisible();
@@ -50,7 +53,9 @@ test('B declines: A is told "declined"', async ({ browser, gateway }) => {
   await dial(a.page, b.id);
   await expect(b.page.getByTestId('incoming')).toBeVisible();
   await b.page.getByRole('button', { name: 'Decline' }).click();
-  await expect(a.page.getByTestId('dial-result')).toHaveAttribute('data-code', 'declined', { timeout: 2000 });
+  await expect(a.page.getByTestId('dial-result')).toHaveAttribute('data-code', 'declined', {
+    timeout: 2000,
+  });
   await expect(a.page.getByTestId('dial-result')).toContainText('declined');
   await expect(b.page.getByTestId('incoming')).toBeHidden();
   await a.context.close();
@@ -61,7 +66,9 @@ test('an unknown ID: A is told "not found" within 2 seconds', async ({ browser, 
   const [a, b] = await twoNodes(browser, gateway.url);
   const unknown = 'a'.repeat(52);
   await dial(a.page, unknown);
-  await expect(a.page.getByTestId('dial-result')).toHaveAttribute('data-code', 'not-found', { timeout: 2000 });
+  await expect(a.page.getByTestId('dial-result')).toHaveAttribute('data-code', 'not-found', {
+    timeout: 2000,
+  });
   await expect(a.page.getByTestId('dial-result')).toContainText('not found');
   await dial(a.page, 'not an address');
   await expect(a.page.getByTestId('dial-result')).toHaveAttribute('data-code', 'invalid');

@@ -5,6 +5,9 @@ export function windowRtcPlatform(certificate: RTCCertificate): RtcPlatform {
   return {
     createPeerConnection: ({ iceServers }) =>
       // The native type is wider than the slice the core uses; the shapes match.
-      new RTCPeerConnection({ iceServers, certificates: [certificate] }) as unknown as PeerConnectionLike,
+      new RTCPeerConnection({
+        iceServers,
+        certificates: [certificate],
+      }) as unknown as PeerConnectionLike,
   };
 }

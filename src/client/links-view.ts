@@ -23,9 +23,12 @@ export class LinksView {
     view.dataset.peer = link.id;
     view.dataset.open = 'true';
     view.dataset.testid = 'link';
-    $<HTMLElement>(view, '.peer').textContent = link.peer.name ? `${link.peer.name} · ${link.id}` : link.id;
+    $<HTMLElement>(view, '.peer').textContent = link.peer.name
+      ? `${link.peer.name} · ${link.id}`
+      : link.id;
     const messages = $<HTMLOListElement>(view, '.messages');
-    if (existing) messages.replaceChildren(...$<HTMLOListElement>(existing, '.messages').childNodes);
+    if (existing)
+      messages.replaceChildren(...$<HTMLOListElement>(existing, '.messages').childNodes);
     const add = (text: string, mine: boolean) => {
       const li = document.createElement('li');
       li.className = mine ? 'mine' : 'theirs';

@@ -62,7 +62,11 @@ async function runNode(certificate: NodeCertificate, signal: AbortSignal): Promi
     policy: acceptPolicy,
     isKnown: (id) => knownPeers().has(id),
   });
-  const links = new LinksView($('#links'), $('#no-links'), $<HTMLTemplateElement>('#link-template'));
+  const links = new LinksView(
+    $('#links'),
+    $('#no-links'),
+    $<HTMLTemplateElement>('#link-template'),
+  );
   const status = $('#status');
   node.on('status', (s, detail) => {
     status.textContent = s;
@@ -88,7 +92,11 @@ async function runNode(certificate: NodeCertificate, signal: AbortSignal): Promi
   $('#incoming-accept').addEventListener('click', () => {
     const call = ringing;
     incoming.hidden = true;
-    call?.accept().catch((err: unknown) => setDialResult(`Could not connect: ${(err as Error).message}`, 'error'));
+    call
+      ?.accept()
+      .catch((err: unknown) =>
+        setDialResult(`Could not connect: ${(err as Error).message}`, 'error'),
+      );
   });
   $('#incoming-decline').addEventListener('click', () => {
     incoming.hidden = true;
@@ -164,9 +172,12 @@ async function start(): Promise<void> {
   $('#node-ip6').textContent = summary.ip6;
   $('#node-key').textContent = summary.publicKey;
   $('#node-fingerprint').textContent = summary.fingerprints.join('\n');
-  $('#node-cert-expires').textContent = new Date(certificate.expires).toLocaleDateString(undefined, {
-    dateStyle: 'medium',
-  });
+  $('#node-cert-expires').textContent = new Date(certificate.expires).toLocaleDateString(
+    undefined,
+    {
+      dateStyle: 'medium',
+    },
+  );
   const link = shareLink(summary.id);
   $('#share-link').textContent = link;
   $('#share-qr').innerHTML = qrSvg(link);
@@ -191,4 +202,3 @@ start().catch((err: unknown) => {
   console.error(err);
   showError(`rtcmesh could not start: ${err instanceof Error ? err.message : String(err)}`);
 });
-

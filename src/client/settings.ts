@@ -16,7 +16,9 @@ export function setAcceptPolicy(policy: AcceptPolicy): void {
 export function knownPeers(): Set<string> {
   try {
     const list: unknown = JSON.parse(localStorage.getItem(KNOWN_KEY) ?? '[]');
-    return new Set(Array.isArray(list) ? list.filter((v): v is string => typeof v === 'string') : []);
+    return new Set(
+      Array.isArray(list) ? list.filter((v): v is string => typeof v === 'string') : [],
+    );
   } catch {
     return new Set();
   }

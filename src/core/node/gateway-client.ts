@@ -20,7 +20,13 @@ import {
   parseValue,
 } from '../protocol/messages.ts';
 import { Backoff } from './backoff.ts';
-import { channelOpen, type DataChannelLike, type IceServer, type PeerConnectionLike, type RtcPlatform } from './rtc.ts';
+import {
+  channelOpen,
+  type DataChannelLike,
+  type IceServer,
+  type PeerConnectionLike,
+  type RtcPlatform,
+} from './rtc.ts';
 
 export type GatewayStatus = 'offline' | 'connecting' | 'connected' | 'reconnecting';
 
@@ -84,7 +90,10 @@ export class GatewayClient {
 
   private async connect(): Promise<void> {
     const generation = ++this.generation;
-    this.setStatus(this.status === 'offline' || this.status === 'connecting' ? 'connecting' : 'reconnecting', 'connecting');
+    this.setStatus(
+      this.status === 'offline' || this.status === 'connecting' ? 'connecting' : 'reconnecting',
+      'connecting',
+    );
     try {
       const pc = this.options.rtc.createPeerConnection({ iceServers: [] });
       this.pc = pc;
@@ -96,7 +105,9 @@ export class GatewayClient {
       const offer = pc.localDescription?.sdp ?? '';
       const response = await this.post(offer);
       if (generation !== this.generation) return pc.close();
-      await verifyNodeRecord(response.record, { fingerprintsInUse: fingerprintsInSdp(response.answer) });
+      await verifyNodeRecord(response.record, {
+        fingerprintsInUse: fingerprintsInSdp(response.answer),
+      });
       await pc.setRemoteDescription({ type: 'answer', sdp: response.answer });
       await channelOpen(ctl, OPEN_TIMEOUT_MS);
       if (generation !== this.generation) return pc.close();
@@ -105,7 +116,8 @@ export class GatewayClient {
       ctl.addEventListener('message', (ev) => this.receive(ev.data));
       ctl.addEventListener('close', () => this.lost('the gateway closed the session'));
       pc.addEventListener('connectionstatechange', () => {
-        if (pc.connectionState === 'failed' || pc.connectionState === 'closed') this.lost(`connection ${pc.connectionState}`);
+        if (pc.connectionState === 'failed' || pc.connectionState === 'closed')
+          this.lost(`connection ${pc.connectionState}`);
       });
       this.lastHeard = Date.now();
       this.pingTimer = setInterval(() => this.heartbeat(), PING_EVERY_MS);
@@ -124,7 +136,10 @@ export class GatewayClient {
       method: 'POST',
       headers: {
         'content-type': 'application/json',
-        authorization: await createAuthorization(this.options.identity.key, audienceOf(this.options.gatewayUrl)),
+        authorization: await createAuthorization(
+          this.options.identity.key,
+          audienceOf(this.options.gatewayUrl),
+        ),
       },
       body: JSON.stringify({ offer, record: await this.options.record() }),
     });

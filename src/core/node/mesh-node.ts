@@ -20,7 +20,14 @@ import {
 import type { GatewayToNode, IceCandidate } from '../protocol/messages.ts';
 import { DialError } from './errors.ts';
 import { GatewayClient, type GatewayStatus } from './gateway-client.ts';
-import { channelOpen, type DataChannelLike, type PathInfo, type PeerConnectionLike, pathInfo, type RtcPlatform } from './rtc.ts';
+import {
+  channelOpen,
+  type DataChannelLike,
+  type PathInfo,
+  type PeerConnectionLike,
+  pathInfo,
+  type RtcPlatform,
+} from './rtc.ts';
 
 export type AcceptPolicy = 'ask' | 'known' | 'everyone';
 
@@ -195,9 +202,11 @@ export class MeshNode {
     const target = to.trim();
     const id = parseNodeId(target);
     const ip6 = id ? undefined : parseIp6(target);
-    if (!id && !ip6) throw new DialError('invalid', `"${to}" is neither a node ID nor a mesh IPv6 address`);
+    if (!id && !ip6)
+      throw new DialError('invalid', `"${to}" is neither a node ID nor a mesh IPv6 address`);
     if (id === this.id) throw new DialError('invalid', 'that is this node');
-    if (this.gateway.status !== 'connected') throw new DialError('not-connected', 'not connected to the gateway yet');
+    if (this.gateway.status !== 'connected')
+      throw new DialError('not-connected', 'not connected to the gateway yet');
 
     const dialId = encodeBase64url(crypto.getRandomValues(new Uint8Array(16)));
     const pc = this.options.rtc.createPeerConnection({ iceServers: this.gateway.iceServers });
@@ -216,7 +225,8 @@ export class MeshNode {
       () => this.failOutgoing(dialId, new DialError('timeout', `${target} did not answer in time`)),
       this.options.dialTimeoutMs ?? 65_000,
     );
-    const onAbort = () => this.failOutgoing(dialId, new DialError('cancelled', 'the dial was cancelled'));
+    const onAbort = () =>
+      this.failOutgoing(dialId, new DialError('cancelled', 'the dial was cancelled'));
     options.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       // Trickle: candidates follow the offer on ctl as they are found (DESIGN §2).
@@ -232,7 +242,9 @@ export class MeshNode {
       });
       await pc.setLocalDescription();
       const offer = pc.localDescription?.sdp ?? '';
-      if (!this.gateway.send({ t: 'dial', dialId, to: target, offer, record: await this.ownRecord() })) {
+      if (
+        !this.gateway.send({ t: 'dial', dialId, to: target, offer, record: await this.ownRecord() })
+      ) {
         throw new DialError('not-connected', 'lost the gateway while dialing');
       }
       dialSent = true;
@@ -240,7 +252,8 @@ export class MeshNode {
       const answer = await answered;
       await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
       const dial = this.outgoing.get(dialId);
-      for (const c of dial?.pendingCandidates ?? []) await pc.addIceCandidate(c).catch(() => undefined);
+      for (const c of dial?.pendingCandidates ?? [])
+        await pc.addIceCandidate(c).catch(() => undefined);
       if (dial) dial.answered = true;
       await channelOpen(chat, LINK_OPEN_TIMEOUT_MS).catch((err: Error) => {
         throw new DialError('timeout', `no connection to ${answer.record.id}: ${err.message}`);
@@ -249,7 +262,9 @@ export class MeshNode {
     } catch (err) {
       pc.close();
       if (this.outgoing.has(dialId)) this.gateway.send({ t: 'cancel', dialId });
-      throw err instanceof DialError ? err : new DialError('gateway', err instanceof Error ? err.message : String(err));
+      throw err instanceof DialError
+        ? err
+        : new DialError('gateway', err instanceof Error ? err.message : String(err));
     } finally {
       clearTimeout(timeout);
       options.signal?.removeEventListener('abort', onAbort);
@@ -294,9 +309,13 @@ export class MeshNode {
       case 'answer':
         void this.onAnswer(msg.dialId, msg.answer, msg.record);
         return;
-      case 'dial-failed':
-        this.failOutgoing(msg.dialId, new DialError(msg.code, msg.message));
+      case 'dial-failed': {
+        // The gateway has ended this dial: nothing to cancel there.
+        const dial = this.outgoing.get(msg.dialId);
+        this.outgoing.delete(msg.dialId);
+        if (dial && !dial.answered) dial.reject(new DialError(msg.code, msg.message));
         return;
+      }
       case 'candidate':
         void this.onCandidate(msg.dialId, msg.candidate);
         return;
@@ -331,7 +350,10 @@ export class MeshNode {
         fingerprintsInUse: fingerprintsInSdp(sdp),
       });
       if ('ip6' in dial.expected && !isMeshIp6Of(verified.id, dial.expected.ip6)) {
-        throw new IdentityError('wrong-peer', `the answer is from ${verified.id}, whose address is not ${dial.expected.ip6}`);
+        throw new IdentityError(
+          'wrong-peer',
+          `the answer is from ${verified.id}, whose address is not ${dial.expected.ip6}`,
+        );
       }
       dial.resolve({ sdp, record: verified });
     } catch (err) {
@@ -356,13 +378,27 @@ export class MeshNode {
   }
 
   /** Checks the caller's record against its offer before anyone sees the call. */
-  private async onIncoming(dialId: string, from: string, offer: string, record: string): Promise<void> {
+  private async onIncoming(
+    dialId: string,
+    from: string,
+    offer: string,
+    record: string,
+  ): Promise<void> {
     let caller: VerifiedRecord;
     try {
       caller = await verifyNodeRecord(record, { fingerprintsInUse: fingerprintsInSdp(offer) });
-      if (caller.id !== from) throw new IdentityError('wrong-peer', `the gateway says the caller is ${from}, its record says ${caller.id}`);
+      if (caller.id !== from)
+        throw new IdentityError(
+          'wrong-peer',
+          `the gateway says the caller is ${from}, its record says ${caller.id}`,
+        );
     } catch (err) {
-      this.gateway.send({ t: 'reject', dialId, reason: 'identity', message: `caller refused: ${(err as Error).message}`.slice(0, 500) });
+      this.gateway.send({
+        t: 'reject',
+        dialId,
+        reason: 'identity',
+        message: `caller refused: ${(err as Error).message}`.slice(0, 500),
+      });
       return;
     }
     const dial: IncomingDial = {
@@ -384,7 +420,9 @@ export class MeshNode {
     this.incoming.set(dialId, dial);
     const policy = this.options.policy();
     if (policy === 'everyone' || (policy === 'known' && this.options.isKnown(caller.id))) {
-      void dial.call.accept().catch((err: unknown) => console.warn('rtcmesh: auto-accept failed', err));
+      void dial.call
+        .accept()
+        .catch((err: unknown) => console.warn('rtcmesh: auto-accept failed', err));
     } else if (policy === 'known') {
       dial.call.decline();
     } else {
@@ -425,7 +463,12 @@ export class MeshNode {
       for (const candidate of early) this.gateway.send({ t: 'candidate', dialId, candidate });
       const channel = await Promise.race([
         chat,
-        new Promise<never>((_, reject) => setTimeout(() => reject(new DialError('timeout', 'the caller never connected')), LINK_OPEN_TIMEOUT_MS)),
+        new Promise<never>((_, reject) =>
+          setTimeout(
+            () => reject(new DialError('timeout', 'the caller never connected')),
+            LINK_OPEN_TIMEOUT_MS,
+          ),
+        ),
       ]);
       await channelOpen(channel, LINK_OPEN_TIMEOUT_MS);
       return this.addLink(new PeerLink(dial.call.from, 'incoming', pc, channel));
@@ -438,7 +481,11 @@ export class MeshNode {
   }
 }
 
-function toCandidate(init: { candidate?: string; sdpMid?: string | null; sdpMLineIndex?: number | null }): IceCandidate {
+function toCandidate(init: {
+  candidate?: string;
+  sdpMid?: string | null;
+  sdpMLineIndex?: number | null;
+}): IceCandidate {
   return {
     candidate: init.candidate ?? '',
     sdpMid: init.sdpMid ?? null,
