@@ -13,6 +13,7 @@ export const RTCMESH_BIN = fileURLToPath(new URL('../../bin/rtcmesh.mjs', import
 export interface GatewayProcess {
   url: string;
   id: string;
+  udpPort: number;
   dataDir: string;
   process: ChildProcess;
   output(): string;
@@ -25,6 +26,12 @@ export interface StartGatewayOptions {
   args?: string[];
   /** Keep the data directory after stop (for a restart with the same identity). */
   keepData?: boolean;
+  /** Fixed addresses (a restart on the same ones); default: free loopback ports. */
+  listen?: string;
+  udp?: string;
+  /** Another entry point than the rtcmesh command (a test wrapper around the gateway). */
+  script?: string;
+  env?: Record<string, string>;
 }
 
 export async function startGateway(options: StartGatewayOptions = {}): Promise<GatewayProcess> {
@@ -32,17 +39,17 @@ export async function startGateway(options: StartGatewayOptions = {}): Promise<G
   const child = spawn(
     process.execPath,
     [
-      RTCMESH_BIN,
+      options.script ?? RTCMESH_BIN,
       'gateway',
       '--listen',
-      '127.0.0.1:0',
+      options.listen ?? '127.0.0.1:0',
       '--udp',
-      '127.0.0.1:0',
+      options.udp ?? '127.0.0.1:0',
       '--data',
       dataDir,
       ...(options.args ?? []),
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } },
   );
   let output = '';
   child.stdout?.on('data', (d: Buffer) => {
@@ -54,24 +61,28 @@ export async function startGateway(options: StartGatewayOptions = {}): Promise<G
   const exited = new Promise<number | null>((resolve) =>
     child.once('exit', (code) => resolve(code)),
   );
-  const started = await new Promise<{ id: string; url: string }>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`gateway did not start in 15 s:\n${output}`)),
-      15_000,
-    );
-    const onData = () => {
-      const m = /rtcmesh gateway (\S+) listening on (http[^,\s]+)/.exec(output);
-      if (m?.[1] && m[2]) {
+  const started = await new Promise<{ id: string; url: string; udpPort: number }>(
+    (resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`gateway did not start in 15 s:\n${output}`)),
+        15_000,
+      );
+      const onData = () => {
+        const m = /rtcmesh gateway (\S+) listening on (http[^,\s]+), WebRTC on udp \S+:(\d+)/.exec(
+          output,
+        );
+        if (m?.[1] && m[2] && m[3]) {
+          clearTimeout(timer);
+          resolve({ id: m[1], url: m[2], udpPort: Number(m[3]) });
+        }
+      };
+      child.stdout?.on('data', onData);
+      void exited.then((code) => {
         clearTimeout(timer);
-        resolve({ id: m[1], url: m[2] });
-      }
-    };
-    child.stdout?.on('data', onData);
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`gateway exited with ${code} before it listened:\n${output}`));
-    });
-  });
+        reject(new Error(`gateway exited with ${code} before it listened:\n${output}`));
+      });
+    },
+  );
   let stopping: Promise<number | null> | undefined;
   return {
     ...started,

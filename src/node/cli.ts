@@ -80,7 +80,7 @@ async function runGateway(args: string[]): Promise<void> {
   if (dialTimeout) config.limits.dialTimeoutMs = parseDuration(dialTimeout, '--dial-timeout');
   const gateway = await Gateway.start(config);
   console.log(
-    `rtcmesh gateway ${gateway.identity.id} listening on ${gateway.publicUrl} (data in ${config.dataDir})`,
+    `rtcmesh gateway ${gateway.identity.id} listening on ${gateway.publicUrl}, WebRTC on udp ${config.publicIp ?? config.udp.host}:${gateway.udpPort} (data in ${config.dataDir})`,
   );
 
   let stopping = false;
