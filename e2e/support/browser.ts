@@ -3,8 +3,8 @@
  * /usr/bin/chromium, with the flags and permissions WebRTC needs here (DESIGN §7).
  */
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { chromium, type LaunchOptions } from 'playwright-core';
+import { repoPath } from './paths.ts';
 
 export function findChromium(): string {
   const candidates = [
@@ -41,7 +41,7 @@ export const PERMISSIONS = ['microphone'];
 export function launchOptions(): LaunchOptions {
   process.env.RTCMESH_CHROMIUM = findChromium();
   return {
-    executablePath: fileURLToPath(new URL('./chromium-wrapper.sh', import.meta.url)),
+    executablePath: repoPath('e2e/support/chromium-wrapper.sh'),
     args: CHROMIUM_ARGS,
   };
 }

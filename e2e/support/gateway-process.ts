@@ -6,9 +6,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { repoPath } from './paths.ts';
 
-export const RTCMESH_BIN = fileURLToPath(new URL('../../bin/rtcmesh.mjs', import.meta.url));
+export const RTCMESH_BIN = repoPath('bin/rtcmesh.mjs');
 
 export interface GatewayProcess {
   url: string;

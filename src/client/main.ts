@@ -126,6 +126,8 @@ async function runNode(certificate: NodeCertificate, signal: AbortSignal): Promi
   addEventListener('pagehide', () => node.stop());
   signal.addEventListener('abort', () => node.stop());
   node.start();
+  // Console access for debugging, and for `npm run bench` to time dials inside the page.
+  (globalThis as { rtcmesh?: { node: MeshNode } }).rtcmesh = { node };
 }
 
 /** Takes the node lock, or shows that another tab has it and offers to take it over. */

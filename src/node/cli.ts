@@ -14,6 +14,7 @@ import {
   parseDuration,
   parseListen,
   parsePublicUrl,
+  setLimit,
 } from './gateway/config.ts';
 import { Gateway } from './gateway/gateway.ts';
 import { loadOrCreateIdentity } from './identity-store.ts';
@@ -34,6 +35,7 @@ Gateway options (flag, environment variable, default):
   --public-ip IP       RTCMESH_PUBLIC_IP    the --udp host  (the address nodes reach)
   --registry KIND      RTCMESH_REGISTRY     sqlite  (in the data directory; or memory)
   --dial-timeout TIME  RTCMESH_DIAL_TIMEOUT 60s  (how long a call may ring)
+  --limit NAME=VALUE   (repeatable)         any of the limits in the README, e.g. maxSessions=5000
 `;
 
 function fail(message: string, code = 2): never {
@@ -53,6 +55,7 @@ async function runGateway(args: string[]): Promise<void> {
       'public-ip': { type: 'string' },
       registry: { type: 'string' },
       'dial-timeout': { type: 'string' },
+      limit: { type: 'string', multiple: true },
     },
     strict: true,
   });
@@ -78,6 +81,7 @@ async function runGateway(args: string[]): Promise<void> {
   config.registry = registry;
   const dialTimeout = values['dial-timeout'] ?? env.RTCMESH_DIAL_TIMEOUT;
   if (dialTimeout) config.limits.dialTimeoutMs = parseDuration(dialTimeout, '--dial-timeout');
+  for (const setting of values.limit ?? []) setLimit(config.limits, setting);
   const gateway = await Gateway.start(config);
   console.log(
     `rtcmesh gateway ${gateway.identity.id} listening on ${gateway.publicUrl}, WebRTC on udp ${config.publicIp ?? config.udp.host}:${gateway.udpPort} (data in ${config.dataDir})`,

@@ -86,3 +86,25 @@ export function localUrl(listen: ListenAddress, port = listen.port): string {
   const host = listen.host === '0.0.0.0' || listen.host === '::' ? 'localhost' : listen.host;
   return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
+
+/** Applies `--limit name=value` (or `name.field=value` for rates) to the limits. */
+export function setLimit(limits: GatewayLimits, setting: string): void {
+  const m = /^([A-Za-z]+)(?:\.(perSecond|burst))?=(\d+(?:\.\d+)?)$/.exec(setting.trim());
+  const name = m?.[1] as keyof GatewayLimits | undefined;
+  if (!m || !name || !(name in limits)) {
+    throw new ConfigError(
+      `--limit takes NAME=NUMBER with a known limit (${Object.keys(limits).join(', ')}), not "${setting}"`,
+    );
+  }
+  const value = Number(m[3]);
+  const table = limits as unknown as Record<string, number | Record<string, number>>;
+  const current = table[name];
+  if (typeof current === 'number') {
+    if (m[2]) throw new ConfigError(`--limit ${name} is a number, not a rate`);
+    table[name] = value;
+  } else {
+    if (!m[2])
+      throw new ConfigError(`--limit ${name} is a rate: set ${name}.perSecond or ${name}.burst`);
+    table[name] = { ...current, [m[2]]: value };
+  }
+}
