@@ -1,8 +1,15 @@
 /** Two Node mesh nodes (node-datachannel) dial each other through a real gateway process. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GatewayProcess, startGateway } from '../e2e/support/gateway-process.ts';
+import {
+  createAuthorization,
+  createNodeRecord,
+  fingerprintsInSdp,
+  verifyNodeRecord,
+} from '../src/core/identity/index.ts';
 import { DialError } from '../src/core/node/errors.ts';
-import { startNodeNode } from './support/node-node.ts';
+import { channelOpen } from '../src/core/node/rtc.ts';
+import { makeNodeIdentity, startNodeNode } from './support/node-node.ts';
 
 describe('MeshNode on node-datachannel', () => {
   let gateway: GatewayProcess;
@@ -24,6 +31,47 @@ describe('MeshNode on node-datachannel', () => {
     link.send('hello over the mesh');
     expect(await received).toBe('hello over the mesh');
     a.node.stop();
+    b.node.stop();
+  });
+
+  it('POST /v1/dial: a node without a session dials with a gathered offer and connects', async () => {
+    const b = await startNodeNode(gateway.url);
+    const received = new Promise<string>((resolve) => {
+      b.node.on('link', (link) => link.onMessage(resolve));
+    });
+    const a = await makeNodeIdentity();
+    const pc = a.rtc.createPeerConnection({ iceServers: [] });
+    const chat = pc.createDataChannel('chat');
+    await pc.setLocalDescription();
+    await new Promise<void>((resolve) => {
+      const done = () => pc.iceGatheringState === 'complete' && resolve();
+      pc.addEventListener('icegatheringstatechange', done);
+      done();
+    });
+    const res = await fetch(`${gateway.url}/v1/dial`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        authorization: await createAuthorization(a.identity.key, gateway.url),
+      },
+      body: JSON.stringify({
+        to: b.identity.ip6,
+        offer: pc.localDescription?.sdp,
+        record: await createNodeRecord(a.identity, { fingerprints: [a.certificate.fingerprint] }),
+      }),
+    });
+    expect(res.status).toBe(200);
+    const answer = (await res.json()) as { answer: string; record: string };
+    const verified = await verifyNodeRecord(answer.record, {
+      expectedId: b.identity.id,
+      fingerprintsInUse: fingerprintsInSdp(answer.answer),
+    });
+    expect(verified.id).toBe(b.identity.id);
+    await pc.setRemoteDescription({ type: 'answer', sdp: answer.answer });
+    await channelOpen(chat, 10_000);
+    chat.send('over HTTP signaling');
+    expect(await received).toBe('over HTTP signaling');
+    pc.close();
     b.node.stop();
   });
 
