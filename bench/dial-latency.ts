@@ -12,7 +12,7 @@ import { repoPath } from '../e2e/support/paths.ts';
 import { newPage, type Summary, summarize } from './browser.ts';
 
 type RtcmeshWindow = Window & {
-  rtcmesh?: { node: { dial(to: string): Promise<{ close(): void }>; gateway: { status: string } } };
+  rtcmesh?: { node: { connect(to: string): Promise<{ close(): void }>; gateway: { status: string } } };
 };
 
 export async function rtcmeshDials(browser: Browser, dials: number): Promise<Summary> {
@@ -39,7 +39,7 @@ export async function rtcmeshDials(browser: Browser, dials: number): Promise<Sum
         const node = (window as RtcmeshWindow).rtcmesh?.node;
         if (!node) throw new Error('no node');
         const start = performance.now();
-        const link = await node.dial(to);
+        const link = await node.connect(to);
         const elapsed = performance.now() - start;
         link.close();
         return elapsed;

@@ -234,7 +234,7 @@ describe('ctl', () => {
     // The gateway still routes calls between real nodes.
     const a = await startNodeNode(gateway.url);
     const b = await startNodeNode(gateway.url);
-    const link = await a.node.dial(b.identity.id);
+    const link = await a.node.connect(b.identity.id);
     expect(link.isOpen).toBe(true);
     a.node.stop();
     b.node.stop();

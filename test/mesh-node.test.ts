@@ -9,6 +9,7 @@ import {
 } from '../src/core/identity/index.ts';
 import { DialError } from '../src/core/node/errors.ts';
 import { channelOpen } from '../src/core/node/rtc.ts';
+import { encodeFrames, type StreamMessage } from '../src/core/node/stream.ts';
 import { makeNodeIdentity, startNodeNode } from './support/node-node.ts';
 
 describe('MeshNode on node-datachannel', () => {
@@ -23,12 +24,14 @@ describe('MeshNode on node-datachannel', () => {
   it('dials by ID, verifies, and exchanges messages', async () => {
     const a = await startNodeNode(gateway.url);
     const b = await startNodeNode(gateway.url);
-    const received = new Promise<string>((resolve) => {
-      b.node.on('link', (link) => link.onMessage(resolve));
+    const received = new Promise<StreamMessage>((resolve) => {
+      b.node.listen('chat', (stream) => {
+        void stream.readable.getReader().read().then((r) => r.value !== undefined && resolve(r.value));
+      });
     });
-    const link = await a.node.dial(b.identity.id);
-    expect(link.peer.id).toBe(b.identity.id);
-    link.send('hello over the mesh');
+    const stream = await a.node.dial(b.identity.id, 'chat');
+    expect(stream.peer.id).toBe(b.identity.id);
+    await stream.send('hello over the mesh');
     expect(await received).toBe('hello over the mesh');
     a.node.stop();
     b.node.stop();
@@ -36,11 +39,14 @@ describe('MeshNode on node-datachannel', () => {
 
   it('POST /v1/dial: a node without a session dials with a gathered offer and connects', async () => {
     const b = await startNodeNode(gateway.url);
-    const received = new Promise<string>((resolve) => {
-      b.node.on('link', (link) => link.onMessage(resolve));
+    const received = new Promise<StreamMessage>((resolve) => {
+      b.node.listen('chat', (stream) => {
+        void stream.readable.getReader().read().then((r) => r.value !== undefined && resolve(r.value));
+      });
     });
     const a = await makeNodeIdentity();
     const pc = a.rtc.createPeerConnection({ iceServers: [] });
+    pc.createDataChannel('mesh', { negotiated: true, id: 0 });
     const chat = pc.createDataChannel('chat');
     await pc.setLocalDescription();
     await new Promise<void>((resolve) => {
@@ -69,7 +75,8 @@ describe('MeshNode on node-datachannel', () => {
     expect(verified.id).toBe(b.identity.id);
     await pc.setRemoteDescription({ type: 'answer', sdp: answer.answer });
     await channelOpen(chat, 10_000);
-    chat.send('over HTTP signaling');
+    chat.binaryType = 'arraybuffer';
+    chat.send(encodeFrames('over HTTP signaling')[0] as Uint8Array<ArrayBuffer>);
     expect(await received).toBe('over HTTP signaling');
     pc.close();
     b.node.stop();
@@ -77,13 +84,13 @@ describe('MeshNode on node-datachannel', () => {
 
   it('a callee that never answers: timeout; an offline node: offline', async () => {
     const a = await startNodeNode(gateway.url);
-    const b = await startNodeNode(gateway.url, { policy: () => 'ask' });
-    const err = await a.node.dial(b.identity.id).catch((e: unknown) => e);
+    const b = await startNodeNode(gateway.url, { decide: () => 'ask' });
+    const err = await a.node.connect(b.identity.id).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DialError);
     expect((err as DialError).code).toBe('timeout');
     b.node.stop();
     await new Promise((r) => setTimeout(r, 500));
-    const offline = await a.node.dial(b.identity.id).catch((e: unknown) => e);
+    const offline = await a.node.connect(b.identity.id).catch((e: unknown) => e);
     expect((offline as DialError).code).toBe('offline');
     a.node.stop();
   });

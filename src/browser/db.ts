@@ -19,23 +19,48 @@ export interface IdentitySummary {
   certificateExpires: number | null;
 }
 
+/** One chat message, kept on this device. */
+export interface ChatMessage {
+  id?: number;
+  peer: string;
+  from: 'me' | 'peer';
+  text: string;
+  at: number;
+}
+
+/** A peer this device knows: a name the user gave it and how to treat its calls. */
+export interface Contact {
+  id: string;
+  name: string;
+  /** 'default' follows the device-wide policy. */
+  policy: 'default' | 'accept' | 'ask' | 'decline';
+}
+
 interface RtcmeshDB extends DBSchema {
   keys: { key: 'node'; value: CryptoKeyPair };
   certificates: { key: 'dtls'; value: StoredCertificate };
   identity: { key: 'node'; value: IdentitySummary };
+  messages: { key: number; value: ChatMessage; indexes: { peer: string } };
+  contacts: { key: string; value: Contact };
 }
 
 export const DB_NAME = 'rtcmesh';
-const DB_VERSION = 1;
+const DB_VERSION = 2;
 
 let db: Promise<IDBPDatabase<RtcmeshDB>> | undefined;
 
 export function openNodeDb(): Promise<IDBPDatabase<RtcmeshDB>> {
   db ??= openDB<RtcmeshDB>(DB_NAME, DB_VERSION, {
-    upgrade(database) {
-      database.createObjectStore('keys');
-      database.createObjectStore('certificates');
-      database.createObjectStore('identity');
+    upgrade(database, oldVersion) {
+      if (oldVersion < 1) {
+        database.createObjectStore('keys');
+        database.createObjectStore('certificates');
+        database.createObjectStore('identity');
+      }
+      if (oldVersion < 2) {
+        database.createObjectStore('messages', { keyPath: 'id', autoIncrement: true }).createIndex('peer', 'peer');
+        database.createObjectStore('contacts', { keyPath: 'id' });
+      }
     },
     blocking() {
       // A newer version of the app wants to upgrade the schema: let it.

@@ -3,9 +3,10 @@ import './style.css';
 import { loadOrCreateNodeIdentity } from '../browser/identity-store.ts';
 import { windowRtcPlatform } from '../browser/rtc-platform.ts';
 import { DIAL_ERROR_TEXT, DialError } from '../core/node/errors.ts';
-import { type AcceptPolicy, type IncomingCall, MeshNode } from '../core/node/mesh-node.ts';
+import { chatPeers, contact } from '../browser/chat-store.ts';
+import { type AcceptPolicy, decideByPolicy, type IncomingCall, MeshNode } from '../core/node/mesh-node.ts';
 import { loadOrRenewCertificate, type NodeCertificate } from './certificate.ts';
-import { LinksView } from './links-view.ts';
+import { PeersView } from './peers-view.ts';
 import { connectToNode } from './node-connection.ts';
 import { registerServiceWorker } from './service-worker.ts';
 import { acceptPolicy, knownPeers, rememberPeer, setAcceptPolicy } from './settings.ts';
@@ -59,24 +60,22 @@ async function runNode(certificate: NodeCertificate, signal: AbortSignal): Promi
     identity,
     fingerprints: certificate.fingerprints,
     rtc: windowRtcPlatform(certificate.certificate),
-    policy: acceptPolicy,
-    isKnown: (id) => knownPeers().has(id),
+    // A contact's own setting wins; otherwise the device-wide policy.
+    decide: async (caller) => {
+      const saved = await contact(caller.id);
+      if (saved && saved.policy !== 'default') return saved.policy;
+      return decideByPolicy(acceptPolicy(), knownPeers().has(caller.id) || saved !== undefined);
+    },
   });
-  const links = new LinksView(
-    $('#links'),
-    $('#no-links'),
-    $<HTMLTemplateElement>('#link-template'),
-  );
+  const peers = new PeersView($('#links'), $('#no-links'), $<HTMLTemplateElement>('#link-template'), node);
+  for (const peer of await chatPeers()) peers.card(peer);
   const status = $('#status');
   node.on('status', (s, detail) => {
     status.textContent = s;
     status.dataset.status = s;
     status.title = detail;
   });
-  node.on('link', (link) => {
-    rememberPeer(link.id);
-    links.show(link);
-  });
+  node.on('link', (link) => rememberPeer(link.id));
 
   let ringing: IncomingCall | undefined;
   const incoming = $('#incoming');
@@ -112,7 +111,7 @@ async function runNode(certificate: NodeCertificate, signal: AbortSignal): Promi
     button.disabled = true;
     setDialResult(`Calling ${to}…`, 'info', 'calling');
     try {
-      const link = await node.dial(to, { signal });
+      const link = await node.connect(to, { signal });
       setDialResult(`Connected to ${link.peer.name ?? link.id}`, 'ok', 'connected');
     } catch (err) {
       const code = err instanceof DialError ? err.code : 'gateway';

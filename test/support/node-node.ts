@@ -25,8 +25,7 @@ export async function startNodeNode(gatewayUrl: string, options: Partial<MeshNod
     identity: made.identity,
     fingerprints: [made.certificate.fingerprint],
     rtc: made.rtc,
-    policy: () => 'everyone',
-    isKnown: () => false,
+    decide: () => 'accept',
     ...options,
   });
   const connected = new Promise<void>((resolve) => {

@@ -20,16 +20,23 @@ import {
 import type { GatewayToNode, IceCandidate } from '../protocol/messages.ts';
 import { DialError } from './errors.ts';
 import { GatewayClient, type GatewayStatus } from './gateway-client.ts';
-import {
-  channelOpen,
-  type DataChannelLike,
-  type PathInfo,
-  type PeerConnectionLike,
-  pathInfo,
-  type RtcPlatform,
-} from './rtc.ts';
+import { PeerLink } from './peer-link.ts';
+import { channelOpen, type PeerConnectionLike, type RtcPlatform } from './rtc.ts';
+import type { MeshStream, StreamOptions } from './stream.ts';
 
+export { PeerLink };
+
+/** A device-wide policy for incoming calls (DESIGN §2). */
 export type AcceptPolicy = 'ask' | 'known' | 'everyone';
+/** What to do with one caller. */
+export type CallDecision = 'ask' | 'accept' | 'decline';
+
+/** The usual mapping of a device-wide policy, for a caller known or not. */
+export function decideByPolicy(policy: AcceptPolicy, known: boolean): CallDecision {
+  if (policy === 'everyone') return 'accept';
+  if (policy === 'known') return known ? 'accept' : 'decline';
+  return 'ask';
+}
 
 export interface MeshNodeOptions {
   gatewayUrl: string;
@@ -39,12 +46,12 @@ export interface MeshNodeOptions {
   rtc: RtcPlatform;
   name?: string;
   /** How to treat an incoming call (read at each call). */
-  policy: () => AcceptPolicy;
-  /** Peers this node knows (contacts, earlier calls): what the `known` policy accepts. */
-  isKnown: (id: NodeId) => boolean;
+  decide: (caller: VerifiedRecord) => CallDecision | Promise<CallDecision>;
   fetch?: typeof fetch;
   /** How long a dial waits for its answer, plus margin over the gateway's own bound. */
   dialTimeoutMs?: number;
+  /** Close a peer connection after this long without streams. */
+  idleMs?: number;
 }
 
 export interface MeshNodeEvents {
@@ -60,67 +67,6 @@ export interface MeshNodeEvents {
 /** Opens before this long, or the connection attempt is given up. */
 const LINK_OPEN_TIMEOUT_MS = 20_000;
 const RECORD_REFRESH_S = 3600;
-
-/** One peer connection to one verified peer, with the `chat` channel for messages. */
-export class PeerLink {
-  private readonly listeners = new Set<(text: string) => void>();
-  private readonly closeListeners = new Set<() => void>();
-  private closed = false;
-
-  constructor(
-    readonly peer: VerifiedRecord,
-    readonly direction: 'outgoing' | 'incoming',
-    readonly pc: PeerConnectionLike,
-    readonly chat: DataChannelLike,
-  ) {
-    chat.addEventListener('message', (ev) => {
-      if (typeof ev.data === 'string') for (const l of this.listeners) l(ev.data);
-    });
-    chat.addEventListener('close', () => this.close());
-    pc.addEventListener('connectionstatechange', () => {
-      if (pc.connectionState === 'failed' || pc.connectionState === 'closed') this.close();
-    });
-  }
-
-  get id(): NodeId {
-    return this.peer.id;
-  }
-
-  get isOpen(): boolean {
-    return !this.closed && this.chat.readyState === 'open';
-  }
-
-  send(text: string): void {
-    if (!this.isOpen) throw new Error('the connection is closed');
-    this.chat.send(text);
-  }
-
-  onMessage(listener: (text: string) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-
-  onClose(listener: () => void): () => void {
-    this.closeListeners.add(listener);
-    return () => this.closeListeners.delete(listener);
-  }
-
-  path(): Promise<PathInfo> {
-    return pathInfo(this.pc);
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    try {
-      this.chat.close();
-      this.pc.close();
-    } catch {
-      // already closed
-    }
-    for (const l of this.closeListeners) l();
-  }
-}
 
 /** A call waiting for the user's answer. */
 export interface IncomingCall {
@@ -152,6 +98,7 @@ export class MeshNode {
   private readonly outgoing = new Map<string, OutgoingDial>();
   private readonly incoming = new Map<string, IncomingDial>();
   private readonly links = new Map<NodeId, PeerLink>();
+  private readonly services = new Map<string, (stream: MeshStream) => void>();
   private record: { jws: string; exp: number } | undefined;
   private readonly listeners: { [K in keyof MeshNodeEvents]: Set<MeshNodeEvents[K]> } = {
     status: new Set(),
@@ -197,8 +144,31 @@ export class MeshNode {
     return this.links.get(id);
   }
 
-  /** Dials a node by ID or mesh IPv6; resolves once a verified, open link exists. */
-  async dial(to: string, options: { signal?: AbortSignal } = {}): Promise<PeerLink> {
+  /** Serves `service`: `handler` gets every stream a peer opens to it. */
+  listen(service: string, handler: (stream: MeshStream) => void): () => void {
+    this.services.set(service, handler);
+    return () => {
+      if (this.services.get(service) === handler) this.services.delete(service);
+    };
+  }
+
+  /** Opens a stream to `service` on a peer (by ID or mesh IPv6), reusing an open link. */
+  async dial(to: string, service: string, options: StreamOptions & { signal?: AbortSignal } = {}): Promise<MeshStream> {
+    const link = this.openLink(to) ?? (await this.connect(to, options));
+    return link.openStream(service, options);
+  }
+
+  /** The open link to a peer named by ID or mesh IPv6. */
+  private openLink(to: string): PeerLink | undefined {
+    const id = parseNodeId(to);
+    for (const link of this.links.values()) {
+      if (link.isOpen && (id ? link.id === id : isMeshIp6Of(link.id, to))) return link;
+    }
+    return undefined;
+  }
+
+  /** Connects to a node by ID or mesh IPv6; resolves once a verified, open link exists. */
+  async connect(to: string, options: { signal?: AbortSignal } = {}): Promise<PeerLink> {
     const target = to.trim();
     const id = parseNodeId(target);
     const ip6 = id ? undefined : parseIp6(target);
@@ -210,7 +180,7 @@ export class MeshNode {
 
     const dialId = encodeBase64url(crypto.getRandomValues(new Uint8Array(16)));
     const pc = this.options.rtc.createPeerConnection({ iceServers: this.gateway.iceServers });
-    const chat = pc.createDataChannel('chat');
+    const control = pc.createDataChannel('mesh', { negotiated: true, id: 0 });
     const answered = new Promise<{ sdp: string; record: VerifiedRecord }>((resolve, reject) => {
       this.outgoing.set(dialId, {
         pc,
@@ -250,15 +220,17 @@ export class MeshNode {
       dialSent = true;
       for (const candidate of early) this.gateway.send({ t: 'candidate', dialId, candidate });
       const answer = await answered;
+      // Made before the connection opens, so streams the callee opens at once find their listener.
+      const link = new PeerLink(answer.record, 'outgoing', pc, control, (s) => this.route(s), this.options.idleMs);
       await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
       const dial = this.outgoing.get(dialId);
       for (const c of dial?.pendingCandidates ?? [])
         await pc.addIceCandidate(c).catch(() => undefined);
       if (dial) dial.answered = true;
-      await channelOpen(chat, LINK_OPEN_TIMEOUT_MS).catch((err: Error) => {
+      await channelOpen(control, LINK_OPEN_TIMEOUT_MS).catch((err: Error) => {
         throw new DialError('timeout', `no connection to ${answer.record.id}: ${err.message}`);
       });
-      return this.addLink(new PeerLink(answer.record, 'outgoing', pc, chat));
+      return this.addLink(link);
     } catch (err) {
       pc.close();
       if (this.outgoing.has(dialId)) this.gateway.send({ t: 'cancel', dialId });
@@ -271,6 +243,13 @@ export class MeshNode {
       // Keep the entry briefly so late candidates still reach the connection.
       setTimeout(() => this.outgoing.delete(dialId), 10_000);
     }
+  }
+
+  private route(stream: MeshStream): boolean {
+    const handler = this.services.get(stream.service);
+    if (!handler) return false;
+    handler(stream);
+    return true;
   }
 
   private addLink(link: PeerLink): PeerLink {
@@ -418,12 +397,10 @@ export class MeshNode {
       },
     };
     this.incoming.set(dialId, dial);
-    const policy = this.options.policy();
-    if (policy === 'everyone' || (policy === 'known' && this.options.isKnown(caller.id))) {
-      void dial.call
-        .accept()
-        .catch((err: unknown) => console.warn('rtcmesh: auto-accept failed', err));
-    } else if (policy === 'known') {
+    const decision = await this.options.decide(caller);
+    if (decision === 'accept') {
+      void dial.call.accept().catch((err: unknown) => console.warn('rtcmesh: auto-accept failed', err));
+    } else if (decision === 'decline') {
       dial.call.decline();
     } else {
       for (const l of this.listeners.incoming) l(dial.call);
@@ -437,11 +414,9 @@ export class MeshNode {
     const pc = this.options.rtc.createPeerConnection({ iceServers: this.gateway.iceServers });
     dial.pc = pc;
     try {
-      const chat = new Promise<DataChannelLike>((resolve) => {
-        pc.addEventListener('datachannel', (ev) => {
-          if (ev.channel.label === 'chat') resolve(ev.channel);
-        });
-      });
+      const control = pc.createDataChannel('mesh', { negotiated: true, id: 0 });
+      // Made now, so streams the caller opens at once find their listener.
+      const link = new PeerLink(dial.call.from, 'incoming', pc, control, (s) => this.route(s), this.options.idleMs);
       let answerSent = false;
       const early: IceCandidate[] = [];
       pc.addEventListener('icecandidate', (ev) => {
@@ -461,17 +436,10 @@ export class MeshNode {
       }
       answerSent = true;
       for (const candidate of early) this.gateway.send({ t: 'candidate', dialId, candidate });
-      const channel = await Promise.race([
-        chat,
-        new Promise<never>((_, reject) =>
-          setTimeout(
-            () => reject(new DialError('timeout', 'the caller never connected')),
-            LINK_OPEN_TIMEOUT_MS,
-          ),
-        ),
-      ]);
-      await channelOpen(channel, LINK_OPEN_TIMEOUT_MS);
-      return this.addLink(new PeerLink(dial.call.from, 'incoming', pc, channel));
+      await channelOpen(control, LINK_OPEN_TIMEOUT_MS).catch(() => {
+        throw new DialError('timeout', 'the caller never connected');
+      });
+      return this.addLink(link);
     } catch (err) {
       pc.close();
       throw err;

@@ -19,11 +19,26 @@ export interface DataChannelLike {
   readonly label: string;
   readonly readyState: 'connecting' | 'open' | 'closing' | 'closed';
   readonly bufferedAmount: number;
+  bufferedAmountLowThreshold: number;
+  readonly ordered: boolean;
+  readonly maxRetransmits: number | null;
+  readonly maxPacketLifeTime: number | null;
   binaryType: string;
-  send(data: string): void;
+  send(data: string | Uint8Array<ArrayBuffer>): void;
   close(): void;
-  addEventListener(type: 'open' | 'close' | 'error', listener: () => void): void;
+  addEventListener(type: 'open' | 'close' | 'error' | 'bufferedamountlow', listener: () => void): void;
   addEventListener(type: 'message', listener: (ev: { data: unknown }) => void): void;
+  removeEventListener(type: 'bufferedamountlow', listener: () => void): void;
+}
+
+export interface DataChannelOptions {
+  negotiated?: boolean;
+  id?: number;
+  ordered?: boolean;
+  maxRetransmits?: number;
+  maxPacketLifeTime?: number;
+  priority?: 'very-low' | 'low' | 'medium' | 'high';
+  protocol?: string;
 }
 
 export interface StatsReportLike {

@@ -1,0 +1,247 @@
+/**
+ * Streams (DESIGN §4): one RTCDataChannel per stream, its label naming the service, seen
+ * through WHATWG streams. Every message is one or more frames; a frame is a 1-byte header
+ * and a payload, so messages larger than the peer's maxMessageSize are split and joined:
+ *
+ *   header bit 0: last frame of its message      bit 1: the message is UTF-8 text
+ *
+ * Backpressure: a write waits while the channel buffers more than HIGH_WATER bytes. On an
+ * unreliable channel a lost frame loses its whole message, never corrupts the next one.
+ */
+import type { VerifiedRecord } from '../identity/index.ts';
+import type { DataChannelLike, DataChannelOptions, PathInfo } from './rtc.ts';
+
+export interface StreamOptions {
+  /** Default true. Unreliable streams set maxRetransmits or maxPacketLifeTime (default 0 retransmits). */
+  reliable?: boolean;
+  maxRetransmits?: number;
+  maxPacketLifeTime?: number;
+  /** Default true. */
+  ordered?: boolean;
+  priority?: 'very-low' | 'low' | 'medium' | 'high';
+}
+
+export type StreamMessage = Uint8Array | string;
+
+const FRAME_LAST = 1;
+const FRAME_TEXT = 2;
+/** Frame payloads stay well under every implementation's maxMessageSize (Chromium: 256 KiB). */
+export const MAX_FRAME_PAYLOAD = 64 * 1024 - 1;
+/** Writes wait while more than this is buffered in the channel… */
+export const HIGH_WATER = 1024 * 1024;
+/** …and resume when it drains below this. */
+export const LOW_WATER = 256 * 1024;
+/** The largest message a reader will join; past it the stream is aborted. */
+export const MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
+
+export function channelOptions(options: StreamOptions = {}): DataChannelOptions {
+  const out: DataChannelOptions = { ordered: options.ordered ?? true };
+  if (options.reliable === false || options.maxRetransmits !== undefined || options.maxPacketLifeTime !== undefined) {
+    if (options.maxPacketLifeTime !== undefined) out.maxPacketLifeTime = options.maxPacketLifeTime;
+    else out.maxRetransmits = options.maxRetransmits ?? 0;
+  }
+  if (options.priority) out.priority = options.priority;
+  return out;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Splits one message into frames. */
+export function encodeFrames(message: StreamMessage, maxPayload = MAX_FRAME_PAYLOAD): Uint8Array<ArrayBuffer>[] {
+  const text = typeof message === 'string';
+  const bytes = text ? encoder.encode(message) : message;
+  const frames: Uint8Array<ArrayBuffer>[] = [];
+  let offset = 0;
+  do {
+    const end = Math.min(bytes.length, offset + maxPayload);
+    const frame = new Uint8Array(1 + end - offset);
+    frame[0] = (end === bytes.length ? FRAME_LAST : 0) | (text ? FRAME_TEXT : 0);
+    frame.set(bytes.subarray(offset, end), 1);
+    frames.push(frame);
+    offset = end;
+  } while (offset < bytes.length);
+  return frames;
+}
+
+/** Joins frames back into messages; drops a partial message when a frame was lost. */
+export class FrameJoiner {
+  private parts: Uint8Array[] = [];
+  private size = 0;
+
+  constructor(private readonly maxMessage = MAX_MESSAGE_BYTES) {}
+
+  /** Returns a whole message when `frame` completes one. */
+  push(frame: Uint8Array): StreamMessage | undefined {
+    if (frame.length === 0) throw new Error('empty frame');
+    const header = frame[0] ?? 0;
+    if (header & ~(FRAME_LAST | FRAME_TEXT)) throw new Error(`bad frame header ${header}`);
+    const payload = frame.subarray(1);
+    this.size += payload.length;
+    if (this.size > this.maxMessage) throw new Error(`message larger than ${this.maxMessage} bytes`);
+    if (!(header & FRAME_LAST)) {
+      this.parts.push(payload);
+      return undefined;
+    }
+    let whole: Uint8Array;
+    if (this.parts.length === 0) whole = payload;
+    else {
+      whole = new Uint8Array(this.size);
+      let o = 0;
+      for (const p of [...this.parts, payload]) {
+        whole.set(p, o);
+        o += p.length;
+      }
+    }
+    this.parts = [];
+    this.size = 0;
+    return header & FRAME_TEXT ? decoder.decode(whole) : whole;
+  }
+
+  /** Unordered or lossy channels: a frame of a new message arrived mid-message. */
+  reset(): void {
+    this.parts = [];
+    this.size = 0;
+  }
+}
+
+/** A stream between this node and a peer, on one data channel. */
+export class MeshStream {
+  readonly readable: ReadableStream<StreamMessage>;
+  readonly writable: WritableStream<StreamMessage>;
+  /** Largest message this stream carries: one frame on unreliable or unordered streams. */
+  readonly maxMessage: number;
+  private readonly closeListeners = new Set<() => void>();
+  private closed = false;
+
+  constructor(
+    readonly peer: VerifiedRecord,
+    readonly service: string,
+    private readonly channel: DataChannelLike,
+    private readonly pathOf: () => Promise<PathInfo>,
+  ) {
+    channel.binaryType = 'arraybuffer';
+    channel.bufferedAmountLowThreshold = LOW_WATER;
+    const joiner = new FrameJoiner();
+    // Unordered or unreliable channels deliver frames independently, so a message there must
+    // fit one frame: the writer refuses bigger ones, the reader never joins.
+    const independent = !channel.ordered || channel.maxRetransmits !== null || channel.maxPacketLifeTime !== null;
+    this.maxMessage = independent ? MAX_FRAME_PAYLOAD : MAX_MESSAGE_BYTES;
+    let controller!: ReadableStreamDefaultController<StreamMessage>;
+    this.readable = new ReadableStream<StreamMessage>({
+      start: (c) => {
+        controller = c;
+      },
+      cancel: () => this.close(),
+    });
+    channel.addEventListener('message', (ev) => {
+      try {
+        const data = ev.data;
+        const frame = data instanceof ArrayBuffer ? new Uint8Array(data) : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : undefined;
+        if (!frame) throw new Error('streams carry binary frames');
+        const message = joiner.push(frame);
+        if (message !== undefined) controller.enqueue(message);
+        else if (independent) joiner.reset(); // never join across frames that may be lost
+      } catch (err) {
+        controller.error(err);
+        this.abort(err instanceof Error ? err.message : String(err));
+      }
+    });
+    channel.addEventListener('close', () => {
+      try {
+        controller.close();
+      } catch {
+        // already closed or errored
+      }
+      this.finish();
+    });
+    this.writable = new WritableStream<StreamMessage>({
+      write: (message) => this.send(message),
+      close: async () => {
+        await this.flushed();
+        this.close();
+      },
+      abort: () => this.abort(),
+    });
+  }
+
+  get isOpen(): boolean {
+    return !this.closed && this.channel.readyState === 'open';
+  }
+
+  get options(): StreamOptions {
+    const c = this.channel;
+    return {
+      ordered: c.ordered,
+      reliable: c.maxRetransmits === null && c.maxPacketLifeTime === null,
+      ...(c.maxRetransmits !== null ? { maxRetransmits: c.maxRetransmits } : {}),
+      ...(c.maxPacketLifeTime !== null ? { maxPacketLifeTime: c.maxPacketLifeTime } : {}),
+    };
+  }
+
+  /** Candidate types and round trip of the connection this stream runs on. */
+  path(): Promise<PathInfo> {
+    return this.pathOf();
+  }
+
+  /** Sends one message (a convenience over `writable`, with the same backpressure). */
+  async send(message: StreamMessage): Promise<void> {
+    const size = typeof message === 'string' ? message.length : message.byteLength;
+    if (size > this.maxMessage) {
+      throw new RangeError(`messages on this ${this.service} stream must be at most ${this.maxMessage} bytes`);
+    }
+    for (const frame of encodeFrames(message)) {
+      if (this.channel.readyState !== 'open') throw new Error(`stream ${this.service} is closed`);
+      if (this.channel.bufferedAmount > HIGH_WATER) await this.drained();
+      this.channel.send(frame);
+    }
+  }
+
+  /** Closes once everything written has left the buffer. */
+  close(): void {
+    if (this.closed) return;
+    try {
+      this.channel.close();
+    } catch {
+      // already closed
+    }
+    this.finish();
+  }
+
+  abort(_reason?: string): void {
+    this.close();
+  }
+
+  onClose(listener: () => void): () => void {
+    if (this.closed) listener();
+    else this.closeListeners.add(listener);
+    return () => this.closeListeners.delete(listener);
+  }
+
+  private finish(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const l of this.closeListeners) l();
+  }
+
+  private drained(): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.channel.removeEventListener('bufferedamountlow', done);
+        clearInterval(poll);
+        resolve();
+      };
+      // Some stacks skip the event when the channel closes: poll as a backstop.
+      const poll = setInterval(() => {
+        if (this.channel.readyState !== 'open' || this.channel.bufferedAmount <= LOW_WATER) done();
+      }, 250);
+      this.channel.addEventListener('bufferedamountlow', done);
+    });
+  }
+
+  private async flushed(): Promise<void> {
+    while (this.channel.readyState === 'open' && this.channel.bufferedAmount > 0) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
