@@ -1,0 +1,152 @@
+/** Streams as users meet them: chat that persists, files of any size, mixed reliability. */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Browser, Page } from '@playwright/test';
+import { expect, openApp, test } from './fixtures.ts';
+import { PERMISSIONS } from './support/browser.ts';
+
+async function connectedPair(browser: Browser, url: string) {
+  const open = async () => {
+    const context = await browser.newContext({ permissions: PERMISSIONS });
+    const page = await context.newPage();
+    const identity = await openApp(page, url);
+    await expect(page.getByTestId('status')).toHaveText('connected');
+    return { context, page, ...identity };
+  };
+  const [a, b] = await Promise.all([open(), open()]);
+  await a.page.getByTestId('dial-to').fill(b.id);
+  await a.page.getByRole('button', { name: 'Dial', exact: true }).click();
+  await b.page.getByRole('button', { name: 'Accept' }).click();
+  await expect(a.page.getByTestId('dial-result')).toHaveAttribute('data-code', 'connected');
+  return [a, b] as const;
+}
+
+const card = (page: Page, peer: string) => page.locator(`article.link[data-peer="${peer}"]`);
+
+test('a 64 MiB file arrives byte-identical with the progress bar at 100%', async ({ browser, gateway }) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rtcmesh-file-'));
+  const file = join(dir, 'big.bin');
+  const bytes = randomBytes(64 * 1024 * 1024);
+  writeFileSync(file, bytes);
+  const sent = createHash('sha256').update(bytes).digest('hex');
+  try {
+    const [a, b] = await connectedPair(browser, gateway.url);
+    await card(a.page, b.id).locator('.file-input').setInputFiles(file);
+    const incoming = card(b.page, a.id).locator('.transfer');
+    await expect(incoming).toHaveAttribute('data-state', 'complete', { timeout: 60_000 });
+    await expect(incoming.locator('progress')).toHaveJSProperty('value', 100);
+    await expect(incoming).toHaveAttribute('data-sha256', sent);
+    await expect(card(a.page, b.id).locator('.transfer')).toHaveAttribute('data-state', 'complete');
+    // Save it as the user would, and check the bytes on disk.
+    const download = b.page.waitForEvent('download');
+    await incoming.locator('.save').click();
+    const saved = join(dir, 'saved.bin');
+    await (await download).saveAs(saved);
+    expect(createHash('sha256').update(readFileSync(saved)).digest('hex')).toBe(sent);
+    await a.context.close();
+    await b.context.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+for (const who of ['sender', 'receiver'] as const) {
+  test(`cancelling half-way (${who}) leaves nothing complete on either side`, async ({ browser, gateway }) => {
+    const dir = mkdtempSync(join(tmpdir(), 'rtcmesh-file-'));
+    const file = join(dir, 'big.bin');
+    writeFileSync(file, randomBytes(64 * 1024 * 1024));
+    try {
+      const [a, b] = await connectedPair(browser, gateway.url);
+      await card(a.page, b.id).locator('.file-input').setInputFiles(file);
+      const sending = card(a.page, b.id).locator('.transfer');
+      const receiving = card(b.page, a.id).locator('.transfer');
+      // Wait until some bytes have moved, then cancel.
+      await expect.poll(async () => receiving.locator('progress').evaluate((p) => (p as HTMLProgressElement).value)).toBeGreaterThan(5);
+      await (who === 'sender' ? sending : receiving).locator('.cancel').click();
+      await expect(sending).toHaveAttribute('data-state', 'cancelled');
+      await expect(receiving).toHaveAttribute('data-state', 'cancelled');
+      await expect(receiving.locator('.save')).toBeHidden();
+      await expect(b.page.locator('.transfer[data-state="complete"]')).toHaveCount(0);
+      await expect(a.page.locator('.transfer[data-state="complete"]')).toHaveCount(0);
+      await a.context.close();
+      await b.context.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
+
+test('chat history survives a reload', async ({ browser, gateway }) => {
+  const [a, b] = await connectedPair(browser, gateway.url);
+  await card(a.page, b.id).locator('.compose input').fill('remember me');
+  await card(a.page, b.id).locator('.compose button').click();
+  await expect(card(b.page, a.id).locator('.messages li.theirs')).toHaveText('peer: remember me');
+  await card(b.page, a.id).locator('.compose input').fill('and me');
+  await card(b.page, a.id).locator('.compose button').click();
+  await expect(card(a.page, b.id).locator('.messages li.theirs')).toHaveText('peer: and me');
+  for (const page of [a.page, b.page]) {
+    await page.reload();
+    await expect(page.locator('body[data-ready="true"]')).toBeAttached();
+  }
+  await expect(card(a.page, b.id).locator('.messages li')).toHaveText(['me: remember me', 'peer: and me']);
+  await expect(card(b.page, a.id).locator('.messages li')).toHaveText(['peer: remember me', 'me: and me']);
+  await a.context.close();
+  await b.context.close();
+});
+
+type NodeWindow = Window & {
+  rtcmesh: {
+    node: {
+      dial(to: string, service: string, options?: object): Promise<{
+        send(m: string | Uint8Array): Promise<void>;
+        close(): void;
+        readable: ReadableStream<string | Uint8Array>;
+      }>;
+      listen(service: string, handler: (s: { readable: ReadableStream<string | Uint8Array> }) => void): void;
+    };
+  };
+  got?: Record<string, string[]>;
+};
+
+test('an unreliable unordered stream and a reliable one on the same peer', async ({ browser, gateway }) => {
+  const [a, b] = await connectedPair(browser, gateway.url);
+  await b.page.evaluate(() => {
+    const w = window as unknown as NodeWindow;
+    w.got = { reliable: [], lossy: [] };
+    for (const service of ['reliable', 'lossy']) {
+      w.rtcmesh.node.listen(service, async (stream) => {
+        const reader = stream.readable.getReader();
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) return;
+          w.got?.[service]?.push(String(value));
+        }
+      });
+    }
+  });
+  const counts = await a.page.evaluate(async (to) => {
+    const node = (window as unknown as NodeWindow).rtcmesh.node;
+    const reliable = await node.dial(to, 'reliable');
+    const lossy = await node.dial(to, 'lossy', { reliable: false, ordered: false, maxRetransmits: 0 });
+    const N = 2000;
+    const payload = 'x'.repeat(1000);
+    await Promise.all([
+      (async () => {
+        for (let i = 0; i < N; i++) await reliable.send(String(i));
+      })(),
+      (async () => {
+        for (let i = 0; i < N; i++) await lossy.send(`${i}:${payload}`);
+      })(),
+    ]);
+    return N;
+  }, b.id);
+  await expect.poll(() => b.page.evaluate(() => (window as unknown as NodeWindow).got?.reliable?.length)).toBe(counts);
+  const got = await b.page.evaluate(() => (window as unknown as NodeWindow).got);
+  expect(got?.reliable).toEqual(Array.from({ length: counts }, (_, i) => String(i)));
+  // The lossy stream ran at the same time and delivered (all, or most, on loopback).
+  expect(got?.lossy?.length).toBeGreaterThan(0);
+  await a.context.close();
+  await b.context.close();
+});
