@@ -1,20 +1,42 @@
 /** The Node RtcPlatform: node-datachannel's W3C polyfill with the node's PEM certificate. */
 import { RTCPeerConnection } from 'node-datachannel/polyfill';
-import type { PeerConnectionLike, RtcPlatform } from '../core/node/rtc.ts';
+import type { PeerConnectionLike, RtcPlatform, SessionDescription } from '../core/node/rtc.ts';
 
-export function nodeRtcPlatform(options: {
-  certFile: string;
-  keyFile: string;
-  bindAddress?: string;
-}): RtcPlatform {
+const DESCRIPTION_TIMEOUT_MS = 5000;
+
+export function nodeRtcPlatform(options: { certFile: string; keyFile: string; bindAddress?: string }): RtcPlatform {
   return {
-    createPeerConnection: ({ iceServers }) =>
+    createPeerConnection: ({ iceServers }) => {
       // The polyfill passes unknown options through to libdatachannel's configuration.
-      new RTCPeerConnection({
+      const pc = new RTCPeerConnection({
         iceServers,
         certificatePemFile: options.certFile,
         keyPemFile: options.keyFile,
         ...(options.bindAddress ? { bindAddress: options.bindAddress } : {}),
-      } as ConstructorParameters<typeof RTCPeerConnection>[0]) as unknown as PeerConnectionLike,
+      } as ConstructorParameters<typeof RTCPeerConnection>[0]) as unknown as PeerConnectionLike;
+      return withSettledLocalDescription(pc);
+    },
   };
+}
+
+/**
+ * libdatachannel negotiates by itself (an offer once a channel exists, an answer once an
+ * offer is applied), and the polyfill's setLocalDescription() returns before that happens.
+ * Make it resolve only once the description exists, as the W3C API promises; otherwise an
+ * answer can arrive before the ICE transport does.
+ */
+function withSettledLocalDescription(pc: PeerConnectionLike): PeerConnectionLike {
+  const original = pc.setLocalDescription.bind(pc);
+  Object.defineProperty(pc, 'setLocalDescription', {
+    value: async (description?: SessionDescription) => {
+      const expected = description?.type ?? (pc.remoteDescription?.type === 'offer' ? 'answer' : 'offer');
+      await original(description);
+      const deadline = Date.now() + DESCRIPTION_TIMEOUT_MS;
+      while (pc.localDescription?.type !== expected) {
+        if (Date.now() > deadline) throw new Error(`no local ${expected} after ${DESCRIPTION_TIMEOUT_MS} ms`);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    },
+  });
+  return pc;
 }
