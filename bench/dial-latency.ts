@@ -12,7 +12,9 @@ import { repoPath } from '../e2e/support/paths.ts';
 import { newPage, type Summary, summarize } from './browser.ts';
 
 type RtcmeshWindow = Window & {
-  rtcmesh?: { node: { connect(to: string): Promise<{ close(): void }>; gateway: { status: string } } };
+  rtcmesh?: {
+    node: { connect(to: string): Promise<{ close(): void }>; gateway: { status: string } };
+  };
 };
 
 export async function rtcmeshDials(browser: Browser, dials: number): Promise<Summary> {

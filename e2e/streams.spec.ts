@@ -25,7 +25,10 @@ async function connectedPair(browser: Browser, url: string) {
 
 const card = (page: Page, peer: string) => page.locator(`article.link[data-peer="${peer}"]`);
 
-test('a 64 MiB file arrives byte-identical with the progress bar at 100%', async ({ browser, gateway }) => {
+test('a 64 MiB file arrives byte-identical with the progress bar at 100%', async ({
+  browser,
+  gateway,
+}) => {
   const dir = mkdtempSync(join(tmpdir(), 'rtcmesh-file-'));
   const file = join(dir, 'big.bin');
   const bytes = randomBytes(64 * 1024 * 1024);
@@ -53,7 +56,10 @@ test('a 64 MiB file arrives byte-identical with the progress bar at 100%', async
 });
 
 for (const who of ['sender', 'receiver'] as const) {
-  test(`cancelling half-way (${who}) leaves nothing complete on either side`, async ({ browser, gateway }) => {
+  test(`cancelling half-way (${who}) leaves nothing complete on either side`, async ({
+    browser,
+    gateway,
+  }) => {
     const dir = mkdtempSync(join(tmpdir(), 'rtcmesh-file-'));
     const file = join(dir, 'big.bin');
     writeFileSync(file, randomBytes(64 * 1024 * 1024));
@@ -63,7 +69,11 @@ for (const who of ['sender', 'receiver'] as const) {
       const sending = card(a.page, b.id).locator('.transfer');
       const receiving = card(b.page, a.id).locator('.transfer');
       // Wait until some bytes have moved, then cancel.
-      await expect.poll(async () => receiving.locator('progress').evaluate((p) => (p as HTMLProgressElement).value)).toBeGreaterThan(5);
+      await expect
+        .poll(async () =>
+          receiving.locator('progress').evaluate((p) => (p as HTMLProgressElement).value),
+        )
+        .toBeGreaterThan(5);
       await (who === 'sender' ? sending : receiving).locator('.cancel').click();
       await expect(sending).toHaveAttribute('data-state', 'cancelled');
       await expect(receiving).toHaveAttribute('data-state', 'cancelled');
@@ -90,8 +100,14 @@ test('chat history survives a reload', async ({ browser, gateway }) => {
     await page.reload();
     await expect(page.locator('body[data-ready="true"]')).toBeAttached();
   }
-  await expect(card(a.page, b.id).locator('.messages li')).toHaveText(['me: remember me', 'peer: and me']);
-  await expect(card(b.page, a.id).locator('.messages li')).toHaveText(['peer: remember me', 'me: and me']);
+  await expect(card(a.page, b.id).locator('.messages li')).toHaveText([
+    'me: remember me',
+    'peer: and me',
+  ]);
+  await expect(card(b.page, a.id).locator('.messages li')).toHaveText([
+    'peer: remember me',
+    'me: and me',
+  ]);
   await a.context.close();
   await b.context.close();
 });
@@ -99,18 +115,28 @@ test('chat history survives a reload', async ({ browser, gateway }) => {
 type NodeWindow = Window & {
   rtcmesh: {
     node: {
-      dial(to: string, service: string, options?: object): Promise<{
+      dial(
+        to: string,
+        service: string,
+        options?: object,
+      ): Promise<{
         send(m: string | Uint8Array): Promise<void>;
         close(): void;
         readable: ReadableStream<string | Uint8Array>;
       }>;
-      listen(service: string, handler: (s: { readable: ReadableStream<string | Uint8Array> }) => void): void;
+      listen(
+        service: string,
+        handler: (s: { readable: ReadableStream<string | Uint8Array> }) => void,
+      ): void;
     };
   };
   got?: Record<string, string[]>;
 };
 
-test('an unreliable unordered stream and a reliable one on the same peer', async ({ browser, gateway }) => {
+test('an unreliable unordered stream and a reliable one on the same peer', async ({
+  browser,
+  gateway,
+}) => {
   const [a, b] = await connectedPair(browser, gateway.url);
   await b.page.evaluate(() => {
     const w = window as unknown as NodeWindow;
@@ -129,7 +155,11 @@ test('an unreliable unordered stream and a reliable one on the same peer', async
   const counts = await a.page.evaluate(async (to) => {
     const node = (window as unknown as NodeWindow).rtcmesh.node;
     const reliable = await node.dial(to, 'reliable');
-    const lossy = await node.dial(to, 'lossy', { reliable: false, ordered: false, maxRetransmits: 0 });
+    const lossy = await node.dial(to, 'lossy', {
+      reliable: false,
+      ordered: false,
+      maxRetransmits: 0,
+    });
     const N = 2000;
     const payload = 'x'.repeat(1000);
     await Promise.all([
@@ -142,7 +172,9 @@ test('an unreliable unordered stream and a reliable one on the same peer', async
     ]);
     return N;
   }, b.id);
-  await expect.poll(() => b.page.evaluate(() => (window as unknown as NodeWindow).got?.reliable?.length)).toBe(counts);
+  await expect
+    .poll(() => b.page.evaluate(() => (window as unknown as NodeWindow).got?.reliable?.length))
+    .toBe(counts);
   const got = await b.page.evaluate(() => (window as unknown as NodeWindow).got);
   expect(got?.reliable).toEqual(Array.from({ length: counts }, (_, i) => String(i)));
   // The lossy stream ran at the same time and delivered (all, or most, on loopback).

@@ -4,7 +4,16 @@
  *   rtcmesh id [--data DIR]
  */
 import { parseArgs } from 'node:util';
+import type { AcceptPolicy } from '../core/node/mesh-node.ts';
 import { VERSION } from '../core/version.ts';
+import {
+  type CliNodeOptions,
+  DEFAULT_GATEWAY,
+  DEFAULT_NODE_DATA,
+  runDial,
+  runListen,
+  runNode,
+} from './cli-node.ts';
 import {
   ConfigError,
   DEFAULT_DATA_DIR,
@@ -22,9 +31,22 @@ import { loadOrCreateIdentity } from './identity-store.ts';
 const USAGE = `rtcmesh ${VERSION}: a private mesh over WebRTC
 
 Usage:
-  rtcmesh gateway [options]   run a gateway serving the PWA and the API
-  rtcmesh id [--data DIR]     print this device's node ID and mesh IPv6 (made on first use)
+  rtcmesh gateway [options]         run a gateway serving the PWA and the API
+  rtcmesh id [--data DIR]           print a node ID and mesh IPv6 (made on first use)
+  rtcmesh node [node options]       stay online as a mesh node
+  rtcmesh listen SERVICE [--exec CMD] [node options]
+                                    serve SERVICE: pipe each stream to stdio, or run CMD per stream
+  rtcmesh dial PEER SERVICE [node options]
+                                    pipe stdin/stdout through a stream to PEER (node ID or mesh IPv6)
   rtcmesh --version | --help
+
+Node options (flag, environment variable, default):
+  --gateway URL        RTCMESH_GATEWAY      ${DEFAULT_GATEWAY}
+  --data DIR           RTCMESH_NODE_DATA    ${DEFAULT_NODE_DATA}
+  --accept POLICY      RTCMESH_ACCEPT       everyone for listen, known otherwise (everyone, known or ask;
+                                            a terminal cannot ask, so ask declines)
+  --known ID           (repeatable)         peers the known policy accepts
+  --name NAME                               a name peers see in your record
 
 Gateway options (flag, environment variable, default):
   --listen HOST:PORT   RTCMESH_LISTEN       ${DEFAULT_LISTEN}
@@ -110,9 +132,64 @@ async function runId(args: string[]): Promise<void> {
   console.log(`ip6  ${identity.ip6}`);
 }
 
+function nodeOptions(
+  args: string[],
+  defaultAccept: AcceptPolicy,
+  extra: Record<string, { type: 'string' }> = {},
+) {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      gateway: { type: 'string' },
+      data: { type: 'string' },
+      accept: { type: 'string' },
+      known: { type: 'string', multiple: true },
+      name: { type: 'string' },
+      ...extra,
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  const accept = (values.accept ?? process.env.RTCMESH_ACCEPT ?? defaultAccept) as string;
+  if (accept !== 'everyone' && accept !== 'known' && accept !== 'ask') {
+    throw new ConfigError(`--accept must be everyone, known or ask, not "${accept}"`);
+  }
+  const gateway = parsePublicUrl(values.gateway ?? process.env.RTCMESH_GATEWAY ?? DEFAULT_GATEWAY);
+  const options: CliNodeOptions = {
+    gateway,
+    dataDir: values.data ?? process.env.RTCMESH_NODE_DATA ?? DEFAULT_NODE_DATA,
+    accept,
+    known: values.known ?? [],
+    ...(values.name ? { name: values.name } : {}),
+  };
+  return { options, positionals, values: values as Record<string, string | string[] | undefined> };
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   switch (command) {
+    case 'node': {
+      const { options, positionals } = nodeOptions(rest, 'known');
+      if (positionals.length) fail(`node takes no arguments\n\n${USAGE}`);
+      await runNode(options);
+      return process.exit(0);
+    }
+    case 'listen': {
+      const { options, positionals, values } = nodeOptions(rest, 'everyone', {
+        exec: { type: 'string' },
+      });
+      const [service, ...more] = positionals;
+      if (!service || more.length) fail(`usage: rtcmesh listen SERVICE [--exec CMD]`);
+      await runListen(options, service, typeof values.exec === 'string' ? values.exec : undefined);
+      return process.exit(0);
+    }
+    case 'dial': {
+      const { options, positionals } = nodeOptions(rest, 'known');
+      const [peer, service, ...more] = positionals;
+      if (!peer || !service || more.length) fail(`usage: rtcmesh dial PEER SERVICE`);
+      // Exit at once: the peer connection's native threads need not be waited for.
+      return process.exit(await runDial(options, peer, service));
+    }
     case 'gateway':
       return runGateway(rest);
     case 'id':

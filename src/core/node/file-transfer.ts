@@ -15,7 +15,11 @@ export const FILE_SERVICE = 'file';
 const offerSchema = z.object({
   t: z.literal('offer'),
   name: z.string().min(1).max(255),
-  size: z.number().int().min(0).max(2 ** 53 - 1),
+  size: z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 53 - 1),
   type: z.string().max(255),
 });
 const endSchema = z.object({ t: z.literal('end'), sha256: z.string().regex(/^[0-9a-f]{64}$/) });
@@ -69,7 +73,8 @@ export async function sendFile(
         onProgress({ bytes: sent, total: offer.size, rate: meter.add(sent) });
       }
     }
-    if (sent !== offer.size) throw new Error(`the file changed while sending (${sent} of ${offer.size} bytes)`);
+    if (sent !== offer.size)
+      throw new Error(`the file changed while sending (${sent} of ${offer.size} bytes)`);
     const digest = toHex(hash.digest());
     await stream.send(JSON.stringify({ t: 'end', sha256: digest }));
     // The receiver closes the stream once it has checked the hash.
@@ -77,7 +82,8 @@ export async function sendFile(
     return { state: 'complete', sha256: digest };
   } catch (err) {
     stream.close();
-    if (!stream.isOpen && sent < offer.size) return { state: 'cancelled', message: 'the transfer was cancelled' };
+    if (!stream.isOpen && sent < offer.size)
+      return { state: 'cancelled', message: 'the transfer was cancelled' };
     return { state: 'failed', message: err instanceof Error ? err.message : String(err) };
   }
 }
@@ -97,7 +103,8 @@ export async function receiveFile(
 ): Promise<IncomingFile> {
   const reader = stream.readable.getReader();
   const first = await reader.read();
-  const parsed = typeof first.value === 'string' ? parseMessage(offerSchema, first.value) : undefined;
+  const parsed =
+    typeof first.value === 'string' ? parseMessage(offerSchema, first.value) : undefined;
   if (!parsed?.ok) {
     stream.close();
     throw new Error('the peer did not start with a file offer');
@@ -114,7 +121,9 @@ export async function receiveFile(
     const chunks: Uint8Array[] = [];
     let received = 0;
     for (;;) {
-      const { value, done } = await reader.read().catch(() => ({ value: undefined, done: true as const }));
+      const { value, done } = await reader
+        .read()
+        .catch(() => ({ value: undefined, done: true as const }));
       if (done || value === undefined) {
         return cancelled
           ? { state: 'cancelled', message: 'you cancelled the transfer' }
@@ -123,10 +132,13 @@ export async function receiveFile(
       if (typeof value === 'string') {
         const end = parseMessage(endSchema, value);
         stream.close();
-        if (!end.ok) return { state: 'failed', message: 'the peer sent something that is not part of a file' };
-        if (received !== offer.size) return { state: 'failed', message: `got ${received} of ${offer.size} bytes` };
+        if (!end.ok)
+          return { state: 'failed', message: 'the peer sent something that is not part of a file' };
+        if (received !== offer.size)
+          return { state: 'failed', message: `got ${received} of ${offer.size} bytes` };
         const digest = toHex(hash.digest());
-        if (digest !== end.value.sha256) return { state: 'failed', message: 'SHA-256 mismatch: the file was damaged' };
+        if (digest !== end.value.sha256)
+          return { state: 'failed', message: 'SHA-256 mismatch: the file was damaged' };
         return { state: 'complete', sha256: digest, chunks };
       }
       received += value.length;

@@ -23,6 +23,7 @@ import { GatewayClient, type GatewayStatus } from './gateway-client.ts';
 import { PeerLink } from './peer-link.ts';
 import { channelOpen, type PeerConnectionLike, type RtcPlatform } from './rtc.ts';
 import type { MeshStream, StreamOptions } from './stream.ts';
+import { background } from './timers.ts';
 
 export { PeerLink };
 
@@ -153,7 +154,11 @@ export class MeshNode {
   }
 
   /** Opens a stream to `service` on a peer (by ID or mesh IPv6), reusing an open link. */
-  async dial(to: string, service: string, options: StreamOptions & { signal?: AbortSignal } = {}): Promise<MeshStream> {
+  async dial(
+    to: string,
+    service: string,
+    options: StreamOptions & { signal?: AbortSignal } = {},
+  ): Promise<MeshStream> {
     const link = this.openLink(to) ?? (await this.connect(to, options));
     return link.openStream(service, options);
   }
@@ -221,7 +226,14 @@ export class MeshNode {
       for (const candidate of early) this.gateway.send({ t: 'candidate', dialId, candidate });
       const answer = await answered;
       // Made before the connection opens, so streams the callee opens at once find their listener.
-      const link = new PeerLink(answer.record, 'outgoing', pc, control, (s) => this.route(s), this.options.idleMs);
+      const link = new PeerLink(
+        answer.record,
+        'outgoing',
+        pc,
+        control,
+        (s) => this.route(s),
+        this.options.idleMs,
+      );
       await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
       const dial = this.outgoing.get(dialId);
       for (const c of dial?.pendingCandidates ?? [])
@@ -241,7 +253,7 @@ export class MeshNode {
       clearTimeout(timeout);
       options.signal?.removeEventListener('abort', onAbort);
       // Keep the entry briefly so late candidates still reach the connection.
-      setTimeout(() => this.outgoing.delete(dialId), 10_000);
+      background(() => this.outgoing.delete(dialId), 10_000);
     }
   }
 
@@ -392,14 +404,16 @@ export class MeshNode {
           if (dial.settled) return;
           dial.settled = true;
           this.gateway.send({ t: 'reject', dialId, reason: 'declined' });
-          setTimeout(() => this.incoming.delete(dialId), 1000);
+          background(() => this.incoming.delete(dialId), 1000);
         },
       },
     };
     this.incoming.set(dialId, dial);
     const decision = await this.options.decide(caller);
     if (decision === 'accept') {
-      void dial.call.accept().catch((err: unknown) => console.warn('rtcmesh: auto-accept failed', err));
+      void dial.call
+        .accept()
+        .catch((err: unknown) => console.warn('rtcmesh: auto-accept failed', err));
     } else if (decision === 'decline') {
       dial.call.decline();
     } else {
@@ -416,7 +430,14 @@ export class MeshNode {
     try {
       const control = pc.createDataChannel('mesh', { negotiated: true, id: 0 });
       // Made now, so streams the caller opens at once find their listener.
-      const link = new PeerLink(dial.call.from, 'incoming', pc, control, (s) => this.route(s), this.options.idleMs);
+      const link = new PeerLink(
+        dial.call.from,
+        'incoming',
+        pc,
+        control,
+        (s) => this.route(s),
+        this.options.idleMs,
+      );
       let answerSent = false;
       const early: IceCandidate[] = [];
       pc.addEventListener('icecandidate', (ev) => {
@@ -444,7 +465,7 @@ export class MeshNode {
       pc.close();
       throw err;
     } finally {
-      setTimeout(() => this.incoming.delete(dialId), 10_000);
+      background(() => this.incoming.delete(dialId), 10_000);
     }
   }
 }

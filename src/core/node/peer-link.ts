@@ -5,8 +5,15 @@
  * a page may hold, so they are reused and closed, never leaked.
  */
 import type { NodeId, VerifiedRecord } from '../identity/index.ts';
-import { channelOpen, type DataChannelLike, type PathInfo, type PeerConnectionLike, pathInfo } from './rtc.ts';
+import {
+  channelOpen,
+  type DataChannelLike,
+  type PathInfo,
+  type PeerConnectionLike,
+  pathInfo,
+} from './rtc.ts';
 import { channelOptions, MeshStream, type StreamOptions } from './stream.ts';
+import { background } from './timers.ts';
 
 export const DEFAULT_IDLE_MS = 120_000;
 const STREAM_OPEN_TIMEOUT_MS = 20_000;
@@ -57,7 +64,8 @@ export class PeerLink {
   /** Opens a stream to the peer's listener for `service`. */
   async openStream(service: string, options: StreamOptions = {}): Promise<MeshStream> {
     if (!this.isOpen) throw new Error('the connection is closed');
-    if (!SERVICE_NAME.test(service) || service === 'mesh') throw new Error(`"${service}" is not a service name`);
+    if (!SERVICE_NAME.test(service) || service === 'mesh')
+      throw new Error(`"${service}" is not a service name`);
     const channel = this.pc.createDataChannel(service, channelOptions(options));
     const stream = this.adopt(channel);
     await channelOpen(channel, STREAM_OPEN_TIMEOUT_MS);
@@ -101,6 +109,7 @@ export class PeerLink {
 
   private armIdle(): void {
     clearTimeout(this.idleTimer);
-    if (this.streams.size === 0 && !this.closed) this.idleTimer = setTimeout(() => this.close(), this.idleMs);
+    if (this.streams.size === 0 && !this.closed)
+      this.idleTimer = background(() => this.close(), this.idleMs);
   }
 }

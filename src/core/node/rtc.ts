@@ -26,7 +26,10 @@ export interface DataChannelLike {
   binaryType: string;
   send(data: string | Uint8Array<ArrayBuffer>): void;
   close(): void;
-  addEventListener(type: 'open' | 'close' | 'error' | 'bufferedamountlow', listener: () => void): void;
+  addEventListener(
+    type: 'open' | 'close' | 'error' | 'bufferedamountlow',
+    listener: () => void,
+  ): void;
   addEventListener(type: 'message', listener: (ev: { data: unknown }) => void): void;
   removeEventListener(type: 'bufferedamountlow', listener: () => void): void;
 }

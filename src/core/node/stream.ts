@@ -36,7 +36,11 @@ export const MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
 
 export function channelOptions(options: StreamOptions = {}): DataChannelOptions {
   const out: DataChannelOptions = { ordered: options.ordered ?? true };
-  if (options.reliable === false || options.maxRetransmits !== undefined || options.maxPacketLifeTime !== undefined) {
+  if (
+    options.reliable === false ||
+    options.maxRetransmits !== undefined ||
+    options.maxPacketLifeTime !== undefined
+  ) {
     if (options.maxPacketLifeTime !== undefined) out.maxPacketLifeTime = options.maxPacketLifeTime;
     else out.maxRetransmits = options.maxRetransmits ?? 0;
   }
@@ -48,7 +52,10 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /** Splits one message into frames. */
-export function encodeFrames(message: StreamMessage, maxPayload = MAX_FRAME_PAYLOAD): Uint8Array<ArrayBuffer>[] {
+export function encodeFrames(
+  message: StreamMessage,
+  maxPayload = MAX_FRAME_PAYLOAD,
+): Uint8Array<ArrayBuffer>[] {
   const text = typeof message === 'string';
   const bytes = text ? encoder.encode(message) : message;
   const frames: Uint8Array<ArrayBuffer>[] = [];
@@ -78,7 +85,8 @@ export class FrameJoiner {
     if (header & ~(FRAME_LAST | FRAME_TEXT)) throw new Error(`bad frame header ${header}`);
     const payload = frame.subarray(1);
     this.size += payload.length;
-    if (this.size > this.maxMessage) throw new Error(`message larger than ${this.maxMessage} bytes`);
+    if (this.size > this.maxMessage)
+      throw new Error(`message larger than ${this.maxMessage} bytes`);
     if (!(header & FRAME_LAST)) {
       this.parts.push(payload);
       return undefined;
@@ -125,7 +133,8 @@ export class MeshStream {
     const joiner = new FrameJoiner();
     // Unordered or unreliable channels deliver frames independently, so a message there must
     // fit one frame: the writer refuses bigger ones, the reader never joins.
-    const independent = !channel.ordered || channel.maxRetransmits !== null || channel.maxPacketLifeTime !== null;
+    const independent =
+      !channel.ordered || channel.maxRetransmits !== null || channel.maxPacketLifeTime !== null;
     this.maxMessage = independent ? MAX_FRAME_PAYLOAD : MAX_MESSAGE_BYTES;
     let controller!: ReadableStreamDefaultController<StreamMessage>;
     this.readable = new ReadableStream<StreamMessage>({
@@ -137,7 +146,12 @@ export class MeshStream {
     channel.addEventListener('message', (ev) => {
       try {
         const data = ev.data;
-        const frame = data instanceof ArrayBuffer ? new Uint8Array(data) : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : undefined;
+        const frame =
+          data instanceof ArrayBuffer
+            ? new Uint8Array(data)
+            : ArrayBuffer.isView(data)
+              ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+              : undefined;
         if (!frame) throw new Error('streams carry binary frames');
         const message = joiner.push(frame);
         if (message !== undefined) controller.enqueue(message);
@@ -188,7 +202,9 @@ export class MeshStream {
   async send(message: StreamMessage): Promise<void> {
     const size = typeof message === 'string' ? message.length : message.byteLength;
     if (size > this.maxMessage) {
-      throw new RangeError(`messages on this ${this.service} stream must be at most ${this.maxMessage} bytes`);
+      throw new RangeError(
+        `messages on this ${this.service} stream must be at most ${this.maxMessage} bytes`,
+      );
     }
     for (const frame of encodeFrames(message)) {
       if (this.channel.readyState !== 'open') throw new Error(`stream ${this.service} is closed`);

@@ -1,0 +1,116 @@
+/** Browsers and terminal nodes on one mesh: `rtcmesh listen` / `rtcmesh dial` with a page. */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect, openApp, test } from './fixtures.ts';
+import { RTCMESH_BIN } from './support/gateway-process.ts';
+
+type NodeWindow = Window & {
+  rtcmesh: {
+    node: {
+      dial(
+        to: string,
+        service: string,
+      ): Promise<{
+        send(m: Uint8Array | string): Promise<void>;
+        readable: ReadableStream<Uint8Array | string>;
+      }>;
+      listen(
+        service: string,
+        handler: (s: {
+          send(m: Uint8Array | string): Promise<void>;
+          readable: ReadableStream<Uint8Array | string>;
+          close(): void;
+        }) => void,
+      ): void;
+    };
+  };
+};
+
+function cli(args: string[], gatewayUrl: string, input?: string) {
+  const data = mkdtempSync(join(tmpdir(), 'rtcmesh-cli-'));
+  const child = spawn(
+    process.execPath,
+    [RTCMESH_BIN, ...args, '--gateway', gatewayUrl, '--data', data],
+    { stdio: ['pipe', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
+  if (input !== undefined) child.stdin.end(input);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  return {
+    child,
+    exited,
+    out: () => out,
+    err: () => err,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await exited;
+      rmSync(data, { recursive: true, force: true });
+    },
+  };
+}
+
+test('the CLI listens on echo; the browser dials it and gets its bytes back', async ({
+  page,
+  gateway,
+}) => {
+  const listener = cli(['listen', 'echo', '--exec', 'cat'], gateway.url);
+  try {
+    await expect.poll(() => /node (\S+) \(/.exec(listener.err())?.[1]).toBeTruthy();
+    const cliId = /node (\S+) \(/.exec(listener.err())?.[1] ?? '';
+    await openApp(page);
+    await expect(page.getByTestId('status')).toHaveText('connected');
+    const echoed = await page.evaluate(async (to) => {
+      const stream = await (window as unknown as NodeWindow).rtcmesh.node.dial(to, 'echo');
+      const sent = new Uint8Array(200_000).map((_, i) => i % 256);
+      await stream.send(sent);
+      await stream.send(new Uint8Array(0)); // end of input
+      const reader = stream.readable.getReader();
+      let got = 0;
+      let same = true;
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || typeof value === 'string' || value.length === 0) break;
+        for (let i = 0; i < value.length; i++) if (value[i] !== (got + i) % 256) same = false;
+        got += value.length;
+      }
+      return { got, same };
+    }, cliId);
+    expect(echoed).toEqual({ got: 200_000, same: true });
+  } finally {
+    await listener.stop();
+  }
+});
+
+test('the browser listens; the CLI dials it and the user accepts', async ({ page, gateway }) => {
+  const { id } = await openApp(page);
+  await expect(page.getByTestId('status')).toHaveText('connected');
+  await page.evaluate(() => {
+    (window as unknown as NodeWindow).rtcmesh.node.listen('echo', async (stream) => {
+      const reader = stream.readable.getReader();
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        await stream.send(value);
+        if (typeof value !== 'string' && value.length === 0) return; // echo the end of input too
+      }
+    });
+  });
+  const dialer = cli(['dial', id, 'echo'], gateway.url, 'hello from the terminal\n');
+  try {
+    await expect(page.getByTestId('incoming')).toBeVisible();
+    await page.getByRole('button', { name: 'Accept' }).click();
+    expect(await dialer.exited).toBe(0);
+    expect(dialer.out()).toBe('hello from the terminal\n');
+  } finally {
+    await dialer.stop();
+  }
+});

@@ -1,0 +1,73 @@
+/** The CLI node as a user runs it: `rtcmesh listen` and `rtcmesh dial` over a real gateway. */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type GatewayProcess, RTCMESH_BIN, startGateway } from '../e2e/support/gateway-process.ts';
+
+let gateway: GatewayProcess;
+const children: ChildProcess[] = [];
+beforeAll(async () => {
+  gateway = await startGateway();
+});
+afterAll(async () => {
+  for (const c of children) c.kill('SIGTERM');
+  await gateway.stop();
+});
+
+function rtcmesh(args: string[], input?: Buffer | string) {
+  const data = mkdtempSync(join(tmpdir(), 'rtcmesh-cli-'));
+  const child = spawn(
+    process.execPath,
+    [RTCMESH_BIN, ...args, '--gateway', gateway.url, '--data', data],
+    {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    },
+  );
+  children.push(child);
+  let stdout = Buffer.alloc(0);
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => {
+    stdout = Buffer.concat([stdout, d]);
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  if (input !== undefined) child.stdin.end(input);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  return { child, exited, out: () => stdout, err: () => stderr };
+}
+
+async function waitFor(check: () => string | undefined, what: string): Promise<string> {
+  for (let i = 0; i < 200; i++) {
+    const v = check();
+    if (v) return v;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe('rtcmesh listen / dial', () => {
+  it('dial pipes stdin to a listener running a command, and prints what comes back', async () => {
+    const listener = rtcmesh(['listen', 'echo', '--exec', 'cat']);
+    const id = await waitFor(
+      () => /node (\S+) \(/.exec(listener.err())?.[1],
+      'the listener to connect',
+    );
+    const payload = Buffer.from(Array.from({ length: 300_000 }, (_, i) => i % 251));
+    const dialer = rtcmesh(['dial', id, 'echo'], payload);
+    expect(await dialer.exited).toBe(0);
+    expect(dialer.out().equals(payload)).toBe(true);
+    expect(dialer.err()).toMatch(/echo: connected to/);
+  });
+
+  it('a peer nobody serves, or that is unknown, gives a clear error and exit 1', async () => {
+    const dialer = rtcmesh(['dial', 'a'.repeat(52), 'echo'], '');
+    expect(await dialer.exited).toBe(1);
+    expect(dialer.err()).toMatch(/not-found/);
+    const bad = rtcmesh(['dial', 'x', 'echo', '--accept', 'sometimes'], '');
+    expect(await bad.exited).toBe(2);
+    expect(bad.err()).toMatch(/--accept must be everyone, known or ask/);
+  });
+});
