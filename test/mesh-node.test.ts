@@ -26,7 +26,10 @@ describe('MeshNode on node-datachannel', () => {
     const b = await startNodeNode(gateway.url);
     const received = new Promise<StreamMessage>((resolve) => {
       b.node.listen('chat', (stream) => {
-        void stream.readable.getReader().read().then((r) => r.value !== undefined && resolve(r.value));
+        void stream.readable
+          .getReader()
+          .read()
+          .then((r) => r.value !== undefined && resolve(r.value));
       });
     });
     const stream = await a.node.dial(b.identity.id, 'chat');
@@ -41,7 +44,10 @@ describe('MeshNode on node-datachannel', () => {
     const b = await startNodeNode(gateway.url);
     const received = new Promise<StreamMessage>((resolve) => {
       b.node.listen('chat', (stream) => {
-        void stream.readable.getReader().read().then((r) => r.value !== undefined && resolve(r.value));
+        void stream.readable
+          .getReader()
+          .read()
+          .then((r) => r.value !== undefined && resolve(r.value));
       });
     });
     const a = await makeNodeIdentity();

@@ -58,7 +58,9 @@ export function openNodeDb(): Promise<IDBPDatabase<RtcmeshDB>> {
         database.createObjectStore('identity');
       }
       if (oldVersion < 2) {
-        database.createObjectStore('messages', { keyPath: 'id', autoIncrement: true }).createIndex('peer', 'peer');
+        database
+          .createObjectStore('messages', { keyPath: 'id', autoIncrement: true })
+          .createIndex('peer', 'peer');
         database.createObjectStore('contacts', { keyPath: 'id' });
       }
     },

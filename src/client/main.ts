@@ -1,13 +1,18 @@
 /** The window: renders this device's node and runs it (one tab at a time holds the node). */
 import './style.css';
+import { chatPeers, contact } from '../browser/chat-store.ts';
 import { loadOrCreateNodeIdentity } from '../browser/identity-store.ts';
 import { windowRtcPlatform } from '../browser/rtc-platform.ts';
 import { DIAL_ERROR_TEXT, DialError } from '../core/node/errors.ts';
-import { chatPeers, contact } from '../browser/chat-store.ts';
-import { type AcceptPolicy, decideByPolicy, type IncomingCall, MeshNode } from '../core/node/mesh-node.ts';
+import {
+  type AcceptPolicy,
+  decideByPolicy,
+  type IncomingCall,
+  MeshNode,
+} from '../core/node/mesh-node.ts';
 import { loadOrRenewCertificate, type NodeCertificate } from './certificate.ts';
-import { PeersView } from './peers-view.ts';
 import { connectToNode } from './node-connection.ts';
+import { PeersView } from './peers-view.ts';
 import { registerServiceWorker } from './service-worker.ts';
 import { acceptPolicy, knownPeers, rememberPeer, setAcceptPolicy } from './settings.ts';
 import { dialTargetFromLocation, qrSvg, shareLink } from './share.ts';
@@ -67,7 +72,12 @@ async function runNode(certificate: NodeCertificate, signal: AbortSignal): Promi
       return decideByPolicy(acceptPolicy(), knownPeers().has(caller.id) || saved !== undefined);
     },
   });
-  const peers = new PeersView($('#links'), $('#no-links'), $<HTMLTemplateElement>('#link-template'), node);
+  const peers = new PeersView(
+    $('#links'),
+    $('#no-links'),
+    $<HTMLTemplateElement>('#link-template'),
+    node,
+  );
   for (const peer of await chatPeers()) peers.card(peer);
   const status = $('#status');
   node.on('status', (s, detail) => {

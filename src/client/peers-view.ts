@@ -2,8 +2,21 @@
  * One card per peer: its name and accept policy (a contact), the connection path, the chat
  * with its history, and file transfers with progress, cancel and save.
  */
-import { type ChatMessage, contact, history, saveContact, saveMessage } from '../browser/chat-store.ts';
-import { FILE_SERVICE, type IncomingFile, receiveFile, sendFile, type TransferProgress, type TransferResult } from '../core/node/file-transfer.ts';
+import {
+  type ChatMessage,
+  contact,
+  history,
+  saveContact,
+  saveMessage,
+} from '../browser/chat-store.ts';
+import {
+  FILE_SERVICE,
+  type IncomingFile,
+  receiveFile,
+  sendFile,
+  type TransferProgress,
+  type TransferResult,
+} from '../core/node/file-transfer.ts';
 import type { MeshNode, PeerLink } from '../core/node/mesh-node.ts';
 import type { MeshStream } from '../core/node/stream.ts';
 
@@ -109,12 +122,15 @@ class PeerCard {
       this.finish(row, { state: 'failed', message: (err as Error).message });
       return;
     }
-    $<HTMLElement>(row, '.name').textContent = `${incoming.offer.name} (${formatBytes(incoming.offer.size)}) from peer`;
+    $<HTMLElement>(row, '.name').textContent =
+      `${incoming.offer.name} (${formatBytes(incoming.offer.size)}) from peer`;
     $<HTMLButtonElement>(row, '.cancel').onclick = () => incoming.cancel();
     const result = await incoming.result;
     this.finish(row, result);
     if (result.state === 'complete' && result.chunks) {
-      const blob = new Blob(result.chunks as BlobPart[], { type: incoming.offer.type || 'application/octet-stream' });
+      const blob = new Blob(result.chunks as BlobPart[], {
+        type: incoming.offer.type || 'application/octet-stream',
+      });
       const save = $<HTMLAnchorElement>(row, '.save');
       save.href = URL.createObjectURL(blob);
       save.download = incoming.offer.name;
@@ -133,8 +149,11 @@ class PeerCard {
       return;
     }
     $<HTMLButtonElement>(row, '.cancel').onclick = () => stream.close();
-    const result = await sendFile(stream, { name: file.name, size: file.size, type: file.type }, fileChunks(file), (p) =>
-      this.progress(row, p),
+    const result = await sendFile(
+      stream,
+      { name: file.name, size: file.size, type: file.type },
+      fileChunks(file),
+      (p) => this.progress(row, p),
     );
     this.finish(row, result);
   }
@@ -153,7 +172,8 @@ class PeerCard {
     const percent = p.total === 0 ? 100 : Math.floor((p.bytes / p.total) * 100);
     const bar = $<HTMLProgressElement>(row, 'progress');
     bar.value = percent;
-    $<HTMLElement>(row, '.stats').textContent = `${formatBytes(p.bytes)} of ${formatBytes(p.total)} · ${formatBytes(Math.round(p.rate))}/s`;
+    $<HTMLElement>(row, '.stats').textContent =
+      `${formatBytes(p.bytes)} of ${formatBytes(p.total)} · ${formatBytes(Math.round(p.rate))}/s`;
   }
 
   private finish(row: HTMLElement, result: TransferResult): void {
@@ -212,7 +232,12 @@ class PeerCard {
     const saved = await contact(this.peer);
     name.value = saved?.name ?? '';
     policy.value = saved?.policy ?? 'default';
-    const save = () => void saveContact({ id: this.peer, name: name.value.trim(), policy: policy.value as 'default' });
+    const save = () =>
+      void saveContact({
+        id: this.peer,
+        name: name.value.trim(),
+        policy: policy.value as 'default',
+      });
     name.addEventListener('change', save);
     policy.addEventListener('change', save);
   }
@@ -234,7 +259,9 @@ class PeerCard {
   private async readChat(stream: MeshStream): Promise<void> {
     const reader = stream.readable.getReader();
     for (;;) {
-      const { value, done } = await reader.read().catch(() => ({ value: undefined, done: true as const }));
+      const { value, done } = await reader
+        .read()
+        .catch(() => ({ value: undefined, done: true as const }));
       if (done) return;
       try {
         const text = (JSON.parse(String(value)) as { text?: unknown }).text;
