@@ -42,6 +42,19 @@ const stale = (out, inputs) => !existsSync(out) || statSync(out).mtimeMs < newes
 
 async function buildNode() {
   const esbuild = await import('esbuild');
+  // The library entry (import 'rtcmesh') next to the CLI; no side effects on import.
+  await esbuild.build({
+    entryPoints: ['src/node/index.ts'],
+    outfile: 'dist/node/index.mjs',
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    sourcemap: true,
+    define,
+    logLevel: 'warning',
+  });
   await esbuild.build({
     entryPoints: ['src/node/cli.ts'],
     outfile: NODE_OUT,

@@ -1,0 +1,14 @@
+/** The mesh node API, the same in browsers and Node: dial and listen on named services. */
+export { DIAL_ERROR_TEXT, DialError } from './errors.ts';
+export type { GatewayStatus } from './gateway-client.ts';
+export {
+  type AcceptPolicy,
+  type CallDecision,
+  decideByPolicy,
+  type IncomingCall,
+  MeshNode,
+  type MeshNodeOptions,
+} from './mesh-node.ts';
+export { PeerLink } from './peer-link.ts';
+export type { PathInfo, RtcPlatform } from './rtc.ts';
+export { MeshStream, type StreamMessage, type StreamOptions } from './stream.ts';
