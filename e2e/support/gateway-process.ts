@@ -14,6 +14,8 @@ export interface GatewayProcess {
   url: string;
   id: string;
   udpPort: number;
+  /** The built-in STUN/TURN server's UDP port (none when the gateway hands out --turn-url). */
+  turnPort?: number;
   dataDir: string;
   process: ChildProcess;
   output(): string;
@@ -61,28 +63,37 @@ export async function startGateway(options: StartGatewayOptions = {}): Promise<G
   const exited = new Promise<number | null>((resolve) =>
     child.once('exit', (code) => resolve(code)),
   );
-  const started = await new Promise<{ id: string; url: string; udpPort: number }>(
-    (resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`gateway did not start in 15 s:\n${output}`)),
-        15_000,
+  const started = await new Promise<{
+    id: string;
+    url: string;
+    udpPort: number;
+    turnPort?: number;
+  }>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`gateway did not start in 15 s:\n${output}`)),
+      15_000,
+    );
+    const onData = () => {
+      const m = /rtcmesh gateway (\S+) listening on (http[^,\s]+), WebRTC on udp \S+:(\d+)/.exec(
+        output,
       );
-      const onData = () => {
-        const m = /rtcmesh gateway (\S+) listening on (http[^,\s]+), WebRTC on udp \S+:(\d+)/.exec(
-          output,
-        );
-        if (m?.[1] && m[2] && m[3]) {
-          clearTimeout(timer);
-          resolve({ id: m[1], url: m[2], udpPort: Number(m[3]) });
-        }
-      };
-      child.stdout?.on('data', onData);
-      void exited.then((code) => {
+      if (m?.[1] && m[2] && m[3]) {
         clearTimeout(timer);
-        reject(new Error(`gateway exited with ${code} before it listened:\n${output}`));
-      });
-    },
-  );
+        const turn = /, TURN on udp \S+:(\d+)/.exec(output);
+        resolve({
+          id: m[1],
+          url: m[2],
+          udpPort: Number(m[3]),
+          ...(turn?.[1] ? { turnPort: Number(turn[1]) } : {}),
+        });
+      }
+    };
+    child.stdout?.on('data', onData);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`gateway exited with ${code} before it listened:\n${output}`));
+    });
+  });
   let stopping: Promise<number | null> | undefined;
   return {
     ...started,

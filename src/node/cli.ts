@@ -20,9 +20,13 @@ import {
   DEFAULT_LISTEN,
   DEFAULT_UDP_PORT,
   defaultConfig,
+  type GatewayConfig,
+  isWildcard,
   parseDuration,
+  parseIpAddress,
   parseListen,
   parsePublicUrl,
+  parseTurnUrl,
   setLimit,
 } from './gateway/config.ts';
 import { Gateway } from './gateway/gateway.ts';
@@ -58,6 +62,12 @@ Gateway options (flag, environment variable, default):
   --registry KIND      RTCMESH_REGISTRY     sqlite  (in the data directory; or memory)
   --dial-timeout TIME  RTCMESH_DIAL_TIMEOUT 60s  (how long a call may ring)
   --limit NAME=VALUE   (repeatable)         any of the limits in the README, e.g. maxSessions=5000
+  --turn HOST:PORT     RTCMESH_TURN         the --udp host, its port + 1  (STUN/TURN relay)
+  --turn-secret S      RTCMESH_TURN_SECRET  kept in the data directory as turn-secret
+  --turn-url URL       RTCMESH_TURN_URL     none: an external TURN server (coturn, same secret)
+  --turn-relay-ip IP   RTCMESH_TURN_RELAY_IP  the TURN host  (where relayed traffic goes out)
+  --turn-allow-private RTCMESH_TURN_ALLOW_PRIVATE=1  relay to loopback and private peers too
+  --turn-rfc5766-channels  RTCMESH_TURN_RFC5766_CHANNELS=1  let old clients bind channels 0x5000–0x7FFF
 `;
 
 function fail(message: string, code = 2): never {
@@ -78,6 +88,12 @@ async function runGateway(args: string[]): Promise<void> {
       registry: { type: 'string' },
       'dial-timeout': { type: 'string' },
       limit: { type: 'string', multiple: true },
+      turn: { type: 'string' },
+      'turn-secret': { type: 'string' },
+      'turn-url': { type: 'string' },
+      'turn-relay-ip': { type: 'string' },
+      'turn-allow-private': { type: 'boolean' },
+      'turn-rfc5766-channels': { type: 'boolean' },
     },
     strict: true,
   });
@@ -103,10 +119,14 @@ async function runGateway(args: string[]): Promise<void> {
   config.registry = registry;
   const dialTimeout = values['dial-timeout'] ?? env.RTCMESH_DIAL_TIMEOUT;
   if (dialTimeout) config.limits.dialTimeoutMs = parseDuration(dialTimeout, '--dial-timeout');
-  for (const setting of values.limit ?? []) setLimit(config.limits, setting);
+  for (const setting of values.limit ?? []) setLimit(config.limits, setting, config.turn.limits);
+  readTurnOptions(config, values, env);
   const gateway = await Gateway.start(config);
+  const turn = gateway.turnAddress
+    ? `, TURN on udp ${gateway.turnAddress}`
+    : `, TURN at ${config.turn.url}`;
   console.log(
-    `rtcmesh gateway ${gateway.identity.id} listening on ${gateway.publicUrl}, WebRTC on udp ${config.publicIp ?? config.udp.host}:${gateway.udpPort} (data in ${config.dataDir})`,
+    `rtcmesh gateway ${gateway.identity.id} listening on ${gateway.publicUrl}, WebRTC on udp ${config.publicIp ?? config.udp.host}:${gateway.udpPort}${turn} (data in ${config.dataDir})`,
   );
 
   let stopping = false;
@@ -121,6 +141,37 @@ async function runGateway(args: string[]): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+function readTurnOptions(
+  config: GatewayConfig,
+  values: Record<string, string | boolean | string[] | undefined>,
+  env: NodeJS.ProcessEnv,
+): void {
+  const text = (flag: string, variable: string): string | undefined => {
+    const v = values[flag];
+    return typeof v === 'string' ? v : env[variable] || undefined;
+  };
+  const listen = text('turn', 'RTCMESH_TURN');
+  if (listen) config.turn.listen = parseListen(listen, '--turn');
+  const secret = text('turn-secret', 'RTCMESH_TURN_SECRET');
+  if (secret !== undefined) {
+    if (!secret.trim()) throw new ConfigError('--turn-secret must not be empty');
+    config.turn.secret = secret;
+  }
+  const url = text('turn-url', 'RTCMESH_TURN_URL');
+  if (url) config.turn.url = parseTurnUrl(url);
+  const relayIp = text('turn-relay-ip', 'RTCMESH_TURN_RELAY_IP');
+  if (relayIp) config.turn.relayIp = parseIpAddress(relayIp, '--turn-relay-ip');
+  const allowPrivate = env.RTCMESH_TURN_ALLOW_PRIVATE;
+  config.turn.allowPrivatePeers =
+    values['turn-allow-private'] === true || allowPrivate === '1' || allowPrivate === 'true';
+  const rfc5766 = env.RTCMESH_TURN_RFC5766_CHANNELS;
+  config.turn.rfc5766ChannelNumbers =
+    values['turn-rfc5766-channels'] === true || rfc5766 === '1' || rfc5766 === 'true';
+  const turnHost = config.turn.listen?.host ?? config.udp.host;
+  if (!config.turn.url && isWildcard(turnHost) && !config.turn.relayIp && !config.publicIp)
+    throw new ConfigError('--turn on all interfaces needs --turn-relay-ip or --public-ip');
 }
 
 async function runId(args: string[]): Promise<void> {

@@ -1,5 +1,7 @@
 /** Gateway configuration: flags, then environment, then embedded defaults (DESIGN §5). */
 import { fileURLToPath } from 'node:url';
+import { parseIp } from '../stun/ip.ts';
+import { DEFAULT_TURN_LIMITS, type TurnLimits } from '../turn/server.ts';
 import { DEFAULT_LIMITS, type GatewayLimits } from './limits.ts';
 
 export interface ListenAddress {
@@ -22,6 +24,29 @@ export interface GatewayConfig {
   /** Embedded SQLite in the data directory, or memory only (nothing kept across restarts). */
   registry: 'sqlite' | 'memory';
   limits: GatewayLimits;
+  turn: TurnConfig;
+}
+
+/** The gateway's STUN/TURN relay (DESIGN §3), or the external one it hands out instead. */
+export interface TurnConfig {
+  /** Where the built-in server listens (default: the --udp host, the --udp port + 1, or 0 with --udp …:0). */
+  listen: ListenAddress | undefined;
+  /** The shared secret of credentials (default: `turn-secret` in the data directory, made once). */
+  secret: string | undefined;
+  /** An external TURN server (coturn with the same secret): the built-in one then does not run. */
+  url: string | undefined;
+  /** The address relay sockets bind to and report (default: the TURN host, or --public-ip). */
+  relayIp: string | undefined;
+  /** Relay to loopback, private and link-local peers (tests on one machine). */
+  allowPrivatePeers: boolean;
+  /** Let clients bind channels 0x5000–0x7FFF, as RFC 5766 did (coturn 4.6's own client does). */
+  rfc5766ChannelNumbers: boolean;
+  limits: TurnGatewayLimits;
+}
+
+export interface TurnGatewayLimits extends TurnLimits {
+  /** How long the credentials a node gets with its session are good for. */
+  credentialLifetimeS: number;
 }
 
 export const DEFAULT_UDP_PORT = 3478;
@@ -37,7 +62,52 @@ export function defaultConfig(): GatewayConfig {
     publicIp: undefined,
     registry: 'sqlite',
     limits: { ...DEFAULT_LIMITS },
+    turn: {
+      listen: undefined,
+      secret: undefined,
+      url: undefined,
+      relayIp: undefined,
+      allowPrivatePeers: false,
+      rfc5766ChannelNumbers: false,
+      limits: { ...DEFAULT_TURN_LIMITS, credentialLifetimeS: 3600 },
+    },
   };
+}
+
+/** The TURN address when --turn is not given: beside the WebRTC port. */
+export function defaultTurnListen(udp: ListenAddress, resolvedUdpPort: number): ListenAddress {
+  if (udp.port === 0) return { host: udp.host, port: 0 };
+  if (resolvedUdpPort >= 65535)
+    throw new ConfigError(
+      `--udp port ${resolvedUdpPort} leaves no port above it for TURN: set --turn`,
+    );
+  return { host: udp.host, port: resolvedUdpPort + 1 };
+}
+
+export const isWildcard = (host: string): boolean => host === '0.0.0.0' || host === '::';
+
+/** A `turn:` or `turns:` URL as RFC 7065 writes them: `turn:HOST[:PORT][?transport=udp|tcp]`. */
+export function parseTurnUrl(text: string): string {
+  const m =
+    /^(turns?):(\[[0-9a-fA-F:.]+\]|[^:?[\]/@]+)(?::(\d{1,5}))?(\?transport=(?:udp|tcp))?$/.exec(
+      text.trim(),
+    );
+  if (!m || Number(m[3] ?? 0) > 65535)
+    throw new ConfigError(
+      `--turn-url must be a TURN URL such as turn:turn.example.org:3478?transport=udp, not "${text}"`,
+    );
+  return text.trim();
+}
+
+/** The `stun:` URL of the same host and port as a `turn:` URL (none for `turns:`). */
+export function stunUrlOf(turnUrl: string): string | undefined {
+  const m = /^turn:([^?]+)/.exec(turnUrl);
+  return m ? `stun:${m[1]}` : undefined;
+}
+
+export function parseIpAddress(text: string, flag: string): string {
+  if (!parseIp(text.trim())) throw new ConfigError(`${flag} must be an IP address, not "${text}"`);
+  return text.trim();
 }
 
 /** Parses a duration such as `60s`, `500ms`, `2m` or a number of seconds. */
@@ -87,8 +157,25 @@ export function localUrl(listen: ListenAddress, port = listen.port): string {
   return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
-/** Applies `--limit name=value` (or `name.field=value` for rates) to the limits. */
-export function setLimit(limits: GatewayLimits, setting: string): void {
+/**
+ * Applies `--limit name=value` (or `name.field=value` for rates) to the limits, and
+ * `--limit turn.name=value` to the TURN limits.
+ */
+export function setLimit(
+  limits: GatewayLimits,
+  setting: string,
+  turnLimits?: TurnGatewayLimits,
+): void {
+  const turn = /^turn\.([A-Za-z]+)=(\d+(?:\.\d+)?)$/.exec(setting.trim());
+  if (turn?.[1] && turnLimits) {
+    const name = turn[1] as keyof TurnGatewayLimits;
+    if (!(name in turnLimits))
+      throw new ConfigError(
+        `--limit turn.NAME takes one of ${Object.keys(turnLimits).join(', ')}, not "${turn[1]}"`,
+      );
+    turnLimits[name] = Number(turn[2]);
+    return;
+  }
   const m = /^([A-Za-z]+)(?:\.(perSecond|burst))?=(\d+(?:\.\d+)?)$/.exec(setting.trim());
   const name = m?.[1] as keyof GatewayLimits | undefined;
   if (!m || !name || !(name in limits)) {

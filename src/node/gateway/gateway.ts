@@ -1,6 +1,7 @@
 /**
  * The gateway process (DESIGN §5): one HTTP port serving the PWA and the control API, one
- * UDP port for every node's WebRTC association, a registry of nodes, and dial routing.
+ * UDP port for every node's WebRTC association, a STUN/TURN relay on another UDP port, a
+ * registry of nodes, and dial routing.
  */
 import { existsSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -25,14 +26,24 @@ import {
   type GatewayToNode,
   type HttpDialResponse,
   httpDialRequestSchema,
+  type IceServerConfig,
   type NodeToGateway,
 } from '../../core/protocol/messages.ts';
 import { VERSION } from '../../core/version.ts';
 import { loadOrCreateCertificate, type StoredCertificate } from '../certificate-store.ts';
 import { loadOrCreateIdentity } from '../identity-store.ts';
 import { MemoryRegistry, type Registry, SqliteRegistry } from '../registry/index.ts';
+import { issueCredentials } from '../turn/credentials.ts';
+import { loadOrCreateTurnSecret } from '../turn/secret-store.ts';
+import { TurnServer } from '../turn/server.ts';
 import { readJsonBody } from './body.ts';
-import { type GatewayConfig, localUrl } from './config.ts';
+import {
+  defaultTurnListen,
+  type GatewayConfig,
+  isWildcard,
+  localUrl,
+  stunUrlOf,
+} from './config.ts';
 import { HttpError, sendError, sendJson, sendText } from './http.ts';
 import { Metrics } from './metrics.ts';
 import { RateLimiter } from './rate-limit.ts';
@@ -40,6 +51,44 @@ import { RtcEndpoint, resolveUdpPort } from './rtc-endpoint.ts';
 import { GatewaySession } from './session.ts';
 import { type DialParty, Signaling } from './signaling.ts';
 import { StaticFiles } from './static-files.ts';
+
+/** The relay nodes are given: the built-in TURN server, or an external one (--turn-url). */
+interface Relay {
+  server: TurnServer | undefined;
+  /** The host in the built-in server's URLs. */
+  host: string;
+  urls: string[];
+  secret: string;
+}
+
+async function startRelay(config: GatewayConfig, udpPort: number): Promise<Relay> {
+  const turn = config.turn;
+  const secret = turn.secret ?? (await loadOrCreateTurnSecret(config.dataDir));
+  if (turn.url) {
+    const stun = stunUrlOf(turn.url);
+    return { server: undefined, host: '', urls: stun ? [stun, turn.url] : [turn.url], secret };
+  }
+  const listen = turn.listen ?? defaultTurnListen(config.udp, udpPort);
+  const relayIp = turn.relayIp ?? (isWildcard(listen.host) ? config.publicIp : listen.host);
+  if (!relayIp) throw new Error('TURN on all interfaces needs --turn-relay-ip or --public-ip');
+  const server = await TurnServer.start({
+    listen,
+    relayIp,
+    secret,
+    allowPrivatePeers: turn.allowPrivatePeers,
+    rfc5766ChannelNumbers: turn.rfc5766ChannelNumbers,
+    limits: turn.limits,
+  });
+  const advertised = config.publicIp ?? (isWildcard(listen.host) ? relayIp : listen.host);
+  const host = advertised.includes(':') ? `[${advertised}]` : advertised;
+  const address = `${host}:${server.port}`;
+  return {
+    server,
+    host,
+    urls: [`stun:${address}`, `turn:${address}?transport=udp`],
+    secret,
+  };
+}
 
 export interface GatewayInfo {
   id: string;
@@ -87,6 +136,7 @@ export class Gateway {
     private readonly certificate: StoredCertificate,
     private readonly rtc: RtcEndpoint,
     private readonly registry: Registry,
+    private readonly relay: Relay,
   ) {
     const limits = config.limits;
     this.limiters = {
@@ -126,18 +176,24 @@ export class Gateway {
       certFile: certificate.certFile,
       keyFile,
     });
+    const relay = await startRelay(config, port);
     const registry =
       config.registry === 'memory'
         ? new MemoryRegistry()
         : SqliteRegistry.open(join(config.dataDir, 'registry.sqlite'));
-    const gateway = new Gateway(config, identity, certificate, rtc, registry);
-    await new Promise<void>((resolve, reject) => {
-      gateway.server.once('error', reject);
-      gateway.server.listen(config.listen.port, config.listen.host, () => {
-        gateway.server.off('error', reject);
-        resolve();
+    const gateway = new Gateway(config, identity, certificate, rtc, registry, relay);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        gateway.server.once('error', reject);
+        gateway.server.listen(config.listen.port, config.listen.host, () => {
+          gateway.server.off('error', reject);
+          resolve();
+        });
       });
-    });
+    } catch (err) {
+      await relay.server?.close();
+      throw err;
+    }
     gateway.url =
       config.publicUrl ?? localUrl(config.listen, (gateway.server.address() as AddressInfo).port);
     gateway.startTimers();
@@ -153,6 +209,21 @@ export class Gateway {
     return this.rtc.config.port;
   }
 
+  /** Where nodes reach the built-in TURN server (`HOST:PORT`); undefined with --turn-url. */
+  get turnAddress(): string | undefined {
+    return this.relay.server ? `${this.relay.host}:${this.relay.server.port}` : undefined;
+  }
+
+  /** The ICE servers a node gets with its session: STUN and TURN, credentials for its ID. */
+  iceServersFor(id: NodeId): IceServerConfig[] {
+    const { username, credential } = issueCredentials(
+      this.relay.secret,
+      id,
+      this.config.turn.limits.credentialLifetimeS,
+    );
+    return [{ urls: this.relay.urls, username, credential }];
+  }
+
   get info(): GatewayInfo {
     return { id: this.identity.id, ip6: this.identity.ip6, version: VERSION };
   }
@@ -165,7 +236,7 @@ export class Gateway {
     const timer = setTimeout(() => this.server.closeAllConnections(), graceMs);
     this.signaling.close();
     for (const session of this.sessions.values()) session.close('gateway stopping');
-    await closed;
+    await Promise.all([closed, this.relay.server?.close()]);
     clearTimeout(timer);
     await this.registry.close();
     cleanupRtc();
@@ -205,6 +276,35 @@ export class Gateway {
       'rtcmesh_dials_answered_total',
       'Dials the callee answered.',
       () => this.signaling.stats.dialsAnswered,
+    );
+    const turn = this.relay.server;
+    if (!turn) return;
+    m.gauge('rtcmesh_turn_allocations', 'TURN allocations now.', () => turn.allocationCount);
+    m.gauge(
+      'rtcmesh_turn_allocations_total',
+      'TURN allocations made.',
+      () => turn.stats.allocationsTotal,
+    );
+    m.gauge(
+      'rtcmesh_turn_relayed_bytes_to_peer_total',
+      'Bytes relayed from clients to peers.',
+      () => turn.stats.bytesToPeer,
+    );
+    m.gauge(
+      'rtcmesh_turn_relayed_bytes_to_client_total',
+      'Bytes relayed from peers to clients.',
+      () => turn.stats.bytesToClient,
+    );
+    m.gauge('rtcmesh_turn_requests_total', 'STUN/TURN requests.', () => turn.stats.requests);
+    m.gauge(
+      'rtcmesh_turn_error_responses_total',
+      'STUN/TURN requests answered with an error (including 401 challenges).',
+      () => turn.stats.errorResponses,
+    );
+    m.gauge(
+      'rtcmesh_turn_dropped_total',
+      'Datagrams the TURN server dropped, for any reason.',
+      () => Object.values(turn.stats.dropped).reduce((a, b) => a + b, 0),
     );
   }
 
@@ -377,7 +477,7 @@ export class Gateway {
         name: 'gateway',
       }),
       gateway: this.identity.id,
-      iceServers: [],
+      iceServers: this.iceServersFor(caller.id),
     };
     sendJson(res, 200, response);
   }

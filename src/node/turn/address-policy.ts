@@ -1,0 +1,68 @@
+/**
+ * Which peers a relay may send to (RFC 8656 §21.2.3: a TURN server must not become a way into
+ * the networks behind it). Loopback, private and link-local peers are refused unless the
+ * operator allows them (tests on one machine do); addresses nobody can be are always refused.
+ */
+import { parseIp } from '../stun/ip.ts';
+
+export type PeerAddressClass =
+  | 'public'
+  | 'loopback'
+  | 'private'
+  | 'link-local'
+  | 'unspecified'
+  | 'multicast'
+  | 'reserved';
+
+function inV4(b: Uint8Array, prefix: readonly number[], bits: number): boolean {
+  for (let i = 0; i < bits; i++) {
+    const byte = i >> 3;
+    const mask = 0x80 >> (i & 7);
+    if (((b[byte] ?? 0) & mask) !== ((prefix[byte] ?? 0) & mask)) return false;
+  }
+  return true;
+}
+
+function classifyV4(b: Uint8Array): PeerAddressClass {
+  if (inV4(b, [0], 8)) return 'unspecified';
+  if (inV4(b, [127], 8)) return 'loopback';
+  if (inV4(b, [10], 8) || inV4(b, [172, 16], 12) || inV4(b, [192, 168], 16)) return 'private';
+  if (inV4(b, [100, 64], 10)) return 'private'; // carrier-grade NAT (RFC 6598)
+  if (inV4(b, [169, 254], 16)) return 'link-local';
+  if (inV4(b, [224], 4)) return 'multicast';
+  if (inV4(b, [240], 4)) return 'reserved'; // includes 255.255.255.255
+  return 'public';
+}
+
+export function classifyPeerAddress(address: string): PeerAddressClass {
+  const b = parseIp(address);
+  if (!b) return 'reserved';
+  if (b.length === 4) return classifyV4(b);
+  const first = b[0] ?? 0;
+  const second = b[1] ?? 0;
+  const zeroTo = (n: number) => b.subarray(0, n).every((x) => x === 0);
+  if (zeroTo(10) && b[10] === 0xff && b[11] === 0xff) return classifyV4(b.subarray(12)); // ::ffff:v4
+  if (
+    first === 0x00 &&
+    second === 0x64 &&
+    b[2] === 0xff &&
+    b[3] === 0x9b &&
+    b.subarray(4, 12).every((x) => x === 0)
+  )
+    return classifyV4(b.subarray(12)); // NAT64 64:ff9b::/96
+  if (zeroTo(16)) return 'unspecified';
+  if (zeroTo(15) && b[15] === 1) return 'loopback';
+  if (zeroTo(12)) return 'reserved'; // IPv4-compatible, deprecated
+  if ((first & 0xfe) === 0xfc) return 'private'; // unique local fc00::/7
+  if (first === 0xfe && (second & 0xc0) === 0x80) return 'link-local'; // fe80::/10
+  if (first === 0xfe && (second & 0xc0) === 0xc0) return 'private'; // site-local fec0::/10
+  if (first === 0xff) return 'multicast';
+  return 'public';
+}
+
+/** Whether a relay may send to this peer. */
+export function peerAllowed(address: string, allowPrivate: boolean): boolean {
+  const c = classifyPeerAddress(address);
+  if (c === 'public') return true;
+  return allowPrivate && (c === 'loopback' || c === 'private' || c === 'link-local');
+}
