@@ -141,6 +141,18 @@ describe('ChannelData', () => {
       'too-long',
     );
   });
+
+  it('takes RFC 5766 channels (0x4000–0x7FFF) only when asked', () => {
+    const legacy = new Uint8Array([0x5d, 0x5a, 0, 1, 9]);
+    expect(looksLikeChannelData(legacy)).toBe(false);
+    expectStunError(() => decodeChannelData(legacy), 'bad-channel-number');
+    expect(looksLikeChannelData(legacy, true)).toBe(true);
+    expect(decodeChannelData(legacy, true)).toEqual({ channel: 0x5d5a, data: new Uint8Array([9]) });
+    expect(
+      encodeChannelData({ channel: 0x7fff, data: new Uint8Array(0) }, { rfc5766: true }),
+    ).toEqual(new Uint8Array([0x7f, 0xff, 0, 0]));
+    expect(looksLikeChannelData(new Uint8Array([0x80]), true)).toBe(false);
+  });
 });
 
 describe('credentials (coturn use-auth-secret / TURN REST API)', () => {

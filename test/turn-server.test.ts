@@ -452,6 +452,34 @@ describe('channels (RFC 8656 §12)', () => {
     await expect.poll(() => server.stats.dropped['no-channel']).toBe(1);
   });
 
+  it('binds RFC 5766 channels above 0x4FFF only when configured to', async () => {
+    const p = await peer();
+    const strict = await client();
+    await allocate(strict);
+    expect(codeOf(await bind(strict, 0x5d5a, p.port))).toBe(400);
+    const legacy = await TurnServer.start({
+      listen: { host: '127.0.0.1', port: 0 },
+      relayIp: '127.0.0.1',
+      secret: SECRET,
+      allowPrivatePeers: true,
+      rfc5766ChannelNumbers: true,
+      now: () => clock,
+    });
+    try {
+      const c = await client('node-a', legacy);
+      const relayed = await allocate(c);
+      expect(codeOf(await bind(c, 0x5d5a, p.port))).toBe(0);
+      expect(codeOf(await bind(c, 0x8000, p.port))).toBe(400);
+      c.sendRaw(encodeChannelData({ channel: 0x5d5a, data: text('old range') }, { rfc5766: true }));
+      expect(new TextDecoder().decode((await p.next())?.bytes)).toBe('old range');
+      p.socket.send(text('back'), relayed.port, relayed.address);
+      const frame = await c.next((d) => d.bytes[0] === 0x5d);
+      expect(decodeChannelData(frame?.bytes ?? new Uint8Array(), true).channel).toBe(0x5d5a);
+    } finally {
+      await legacy.close();
+    }
+  });
+
   it('a channel expires after 600 s and stays tied to its peer for 300 s more', async () => {
     const c = await client();
     const relayed = await allocate(c, (b) => b.add(Lifetime, 3600));
