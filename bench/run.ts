@@ -8,41 +8,62 @@ import { cpus } from 'node:os';
 import { repoPath } from '../e2e/support/paths.ts';
 import { launch } from './browser.ts';
 import { peerjsDials, rawDials, rtcmeshDials } from './dial-latency.ts';
+import { cliToCli, pageToPage } from './throughput.ts';
 
 const DIALS = Number(process.env.BENCH_DIALS ?? 30);
+/** Run only some sections: BENCH_ONLY=dial,throughput */
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'dial,throughput').split(','));
+
+function record(section: string, table: string): void {
+  const readme = repoPath('README.md');
+  const text = readFileSync(readme, 'utf8');
+  const begin = `<!-- bench:${section} -->`;
+  const end = `<!-- /bench:${section} -->`;
+  if (text.includes(begin) && text.includes(end)) {
+    writeFileSync(readme, text.replace(new RegExp(`${begin}[\\s\\S]*${end}`), `${begin}\n${table}\n${end}`));
+    console.log(`recorded in README.md (${section})`);
+  }
+}
 const fmt = (ms: number) => `${ms.toFixed(1)} ms`;
 
 const browser = await launch();
 try {
-  console.log(
-    `dial latency: dial() to open data channel, ${DIALS} dials each, two Chromium contexts on loopback`,
-  );
-  const floor = await rawDials(browser, DIALS);
-  const rtcmesh = await rtcmeshDials(browser, DIALS);
-  const peerjs = await peerjsDials(browser, DIALS);
-  const rows = [floor, rtcmesh, peerjs].map(
-    (s) => `| ${s.name} | ${fmt(s.p50)} | ${fmt(s.p95)} | ${(s.p50 / floor.p50).toFixed(2)}× |`,
-  );
-  const table = [
-    `Dial latency (\`npm run bench\`, ${DIALS} dials each, ${cpus().length} cores, ${new Date().toISOString().slice(0, 10)}):`,
-    '',
-    '| path | p50 | p95 | p50 vs floor |',
-    '|---|---|---|---|',
-    ...rows,
-    '',
-    `rtcmesh p50 is ${(rtcmesh.p50 / floor.p50).toFixed(2)}× the floor (target ≤ 1.5×) and ${(rtcmesh.p50 / peerjs.p50).toFixed(2)}× PeerJS (target < 1).`,
-  ].join('\n');
-  console.log(`\n${table}\n`);
-  const readme = repoPath('README.md');
-  const text = readFileSync(readme, 'utf8');
-  const begin = '<!-- bench:dial -->';
-  const end = '<!-- /bench:dial -->';
-  if (text.includes(begin) && text.includes(end)) {
-    writeFileSync(
-      readme,
-      text.replace(new RegExp(`${begin}[\\s\\S]*${end}`), `${begin}\n${table}\n${end}`),
+  if (ONLY.has('dial')) {
+    console.log(`dial latency: dial() to open data channel, ${DIALS} dials each, two Chromium contexts on loopback`);
+    const floor = await rawDials(browser, DIALS);
+    const rtcmesh = await rtcmeshDials(browser, DIALS);
+    const peerjs = await peerjsDials(browser, DIALS);
+    const rows = [floor, rtcmesh, peerjs].map(
+      (s) => `| ${s.name} | ${fmt(s.p50)} | ${fmt(s.p95)} | ${(s.p50 / floor.p50).toFixed(2)}× |`,
     );
-    console.log('recorded in README.md');
+    const table = [
+      `Dial latency (\`npm run bench\`, ${DIALS} dials each, ${cpus().length} cores, ${new Date().toISOString().slice(0, 10)}):`,
+      '',
+      '| path | p50 | p95 | p50 vs floor |',
+      '|---|---|---|---|',
+      ...rows,
+      '',
+      `rtcmesh p50 is ${(rtcmesh.p50 / floor.p50).toFixed(2)}× the floor (target ≤ 1.5×) and ${(rtcmesh.p50 / peerjs.p50).toFixed(2)}× PeerJS (target < 1).`,
+    ].join('\n');
+    console.log(`\n${table}\n`);
+    record('dial', table);
+  }
+  if (ONLY.has('throughput')) {
+    console.log('throughput: 64 MiB, one reliable stream, best of 3');
+    const [raw, mesh] = await pageToPage(browser);
+    const cli = await cliToCli();
+    const rows = [raw, mesh, cli].filter((r) => r !== undefined).map((r) => `| ${r.name} | ${r.mbPerS.toFixed(1)} MB/s |`);
+    const table = [
+      `Stream throughput (\`npm run bench\`, 64 MiB, ${cpus().length} cores, ${new Date().toISOString().slice(0, 10)}):`,
+      '',
+      '| path | throughput |',
+      '|---|---|',
+      ...rows,
+      '',
+      raw && mesh ? `rtcmesh stream / raw RTCDataChannel between the same pages: ${(mesh.mbPerS / raw.mbPerS).toFixed(2)} (target ≥ 0.9).` : '',
+    ].join('\n');
+    console.log(`\n${table}\n`);
+    record('throughput', table);
   }
 } finally {
   await browser.close();
