@@ -20,7 +20,10 @@ function record(section: string, table: string): void {
   const begin = `<!-- bench:${section} -->`;
   const end = `<!-- /bench:${section} -->`;
   if (text.includes(begin) && text.includes(end)) {
-    writeFileSync(readme, text.replace(new RegExp(`${begin}[\\s\\S]*${end}`), `${begin}\n${table}\n${end}`));
+    writeFileSync(
+      readme,
+      text.replace(new RegExp(`${begin}[\\s\\S]*${end}`), `${begin}\n${table}\n${end}`),
+    );
     console.log(`recorded in README.md (${section})`);
   }
 }
@@ -29,7 +32,9 @@ const fmt = (ms: number) => `${ms.toFixed(1)} ms`;
 const browser = await launch();
 try {
   if (ONLY.has('dial')) {
-    console.log(`dial latency: dial() to open data channel, ${DIALS} dials each, two Chromium contexts on loopback`);
+    console.log(
+      `dial latency: dial() to open data channel, ${DIALS} dials each, two Chromium contexts on loopback`,
+    );
     const floor = await rawDials(browser, DIALS);
     const rtcmesh = await rtcmeshDials(browser, DIALS);
     const peerjs = await peerjsDials(browser, DIALS);
@@ -52,7 +57,9 @@ try {
     console.log('throughput: 64 MiB, one reliable stream, best of 3');
     const [raw, mesh] = await pageToPage(browser);
     const cli = await cliToCli();
-    const rows = [raw, mesh, cli].filter((r) => r !== undefined).map((r) => `| ${r.name} | ${r.mbPerS.toFixed(1)} MB/s |`);
+    const rows = [raw, mesh, cli]
+      .filter((r) => r !== undefined)
+      .map((r) => `| ${r.name} | ${r.mbPerS.toFixed(1)} MB/s |`);
     const table = [
       `Stream throughput (\`npm run bench\`, 64 MiB, ${cpus().length} cores, ${new Date().toISOString().slice(0, 10)}):`,
       '',
@@ -60,7 +67,9 @@ try {
       '|---|---|',
       ...rows,
       '',
-      raw && mesh ? `rtcmesh stream / raw RTCDataChannel between the same pages: ${(mesh.mbPerS / raw.mbPerS).toFixed(2)} (target ≥ 0.9).` : '',
+      raw && mesh
+        ? `rtcmesh stream / raw RTCDataChannel between the same pages: ${(mesh.mbPerS / raw.mbPerS).toFixed(2)} (target ≥ 0.9).`
+        : '',
     ].join('\n');
     console.log(`\n${table}\n`);
     record('throughput', table);

@@ -21,8 +21,14 @@ type BenchWindow = Window & {
   rtcmesh?: {
     node: {
       gateway: { status: string };
-      dial(to: string, service: string): Promise<{ send(m: Uint8Array): Promise<void>; close(): void }>;
-      listen(service: string, h: (s: { readable: ReadableStream<Uint8Array | string> }) => void): void;
+      dial(
+        to: string,
+        service: string,
+      ): Promise<{ send(m: Uint8Array): Promise<void>; close(): void }>;
+      listen(
+        service: string,
+        h: (s: { readable: ReadableStream<Uint8Array | string> }) => void,
+      ): void;
     };
   };
   received?: Promise<number>;
@@ -57,8 +63,15 @@ export async function pageToPage(browser: Browser): Promise<Throughput[]> {
   const gateway = await startGateway();
   try {
     const a = await newPage(browser, gateway.url);
-    const b = await newPage(browser, gateway.url, () => localStorage.setItem('rtcmesh:accept-policy', 'everyone'));
-    const ready = (p: Page) => p.waitForFunction(() => (window as BenchWindow).rtcmesh?.node.gateway.status === 'connected', undefined, { timeout: 20_000 });
+    const b = await newPage(browser, gateway.url, () =>
+      localStorage.setItem('rtcmesh:accept-policy', 'everyone'),
+    );
+    const ready = (p: Page) =>
+      p.waitForFunction(
+        () => (window as BenchWindow).rtcmesh?.node.gateway.status === 'connected',
+        undefined,
+        { timeout: 20_000 },
+      );
     await Promise.all([ready(a.page), ready(b.page)]);
     const bId = (await b.page.getByTestId('node-id').textContent()) ?? '';
 
@@ -70,7 +83,10 @@ export async function pageToPage(browser: Browser): Promise<Throughput[]> {
           if (!stream) throw new Error('no node');
           const chunk = new Uint8Array(64 * 1024 - 1).fill(7);
           const t0 = Date.now();
-          for (let sent = 0; sent < total; sent += chunk.length) await stream.send(sent + chunk.length > total ? chunk.subarray(0, total - sent) : chunk);
+          for (let sent = 0; sent < total; sent += chunk.length)
+            await stream.send(
+              sent + chunk.length > total ? chunk.subarray(0, total - sent) : chunk,
+            );
           return t0;
         },
         { to: bId, total: BYTES },
@@ -79,8 +95,9 @@ export async function pageToPage(browser: Browser): Promise<Throughput[]> {
       return mb(BYTES, end - start);
     };
 
-    // The baseline: a raw RTCDataChannel between the same two pages, same chunks and thresholds.
-    const rawRun = async () => {
+    // The baseline: a raw RTCDataChannel between the same two pages, same chunks and
+    // thresholds. Like rtcmesh's link, one peer connection carries every run (a warm association).
+    const rawConnect = async () => {
       const offer = await a.page.evaluate(async () => {
         const pc = new RTCPeerConnection();
         (window as BenchWindow).pc = pc;
@@ -93,53 +110,54 @@ export async function pageToPage(browser: Browser): Promise<Throughput[]> {
         });
         return pc.localDescription?.toJSON();
       });
-      const answer = await b.page.evaluate(
-        async ({ offer, total }) => {
-          const w = window as BenchWindow;
-          const pc = new RTCPeerConnection();
-          w.pc = pc;
-          w.received = new Promise<number>((resolve) => {
-            pc.ondatachannel = (ev) => {
-              let got = 0;
-              ev.channel.binaryType = 'arraybuffer';
-              ev.channel.onmessage = (m) => {
-                got += (m.data as ArrayBuffer).byteLength;
-                if (got >= total) resolve(Date.now());
-              };
+      const answer = await b.page.evaluate(async (offer) => {
+        const pc = new RTCPeerConnection();
+        (window as BenchWindow).pc = pc;
+        await pc.setRemoteDescription(offer as RTCSessionDescriptionInit);
+        await pc.setLocalDescription();
+        await new Promise<void>((r) => {
+          const done = () => pc.iceGatheringState === 'complete' && r();
+          pc.onicegatheringstatechange = done;
+          done();
+        });
+        return pc.localDescription?.toJSON();
+      }, offer);
+      await a.page.evaluate(async (answer) => {
+        await (window as BenchWindow).pc?.setRemoteDescription(answer as RTCSessionDescriptionInit);
+      }, answer);
+    };
+    const rawRun = async () => {
+      await b.page.evaluate((total) => {
+        const w = window as BenchWindow;
+        w.received = new Promise<number>((resolve) => {
+          (w.pc as RTCPeerConnection).ondatachannel = (ev) => {
+            let got = 0;
+            ev.channel.binaryType = 'arraybuffer';
+            ev.channel.onmessage = (m) => {
+              got += (m.data as ArrayBuffer).byteLength;
+              if (got >= total) resolve(Date.now());
             };
-          });
-          await pc.setRemoteDescription(offer as RTCSessionDescriptionInit);
-          await pc.setLocalDescription();
-          await new Promise<void>((r) => {
-            const done = () => pc.iceGatheringState === 'complete' && r();
-            pc.onicegatheringstatechange = done;
-            done();
-          });
-          return pc.localDescription?.toJSON();
-        },
-        { offer, total: BYTES },
-      );
-      const start = await a.page.evaluate(
-        async ({ answer, total }) => {
-          const pc = (window as BenchWindow).pc as RTCPeerConnection;
-          const dc = pc.createDataChannel('bulk');
-          await pc.setRemoteDescription(answer as RTCSessionDescriptionInit);
-          await new Promise((r) => dc.addEventListener('open', r, { once: true }));
-          dc.bufferedAmountLowThreshold = 256 * 1024;
-          const chunk = new Uint8Array(64 * 1024 - 1).fill(7);
-          const t0 = Date.now();
-          for (let sent = 0; sent < total; sent += chunk.length) {
-            if (dc.bufferedAmount > 1024 * 1024) await new Promise((r) => dc.addEventListener('bufferedamountlow', r, { once: true }));
-            dc.send(sent + chunk.length > total ? chunk.subarray(0, total - sent) : chunk);
-          }
-          return t0;
-        },
-        { answer, total: BYTES },
-      );
+          };
+        });
+      }, BYTES);
+      const start = await a.page.evaluate(async (total) => {
+        const pc = (window as BenchWindow).pc as RTCPeerConnection;
+        const dc = pc.createDataChannel('bulk');
+        await new Promise((r) => dc.addEventListener('open', r, { once: true }));
+        dc.bufferedAmountLowThreshold = 256 * 1024;
+        const chunk = new Uint8Array(64 * 1024 - 1).fill(7);
+        const t0 = Date.now();
+        for (let sent = 0; sent < total; sent += chunk.length) {
+          if (dc.bufferedAmount > 1024 * 1024)
+            await new Promise((r) => dc.addEventListener('bufferedamountlow', r, { once: true }));
+          dc.send(sent + chunk.length > total ? chunk.subarray(0, total - sent) : chunk);
+        }
+        return t0;
+      }, BYTES);
       const end = await b.page.evaluate(() => (window as BenchWindow).received as Promise<number>);
-      for (const p of [a.page, b.page]) await p.evaluate(() => (window as BenchWindow).pc?.close());
       return mb(BYTES, end - start);
     };
+    await rawConnect();
 
     // Alternate, best of three each, so both see the same machine state.
     const raw: number[] = [];
@@ -148,6 +166,7 @@ export async function pageToPage(browser: Browser): Promise<Throughput[]> {
       raw.push(await rawRun());
       mesh.push(await rtcmeshRun());
     }
+    for (const p of [a.page, b.page]) await p.evaluate(() => (window as BenchWindow).pc?.close());
     await a.context.close();
     await b.context.close();
     return [
@@ -161,10 +180,27 @@ export async function pageToPage(browser: Browser): Promise<Throughput[]> {
 
 export async function cliToCli(): Promise<Throughput> {
   const gateway = await startGateway();
-  const dirs = [mkdtempSync(join(tmpdir(), 'rtcmesh-b-')), mkdtempSync(join(tmpdir(), 'rtcmesh-b-'))];
-  const listener = spawn(process.execPath, [RTCMESH_BIN, 'listen', 'bulk', '--exec', 'cat > /dev/null', '--gateway', gateway.url, '--data', dirs[0] ?? ''], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const dirs = [
+    mkdtempSync(join(tmpdir(), 'rtcmesh-b-')),
+    mkdtempSync(join(tmpdir(), 'rtcmesh-b-')),
+  ];
+  const listener = spawn(
+    process.execPath,
+    [
+      RTCMESH_BIN,
+      'listen',
+      'bulk',
+      '--exec',
+      'cat > /dev/null',
+      '--gateway',
+      gateway.url,
+      '--data',
+      dirs[0] ?? '',
+    ],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   try {
     let err = '';
     const id = await new Promise<string>((resolve) => {
@@ -174,9 +210,13 @@ export async function cliToCli(): Promise<Throughput> {
         if (m?.[1]) resolve(m[1]);
       });
     });
-    const dialer = spawn(process.execPath, [RTCMESH_BIN, 'dial', id, 'bulk', '--gateway', gateway.url, '--data', dirs[1] ?? ''], {
-      stdio: ['pipe', 'ignore', 'pipe'],
-    });
+    const dialer = spawn(
+      process.execPath,
+      [RTCMESH_BIN, 'dial', id, 'bulk', '--gateway', gateway.url, '--data', dirs[1] ?? ''],
+      {
+        stdio: ['pipe', 'ignore', 'pipe'],
+      },
+    );
     let started = 0;
     dialer.stderr.on('data', (d: Buffer) => {
       if (!started && d.toString().includes('connected to')) started = Date.now();
@@ -187,7 +227,10 @@ export async function cliToCli(): Promise<Throughput> {
     }
     dialer.stdin.end();
     await new Promise((r) => dialer.once('exit', r));
-    return { name: 'rtcmesh dial → rtcmesh listen (CLI to CLI)', mbPerS: mb(BYTES, Date.now() - (started || Date.now())) };
+    return {
+      name: 'rtcmesh dial → rtcmesh listen (CLI to CLI)',
+      mbPerS: mb(BYTES, Date.now() - (started || Date.now())),
+    };
   } finally {
     listener.kill('SIGTERM');
     await gateway.stop();
