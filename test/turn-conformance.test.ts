@@ -12,7 +12,6 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GatewayProcess, startGateway } from '../e2e/support/gateway-process.ts';
-import { createAuthorization, createNodeRecord } from '../src/core/identity/index.ts';
 import { resolveUdpPort } from '../src/node/gateway/rtc-endpoint.ts';
 import {
   type Finished,
@@ -22,7 +21,7 @@ import {
   run,
   start,
 } from './support/coturn.ts';
-import { makeNodeIdentity } from './support/node-node.ts';
+import { connectForIceServers } from './support/turn-client.ts';
 
 const missing = missingCoturn();
 if (missing.length > 0)
@@ -118,36 +117,15 @@ describe('coturn clients against the gateway', () => {
       args: ['--turn-allow-private', '--turn-rfc5766-channels'],
     });
     try {
-      const node = await makeNodeIdentity();
-      const pc = node.rtc.createPeerConnection({ iceServers: [] });
-      pc.createDataChannel('ctl', { negotiated: true, id: 0 });
-      await pc.setLocalDescription();
-      const res = await fetch(`${legacy.url}/v1/connect`, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          authorization: await createAuthorization(node.identity.key, legacy.url),
-        },
-        body: JSON.stringify({
-          offer: pc.localDescription?.sdp,
-          record: await createNodeRecord(node.identity, {
-            fingerprints: [node.certificate.fingerprint],
-          }),
-        }),
-      });
-      expect(res.status).toBe(200);
-      const { iceServers } = (await res.json()) as {
-        iceServers: { urls: string[]; username: string; credential: string }[];
-      };
-      pc.close();
+      const { id, iceServers } = await connectForIceServers(legacy.url);
       expect(iceServers).toHaveLength(1);
       const [server] = iceServers;
       expect(server?.urls).toEqual([
         `stun:127.0.0.1:${legacy.turnPort}`,
         `turn:127.0.0.1:${legacy.turnPort}?transport=udp`,
       ]);
-      const [expiry, id] = server?.username.split(':') ?? [];
-      expect(id).toBe(node.identity.id);
+      const [expiry, user] = server?.username.split(':') ?? [];
+      expect(user).toBe(id);
       expect(Number(expiry) - Date.now() / 1000).toBeGreaterThan(3500);
       expect(Number(expiry) - Date.now() / 1000).toBeLessThanOrEqual(3600);
 

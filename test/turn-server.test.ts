@@ -515,6 +515,38 @@ describe('quotas', () => {
     expect(codeOf(await c.request(Method.ALLOCATE, udp))).toBe(0);
   });
 
+  it('counts a reserved port against the quota until it is used or expires', async () => {
+    await server.close();
+    server = await startServer({ limits: { allocationsPerUser: 2 } });
+    const rtp = await client();
+    const res = await rtp.request(Method.ALLOCATE, (b) =>
+      udp(b).add(EvenPort, { reserveNext: true }),
+    );
+    expect(codeOf(res)).toBe(0);
+    const other = await client();
+    expect(codeOf(await other.request(Method.ALLOCATE, udp))).toBe(486);
+    // The token's holder (any user) takes the reserved slot over.
+    const rtcp = await client('node-b');
+    const reserved = await rtcp.request(Method.ALLOCATE, (b) =>
+      udp(b).add(ReservationToken, attr(res, ReservationToken)),
+    );
+    expect(codeOf(reserved)).toBe(0);
+    expect(codeOf(await other.request(Method.ALLOCATE, udp))).toBe(0);
+    // An unused reservation gives its slot back after 30 s.
+    await other.request(Method.REFRESH, (b) => b.add(Lifetime, 0));
+    const again = await client();
+    await rtp.request(Method.REFRESH, (b) => b.add(Lifetime, 0));
+    expect(
+      codeOf(
+        await again.request(Method.ALLOCATE, (b) => udp(b).add(EvenPort, { reserveNext: true })),
+      ),
+    ).toBe(0);
+    expect(codeOf(await other.request(Method.ALLOCATE, udp))).toBe(486);
+    clock += 31_000;
+    server.sweep();
+    expect(codeOf(await other.request(Method.ALLOCATE, udp))).toBe(0);
+  });
+
   it('drops relayed data past the per-user bandwidth', async () => {
     await server.close();
     server = await startServer({ limits: { bytesPerSecondPerUser: 1000 } });

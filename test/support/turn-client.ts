@@ -4,6 +4,7 @@
  * 438 challenge by itself when asked to authenticate.
  */
 import { createSocket, type Socket } from 'node:dgram';
+import { createAuthorization, createNodeRecord } from '../../src/core/identity/index.ts';
 import {
   type AttributeCodec,
   AttributeType,
@@ -19,6 +20,7 @@ import {
   Username,
 } from '../../src/node/stun/index.ts';
 import { restPassword } from '../../src/node/turn/credentials.ts';
+import { makeNodeIdentity } from './node-node.ts';
 
 export interface Datagram {
   bytes: Uint8Array;
@@ -227,4 +229,40 @@ export async function openPeer(address = '127.0.0.1'): Promise<{
     },
     close: () => socket.close(),
   };
+}
+
+export interface IssuedIceServer {
+  urls: string[];
+  username: string;
+  credential: string;
+}
+
+/** Opens a real session (POST /v1/connect) as a new node; returns its ID and the ICE servers given. */
+export async function connectForIceServers(
+  gatewayUrl: string,
+): Promise<{ id: string; iceServers: IssuedIceServer[] }> {
+  const node = await makeNodeIdentity();
+  const pc = node.rtc.createPeerConnection({ iceServers: [] });
+  try {
+    pc.createDataChannel('ctl', { negotiated: true, id: 0 });
+    await pc.setLocalDescription();
+    const res = await fetch(`${gatewayUrl}/v1/connect`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        authorization: await createAuthorization(node.identity.key, gatewayUrl),
+      },
+      body: JSON.stringify({
+        offer: pc.localDescription?.sdp,
+        record: await createNodeRecord(node.identity, {
+          fingerprints: [node.certificate.fingerprint],
+        }),
+      }),
+    });
+    if (res.status !== 200) throw new Error(`connect: ${res.status} ${await res.text()}`);
+    const { iceServers } = (await res.json()) as { iceServers: IssuedIceServer[] };
+    return { id: node.identity.id, iceServers };
+  } finally {
+    pc.close();
+  }
 }

@@ -161,9 +161,12 @@ interface Authenticated {
   algorithm: IntegrityAlgorithm;
 }
 
+/** The port above an EVEN-PORT allocation, held for a later Allocate with its token. */
 interface Reservation {
   socket: Socket;
   expiresAt: number;
+  /** Whose allocation quota it takes a slot of, until it is used or expires. */
+  user: string;
 }
 
 /** A request that failed for a reason the client is told about, as an ERROR-CODE. */
@@ -298,6 +301,7 @@ export class TurnServer {
       if (r.expiresAt <= now) {
         closeQuietly(r.socket);
         this.reservations.delete(token);
+        this.quotas.releaseAllocation(r.user);
       }
     }
     this.quotas.sweep();
@@ -449,40 +453,54 @@ export class TurnServer {
     if (family !== undefined && family !== this.relayFamily) throw new Refusal(440);
     if (this.quotas.allocationsOf(auth.user) >= this.limits.allocationsPerUser)
       throw new Refusal(486);
-    if (this.allocations.size + this.pending.size >= this.limits.allocations)
+    if (
+      this.allocations.size + this.pending.size + this.reservations.size >=
+      this.limits.allocations
+    )
       throw new Refusal(508);
     const lifetimeMs = this.lifetimeMs(m.get(Lifetime));
 
     this.pending.set(key, tid);
     let relay: Socket;
-    let reservedToken: Uint8Array | undefined;
+    let reserved: Socket | undefined;
     try {
       if (token) {
         const reservation = this.reservations.get(hex(token));
         if (!reservation || reservation.expiresAt <= this.now()) throw new Refusal(508);
         this.reservations.delete(hex(token));
+        this.quotas.releaseAllocation(reservation.user); // its slot passes to this allocation
         relay = reservation.socket;
       } else {
         const bound = await this.bindRelay(evenPort !== undefined, evenPort?.reserveNext ?? false);
         relay = bound.socket;
-        if (bound.reserved) {
-          reservedToken = randomBytes(8);
-          this.reservations.set(hex(reservedToken), {
-            socket: bound.reserved,
-            expiresAt: this.now() + RESERVATION_LIFETIME_MS,
-          });
-        }
+        reserved = bound.reserved;
       }
     } finally {
       this.pending.delete(key);
     }
-    if (this.closed) {
+    const closeAll = () => {
       closeQuietly(relay);
-      return;
-    }
+      if (reserved) closeQuietly(reserved);
+    };
+    if (this.closed) return closeAll();
+    // The allocation, and a reservation beside it, each take a slot of the user's quota.
     if (!this.quotas.takeAllocation(auth.user)) {
-      closeQuietly(relay);
+      closeAll();
       throw new Refusal(486);
+    }
+    let reservedToken: Uint8Array | undefined;
+    if (reserved) {
+      if (!this.quotas.takeAllocation(auth.user)) {
+        this.quotas.releaseAllocation(auth.user);
+        closeAll();
+        throw new Refusal(486);
+      }
+      reservedToken = randomBytes(8);
+      this.reservations.set(hex(reservedToken), {
+        socket: reserved,
+        expiresAt: this.now() + RESERVATION_LIFETIME_MS,
+        user: auth.user,
+      });
     }
     const relayAddress = { address: this.options.relayIp, port: relay.address().port };
     const now = this.now();
