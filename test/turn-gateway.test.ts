@@ -144,6 +144,7 @@ describe('gateway TURN wiring', () => {
       [['--turn', '0.0.0.0:0'], /--turn on all interfaces needs --turn-relay-ip or --public-ip/],
       [['--turn-secret', ''], /--turn-secret must not be empty/],
       [['--limit', 'turn.nope=1'], /--limit turn\.NAME takes one of/],
+      [['--turn-relay-ip', '192.0.2.99'], /--turn-relay-ip is not an address of this host/],
     ] as const) {
       const result = await gateway(...args);
       expect(result.code, args.join(' ')).toBe(2);

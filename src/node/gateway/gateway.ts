@@ -38,6 +38,7 @@ import { loadOrCreateTurnSecret } from '../turn/secret-store.ts';
 import { TurnServer } from '../turn/server.ts';
 import { readJsonBody } from './body.ts';
 import {
+  ConfigError,
   defaultTurnListen,
   type GatewayConfig,
   isWildcard,
@@ -78,6 +79,12 @@ async function startRelay(config: GatewayConfig, udpPort: number): Promise<Relay
     allowPrivatePeers: turn.allowPrivatePeers,
     rfc5766ChannelNumbers: turn.rfc5766ChannelNumbers,
     limits: turn.limits,
+  }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'EADDRNOTAVAIL')
+      throw new ConfigError(
+        `TURN: ${err.message}: --turn or --turn-relay-ip is not an address of this host`,
+      );
+    throw err;
   });
   const advertised = config.publicIp ?? (isWildcard(listen.host) ? relayIp : listen.host);
   const host = advertised.includes(':') ? `[${advertised}]` : advertised;

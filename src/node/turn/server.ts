@@ -267,6 +267,8 @@ export class TurnServer {
   static async start(options: TurnServerOptions): Promise<TurnServer> {
     if (!parseIp(options.relayIp))
       throw new Error(`the TURN relay address must be an IP address, not "${options.relayIp}"`);
+    // A relay address this host does not have would fail every Allocate: fail now instead.
+    closeQuietly(await bindUdp(options.relayIp, 0));
     const socket = await bindUdp(options.listen.host, options.listen.port);
     return new TurnServer(socket, options);
   }
