@@ -14,4 +14,8 @@ for a in "$@"; do
   args+=("$a")
 done
 [ "$seen" = 1 ] || args+=("--disable-features=$extra")
+# A test host in a network namespace of the test's own (TESTING.md: NAT tests).
+if [ -n "${RTCMESH_NETNS:-}" ]; then
+  exec ip netns exec "$RTCMESH_NETNS" "$exe" "${args[@]}"
+fi
 exec "$exe" "${args[@]}"

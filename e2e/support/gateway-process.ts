@@ -34,25 +34,31 @@ export interface StartGatewayOptions {
   /** Another entry point than the rtcmesh command (a test wrapper around the gateway). */
   script?: string;
   env?: Record<string, string>;
+  /** Run inside this network namespace (a test host the test made). */
+  netns?: string;
 }
 
 export async function startGateway(options: StartGatewayOptions = {}): Promise<GatewayProcess> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'rtcmesh-gw-'));
-  const child = spawn(
-    process.execPath,
-    [
-      options.script ?? RTCMESH_BIN,
-      'gateway',
-      '--listen',
-      options.listen ?? '127.0.0.1:0',
-      '--udp',
-      options.udp ?? '127.0.0.1:0',
-      '--data',
-      dataDir,
-      ...(options.args ?? []),
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } },
-  );
+  const args = [
+    options.script ?? RTCMESH_BIN,
+    'gateway',
+    '--listen',
+    options.listen ?? '127.0.0.1:0',
+    '--udp',
+    options.udp ?? '127.0.0.1:0',
+    '--data',
+    dataDir,
+    ...(options.args ?? []),
+  ];
+  // `ip netns exec` execs node itself, so the child's pid is still the gateway's.
+  const [command, argv] = options.netns
+    ? ['ip', ['netns', 'exec', options.netns, process.execPath, ...args]]
+    : [process.execPath, args];
+  const child = spawn(command, argv, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...options.env },
+  });
   let output = '';
   child.stdout?.on('data', (d: Buffer) => {
     output += d.toString();

@@ -3,10 +3,11 @@ import type { PeerConnectionLike, RtcPlatform } from '../core/node/rtc.ts';
 
 export function windowRtcPlatform(certificate: RTCCertificate): RtcPlatform {
   return {
-    createPeerConnection: ({ iceServers }) =>
+    createPeerConnection: ({ iceServers, iceTransportPolicy }) =>
       // The native type is wider than the slice the core uses; the shapes match.
       new RTCPeerConnection({
         iceServers,
+        iceTransportPolicy: iceTransportPolicy ?? 'all',
         certificates: [certificate],
       }) as unknown as PeerConnectionLike,
   };

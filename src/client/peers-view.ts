@@ -90,7 +90,10 @@ class PeerCard {
       const info = await link.path().catch(() => undefined);
       if (!info) return;
       const relayed = info.local === 'relay' || info.remote === 'relay';
-      this.path.textContent = `${relayed ? 'relayed' : 'direct'} · ${info.local ?? '?'} → ${info.remote ?? '?'}${info.protocol ? ` (${info.protocol})` : ''}${info.rttMs !== null ? ` · ${info.rttMs} ms` : ''}`;
+      const via = relayed
+        ? `relayed through gateway ${this.node.gateway.gatewayId?.slice(0, 12) ?? '?'}…`
+        : 'direct';
+      this.path.textContent = `${via} · ${info.local ?? '?'} → ${info.remote ?? '?'}${info.protocol ? ` (${info.protocol})` : ''}${info.rttMs !== null ? ` · ${info.rttMs} ms` : ''}`;
       this.path.dataset.local = info.local ?? '';
       this.path.dataset.remote = info.remote ?? '';
     };

@@ -3,6 +3,16 @@ import type { AcceptPolicy } from '../core/node/mesh-node.ts';
 
 const POLICY_KEY = 'rtcmesh:accept-policy';
 const KNOWN_KEY = 'rtcmesh:known-peers';
+const RELAY_ONLY_KEY = 'rtcmesh:relay-only';
+
+/** Reach peers only through the gateway's relay: they never learn this device's addresses. */
+export function relayOnly(): boolean {
+  return localStorage.getItem(RELAY_ONLY_KEY) === 'true';
+}
+
+export function setRelayOnly(on: boolean): void {
+  localStorage.setItem(RELAY_ONLY_KEY, String(on));
+}
 
 export function acceptPolicy(): AcceptPolicy {
   const value = localStorage.getItem(POLICY_KEY);

@@ -4,12 +4,23 @@ import type { PeerConnectionLike, RtcPlatform, SessionDescription } from '../cor
 
 const DESCRIPTION_TIMEOUT_MS = 5000;
 
-export function nodeRtcPlatform(options: { certFile: string; keyFile: string; bindAddress?: string }): RtcPlatform {
+export function nodeRtcPlatform(options: {
+  certFile: string;
+  keyFile: string;
+  bindAddress?: string;
+}): RtcPlatform {
   return {
-    createPeerConnection: ({ iceServers }) => {
+    createPeerConnection: ({ iceServers, iceTransportPolicy }) => {
       // The polyfill passes unknown options through to libdatachannel's configuration.
       const pc = new RTCPeerConnection({
-        iceServers,
+        // The polyfill writes turn:USER:PASS@host and libdatachannel splits the user at its
+        // first ':'; our usernames are <expiry>:<node id>, so escape (libdatachannel decodes).
+        iceServers: iceServers.map((s) => ({
+          ...s,
+          ...(s.username !== undefined ? { username: encodeURIComponent(s.username) } : {}),
+          ...(s.credential !== undefined ? { credential: encodeURIComponent(s.credential) } : {}),
+        })),
+        iceTransportPolicy: iceTransportPolicy ?? 'all',
         certificatePemFile: options.certFile,
         keyPemFile: options.keyFile,
         ...(options.bindAddress ? { bindAddress: options.bindAddress } : {}),
@@ -29,11 +40,13 @@ function withSettledLocalDescription(pc: PeerConnectionLike): PeerConnectionLike
   const original = pc.setLocalDescription.bind(pc);
   Object.defineProperty(pc, 'setLocalDescription', {
     value: async (description?: SessionDescription) => {
-      const expected = description?.type ?? (pc.remoteDescription?.type === 'offer' ? 'answer' : 'offer');
+      const expected =
+        description?.type ?? (pc.remoteDescription?.type === 'offer' ? 'answer' : 'offer');
       await original(description);
       const deadline = Date.now() + DESCRIPTION_TIMEOUT_MS;
       while (pc.localDescription?.type !== expected) {
-        if (Date.now() > deadline) throw new Error(`no local ${expected} after ${DESCRIPTION_TIMEOUT_MS} ms`);
+        if (Date.now() > deadline)
+          throw new Error(`no local ${expected} after ${DESCRIPTION_TIMEOUT_MS} ms`);
         await new Promise((r) => setTimeout(r, 2));
       }
     },

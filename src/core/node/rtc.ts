@@ -82,7 +82,10 @@ export interface IceServer {
 
 /** Makes peer connections with this node's DTLS certificate. */
 export interface RtcPlatform {
-  createPeerConnection(config: { iceServers: IceServer[] }): PeerConnectionLike;
+  createPeerConnection(config: {
+    iceServers: IceServer[];
+    iceTransportPolicy?: 'all' | 'relay';
+  }): PeerConnectionLike;
 }
 
 /** Resolves when `channel` opens; rejects if it closes first or `timeoutMs` passes. */
