@@ -8,11 +8,12 @@ import { cpus } from 'node:os';
 import { repoPath } from '../e2e/support/paths.ts';
 import { launch } from './browser.ts';
 import { peerjsDials, rawDials, rtcmeshDials } from './dial-latency.ts';
+import { relayBench } from './relay.ts';
 import { cliToCli, pageToPage } from './throughput.ts';
 
 const DIALS = Number(process.env.BENCH_DIALS ?? 30);
 /** Run only some sections: BENCH_ONLY=dial,throughput */
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'dial,throughput').split(','));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'dial,throughput,relay').split(','));
 
 function record(section: string, table: string): void {
   const readme = repoPath('README.md');
@@ -73,6 +74,30 @@ try {
     ].join('\n');
     console.log(`\n${table}\n`);
     record('throughput', table);
+  }
+  if (ONLY.has('relay')) {
+    console.log(
+      'relay: 64 MiB between two relay-only pages, and turnutils_uclient allocations, gateway vs coturn',
+    );
+    const [coturn, ours] = await relayBench(browser);
+    const rows = [coturn, ours]
+      .filter((r) => r !== undefined)
+      .map(
+        (r) => `| ${r.name} | ${r.mbPerS.toFixed(1)} MB/s | ${r.allocationsPerS.toFixed(0)}/s |`,
+      );
+    const table = [
+      `Relay (\`npm run bench\`, 64 MiB relay-only page to page, best of 2; 200 turnutils_uclient clients, ${new Date().toISOString().slice(0, 10)}):`,
+      '',
+      '| relay | relayed throughput | allocations |',
+      '|---|---|---|',
+      ...rows,
+      '',
+      coturn && ours
+        ? `gateway / coturn: throughput ${(ours.mbPerS / coturn.mbPerS).toFixed(2)} (target ≥ 0.9), allocations ${(ours.allocationsPerS / coturn.allocationsPerS).toFixed(2)}.`
+        : '',
+    ].join('\n');
+    console.log(`\n${table}\n`);
+    record('relay', table);
   }
 } finally {
   await browser.close();

@@ -1,0 +1,225 @@
+/**
+ * Relayed throughput and allocation rate: the gateway's built-in TURN server next to coturn
+ * (a reference relay), same machine, same run. Pages use raw RTCPeerConnections with
+ * `iceTransportPolicy: 'relay'`, so every byte goes through the relay under test.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHmac, randomBytes } from 'node:crypto';
+import { createSocket } from 'node:dgram';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { startGateway } from '../e2e/support/gateway-process.ts';
+import { newPage } from './browser.ts';
+import { BYTES } from './throughput.ts';
+
+export interface RelayFigures {
+  name: string;
+  mbPerS: number;
+  allocationsPerS: number;
+}
+
+interface Relay {
+  port: number;
+  secret: string;
+}
+
+async function freeUdpPort(): Promise<number> {
+  const s = createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  const port = s.address().port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+function credentials(relay: Relay, user: string) {
+  const username = `${Math.floor(Date.now() / 1000) + 3600}:${user}`;
+  return {
+    username,
+    credential: createHmac('sha1', relay.secret).update(username).digest('base64'),
+  };
+}
+
+type RelayWindow = Window & { pc?: RTCPeerConnection; received?: Promise<number> };
+
+async function relayedThroughput(a: Page, b: Page, relay: Relay): Promise<number> {
+  const iceServers = [
+    { urls: `turn:127.0.0.1:${relay.port}?transport=udp`, ...credentials(relay, 'bench') },
+  ];
+  const gathered = async (page: Page, offer?: RTCSessionDescriptionInit) =>
+    page.evaluate(
+      async ({ iceServers, offer, total }) => {
+        const w = window as RelayWindow;
+        w.pc?.close();
+        const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: 'relay' });
+        w.pc = pc;
+        if (offer) {
+          w.received = new Promise<number>((resolve) => {
+            pc.ondatachannel = (ev) => {
+              let got = 0;
+              ev.channel.binaryType = 'arraybuffer';
+              ev.channel.onmessage = (m) => {
+                got += (m.data as ArrayBuffer).byteLength;
+                if (got >= total) resolve(Date.now());
+              };
+            };
+          });
+          await pc.setRemoteDescription(offer);
+        } else pc.createDataChannel('warm');
+        await pc.setLocalDescription();
+        await new Promise<void>((r) => {
+          const done = () => pc.iceGatheringState === 'complete' && r();
+          pc.onicegatheringstatechange = done;
+          done();
+        });
+        return pc.localDescription?.toJSON() as RTCSessionDescriptionInit;
+      },
+      { iceServers, offer, total: BYTES },
+    );
+  const offer = await gathered(a);
+  const answer = await gathered(b, offer);
+  const start = await a.evaluate(
+    async ({ answer, total }) => {
+      const pc = (window as RelayWindow).pc as RTCPeerConnection;
+      const dc = pc.createDataChannel('bulk');
+      await pc.setRemoteDescription(answer);
+      await new Promise((r) => dc.addEventListener('open', r, { once: true }));
+      dc.bufferedAmountLowThreshold = 256 * 1024;
+      const chunk = new Uint8Array(64 * 1024 - 1).fill(7);
+      const t0 = Date.now();
+      for (let sent = 0; sent < total; sent += chunk.length) {
+        if (dc.bufferedAmount > 1024 * 1024)
+          await new Promise((r) => dc.addEventListener('bufferedamountlow', r, { once: true }));
+        dc.send(sent + chunk.length > total ? chunk.subarray(0, total - sent) : chunk);
+      }
+      return t0;
+    },
+    { answer, total: BYTES },
+  );
+  const end = await b.evaluate(() => (window as RelayWindow).received as Promise<number>);
+  return BYTES / 1e6 / ((end - start) / 1000);
+}
+
+/** Allocations per second: N turnutils_uclient clients, each allocating once (-c, -y pairs). */
+async function allocationRate(relay: Relay, clients: number): Promise<number> {
+  const start = Date.now();
+  const child = spawn(
+    'turnutils_uclient',
+    [
+      '-s',
+      '-y',
+      '-c',
+      '-z',
+      '1',
+      '-m',
+      String(clients),
+      '-n',
+      '1',
+      '-l',
+      '100',
+      '-W',
+      relay.secret,
+      '-u',
+      'alloc',
+      '-p',
+      String(relay.port),
+      '-L',
+      '127.0.0.1',
+      '127.0.0.1',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const code = await new Promise<number | null>((r) => child.once('exit', r));
+  if (code !== 0) throw new Error(`turnutils_uclient exited ${code}: ${out.slice(-500)}`);
+  return clients / ((Date.now() - start) / 1000);
+}
+
+async function startCoturn(): Promise<{ relay: Relay; process: ChildProcess }> {
+  const port = await freeUdpPort();
+  const secret = randomBytes(16).toString('hex');
+  const child = spawn(
+    'turnserver',
+    [
+      '-n',
+      '--listening-ip=127.0.0.1',
+      `--listening-port=${port}`,
+      '--relay-ip=127.0.0.1',
+      '--use-auth-secret',
+      `--static-auth-secret=${secret}`,
+      '--realm=rtcmesh',
+      '--no-tcp',
+      '--no-tls',
+      '--no-dtls',
+      '--no-cli',
+      '--allow-loopback-peers',
+      '--no-multicast-peers',
+      '--min-port=40000',
+      '--max-port=44999',
+      '--log-file=stdout',
+      '--simple-log',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`coturn did not start:\n${out}`)), 10_000);
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (/Total General servers|DB connection success/i.test(out)) {
+        clearTimeout(timer);
+        setTimeout(resolve, 700);
+      }
+    });
+  });
+  return { relay: { port, secret }, process: child };
+}
+
+export async function relayBench(browser: Browser): Promise<RelayFigures[]> {
+  // Lift the per-user quotas (10 MB/s, 50 allocations by default): coturn has none here.
+  const gateway = await startGateway({
+    args: [
+      '--turn-allow-private',
+      '--limit',
+      'turn.allocationsPerUser=1000',
+      '--limit',
+      'turn.bytesPerSecondPerUser=1000000000',
+    ],
+  });
+  const coturn = await startCoturn();
+  try {
+    const ours: Relay = {
+      port: gateway.turnPort ?? 0,
+      secret: readFileSync(join(gateway.dataDir, 'turn-secret'), 'utf8').trim(),
+    };
+    const a = await newPage(browser, gateway.url);
+    const b = await newPage(browser, gateway.url);
+    const mesh: number[] = [];
+    const ref: number[] = [];
+    for (let i = 0; i < 2; i++) {
+      ref.push(await relayedThroughput(a.page, b.page, coturn.relay));
+      mesh.push(await relayedThroughput(a.page, b.page, ours));
+    }
+    await a.context.close();
+    await b.context.close();
+    const clients = 200;
+    return [
+      {
+        name: 'coturn (reference)',
+        mbPerS: Math.max(...ref),
+        allocationsPerS: await allocationRate(coturn.relay, clients),
+      },
+      {
+        name: 'rtcmesh gateway TURN',
+        mbPerS: Math.max(...mesh),
+        allocationsPerS: await allocationRate(ours, clients),
+      },
+    ];
+  } finally {
+    coturn.process.kill('SIGTERM');
+    await gateway.stop();
+  }
+}
