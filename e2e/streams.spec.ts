@@ -29,6 +29,8 @@ test('a 64 MiB file arrives byte-identical with the progress bar at 100%', async
   browser,
   gateway,
 }) => {
+  // 64 MiB through two browsers on 2 cores: generous bounds, not a speed test.
+  test.setTimeout(240_000);
   const dir = mkdtempSync(join(tmpdir(), 'rtcmesh-file-'));
   const file = join(dir, 'big.bin');
   const bytes = randomBytes(64 * 1024 * 1024);
@@ -38,7 +40,7 @@ test('a 64 MiB file arrives byte-identical with the progress bar at 100%', async
     const [a, b] = await connectedPair(browser, gateway.url);
     await card(a.page, b.id).locator('.file-input').setInputFiles(file);
     const incoming = card(b.page, a.id).locator('.transfer');
-    await expect(incoming).toHaveAttribute('data-state', 'complete', { timeout: 60_000 });
+    await expect(incoming).toHaveAttribute('data-state', 'complete', { timeout: 180_000 });
     await expect(incoming.locator('progress')).toHaveJSProperty('value', 100);
     await expect(incoming).toHaveAttribute('data-sha256', sent);
     await expect(card(a.page, b.id).locator('.transfer')).toHaveAttribute('data-state', 'complete');
@@ -60,6 +62,7 @@ for (const who of ['sender', 'receiver'] as const) {
     browser,
     gateway,
   }) => {
+    test.setTimeout(120_000);
     const dir = mkdtempSync(join(tmpdir(), 'rtcmesh-file-'));
     const file = join(dir, 'big.bin');
     writeFileSync(file, randomBytes(64 * 1024 * 1024));
