@@ -78,6 +78,8 @@ describe('rtcmesh gateway', () => {
       id: gateway.id,
       ip6: expect.stringMatching(/^fd/),
       version: pkg.version,
+      // The applicationServerKey nodes subscribe to push with: a raw P-256 point, base64url.
+      vapidPublicKey: expect.stringMatching(/^B[A-Za-z0-9_-]{86}$/),
     });
     const id = await rtcmesh('id', '--data', gateway.dataDir);
     expect(id.stdout).toContain(info.id);

@@ -31,6 +31,12 @@ export async function loadOrCreateNodeIdentity(): Promise<NodeIdentity> {
   return identity;
 }
 
+/** The stored identity, or undefined: never makes one (the service worker acts only for a node). */
+export async function loadNodeIdentity(): Promise<NodeIdentity | undefined> {
+  const pair = await (await openNodeDb()).get('keys', 'node');
+  return pair && identityOf(await nodeKeyFromCryptoKeys(pair.privateKey, pair.publicKey));
+}
+
 export function summaryOf(
   identity: NodeIdentity,
   fingerprints: string[],

@@ -13,6 +13,7 @@ import {
 import { loadOrRenewCertificate, type NodeCertificate } from './certificate.ts';
 import { connectToNode } from './node-connection.ts';
 import { PeersView } from './peers-view.ts';
+import { PushCalls } from './push.ts';
 import { registerServiceWorker } from './service-worker.ts';
 import { acceptPolicy, knownPeers, rememberPeer, setAcceptPolicy } from './settings.ts';
 import { dialTargetFromLocation, qrSvg, shareLink } from './share.ts';
@@ -65,8 +66,9 @@ async function runNode(certificate: NodeCertificate, signal: AbortSignal): Promi
     identity,
     fingerprints: certificate.fingerprints,
     rtc: windowRtcPlatform(certificate.certificate),
-    // A contact's own setting wins; otherwise the device-wide policy.
-    decide: async (caller) => {
+    // Accepted on a notification: answer. Else a contact's own setting wins, then the device's.
+    decide: async (caller, dialId) => {
+      if (pushCalls.acceptedOnNotification(dialId)) return 'accept';
       const saved = await contact(caller.id);
       if (saved && saved.policy !== 'default') return saved.policy;
       return decideByPolicy(acceptPolicy(), knownPeers().has(caller.id) || saved !== undefined);
@@ -79,6 +81,10 @@ async function runNode(certificate: NodeCertificate, signal: AbortSignal): Promi
     node,
   );
   for (const peer of await chatPeers()) peers.card(peer);
+  const pushCalls = new PushCalls(node, () =>
+    setDialResult('The call you accepted is no longer waiting', 'error', 'missed'),
+  );
+  pushCalls.start($<HTMLInputElement>('#push-enabled'), $('#push-status'));
   const status = $('#status');
   node.on('status', (s, detail) => {
     status.textContent = s;
@@ -121,7 +127,13 @@ async function runNode(certificate: NodeCertificate, signal: AbortSignal): Promi
     button.disabled = true;
     setDialResult(`Calling ${to}…`, 'info', 'calling');
     try {
-      const link = await node.connect(to, { signal });
+      const link = await node.connect(to, {
+        signal,
+        onProgress: (progress) =>
+          progress === 'waking'
+            ? setDialResult(`Waking ${to}…`, 'info', 'waking')
+            : setDialResult(`Ringing ${to}…`, 'info', 'ringing'),
+      });
       setDialResult(`Connected to ${link.peer.name ?? link.id}`, 'ok', 'connected');
     } catch (err) {
       const code = err instanceof DialError ? err.code : 'gateway';

@@ -68,6 +68,8 @@ Gateway options (flag, environment variable, default):
   --turn-relay-ip IP   RTCMESH_TURN_RELAY_IP  the TURN host  (where relayed traffic goes out)
   --turn-allow-private RTCMESH_TURN_ALLOW_PRIVATE=1  relay to loopback and private peers too
   --turn-rfc5766-channels  RTCMESH_TURN_RFC5766_CHANNELS=1  let old clients bind channels 0x5000–0x7FFF
+  --push-allow-private RTCMESH_PUSH_ALLOW_PRIVATE=1  send Web Push to loopback, private and plain-http
+                                            endpoints too (a local push service in tests)
 `;
 
 function fail(message: string, code = 2): never {
@@ -94,6 +96,7 @@ async function runGateway(args: string[]): Promise<void> {
       'turn-relay-ip': { type: 'string' },
       'turn-allow-private': { type: 'boolean' },
       'turn-rfc5766-channels': { type: 'boolean' },
+      'push-allow-private': { type: 'boolean' },
     },
     strict: true,
   });
@@ -121,6 +124,11 @@ async function runGateway(args: string[]): Promise<void> {
   if (dialTimeout) config.limits.dialTimeoutMs = parseDuration(dialTimeout, '--dial-timeout');
   for (const setting of values.limit ?? []) setLimit(config.limits, setting, config.turn.limits);
   readTurnOptions(config, values, env);
+  const pushAllowPrivate = env.RTCMESH_PUSH_ALLOW_PRIVATE;
+  config.push.allowPrivateEndpoints =
+    values['push-allow-private'] === true ||
+    pushAllowPrivate === '1' ||
+    pushAllowPrivate === 'true';
   const gateway = await Gateway.start(config);
   const turn = gateway.turnAddress
     ? `, TURN on udp ${gateway.turnAddress}`

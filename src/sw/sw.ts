@@ -1,6 +1,6 @@
 /**
- * The service worker: serves the app shell offline from a Workbox precache, and takes over
- * when the user accepts an update. (Web Push accept arrives here later: DESIGN §2.)
+ * The service worker: serves the app shell offline from a Workbox precache, takes over when
+ * the user accepts an update, and rings for calls that arrive by Web Push (./push.ts).
  */
 import { clientsClaim } from 'workbox-core';
 import {
@@ -10,8 +10,12 @@ import {
   precacheAndRoute,
 } from 'workbox-precaching';
 import { NavigationRoute, registerRoute } from 'workbox-routing';
+import { installPushHandlers, type NotificationAction, onNotificationAction } from './push.ts';
 
-declare const self: ServiceWorkerGlobalScope & { __WB_MANIFEST: (string | PrecacheEntry)[] };
+declare const self: ServiceWorkerGlobalScope & {
+  __WB_MANIFEST: (string | PrecacheEntry)[];
+  rtcmesh?: { notificationAction: typeof onNotificationAction };
+};
 
 // Filled in at build time (scripts/build.mjs) with every file of the built shell.
 precacheAndRoute(self.__WB_MANIFEST);
@@ -23,6 +27,14 @@ registerRoute(
     denylist: [/^\/v1\//, /^\/healthz$/, /^\/metrics$/],
   }),
 );
+
+installPushHandlers();
+// What a notification click runs, for the console and for tests: CDP cannot click a
+// notification, so the e2e tests call this with the notification's data instead.
+self.rtcmesh = {
+  notificationAction: (action: NotificationAction, data: unknown) =>
+    onNotificationAction(action, data),
+};
 
 self.addEventListener('message', (event) => {
   if ((event.data as { type?: unknown } | null)?.type === 'SKIP_WAITING') void self.skipWaiting();

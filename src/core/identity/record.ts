@@ -2,7 +2,7 @@
  * Node records (DESIGN §1): a compact JWS, signed by the node key, binding the node ID
  * to the DTLS certificate(s) it uses. Peers believe a record only when every check passes.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { decodeBase64url, encodeBase64url } from './base64url.ts';
 import { formatFingerprint, isFingerprint } from './certificate.ts';
 import { IdentityError } from './errors.ts';

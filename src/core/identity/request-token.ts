@@ -3,7 +3,7 @@
  * the RFC 8292 form, self-signed by the node key. The gateway derives the caller's ID
  * from `k`, so nobody can act as an ID without its key.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { decodeBase64url, encodeBase64url } from './base64url.ts';
 import { IdentityError } from './errors.ts';
 import { checkJwsSignature, decodeJws, signJws } from './jws.ts';

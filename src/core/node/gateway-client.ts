@@ -16,8 +16,11 @@ import {
   type GatewayToNode,
   gatewayToNodeSchema,
   type NodeToGateway,
+  type PushSubscriptionJson,
   parseMessage,
   parseValue,
+  type RegisterResponse,
+  registerResponseSchema,
 } from '../protocol/messages.ts';
 import { Backoff } from './backoff.ts';
 import {
@@ -129,8 +132,38 @@ export class GatewayClient {
     }
   }
 
+  /**
+   * POST /v1/register (signed): this node's record and its push subscription, so the
+   * gateway can wake it when it has no session; null removes the subscription.
+   */
+  async register(push: PushSubscriptionJson | null): Promise<RegisterResponse> {
+    const body = await this.signedPost('/v1/register', {
+      record: await this.options.record(),
+      push,
+    });
+    if (!body.ok)
+      throw new Error(`gateway refused the registration (${body.status}): ${body.error}`);
+    const parsed = parseValue(registerResponseSchema, body.value);
+    if (!parsed.ok) throw new Error(`gateway sent a bad register response: ${parsed.message}`);
+    return parsed.value;
+  }
+
   private async post(offer: string): Promise<ConnectResponse> {
-    const url = new URL('/v1/connect', this.options.gatewayUrl).href;
+    const body = await this.signedPost('/v1/connect', {
+      offer,
+      record: await this.options.record(),
+    });
+    if (!body.ok) throw new Error(`gateway refused the connection (${body.status}): ${body.error}`);
+    const parsed = parseValue(connectResponseSchema, body.value);
+    if (!parsed.ok) throw new Error(`gateway sent a bad connect response: ${parsed.message}`);
+    return parsed.value;
+  }
+
+  private async signedPost(
+    path: string,
+    json: unknown,
+  ): Promise<{ ok: true; value: unknown } | { ok: false; status: number; error: string }> {
+    const url = new URL(path, this.options.gatewayUrl).href;
     const doFetch = this.options.fetch ?? fetch;
     const res = await doFetch(url, {
       method: 'POST',
@@ -141,16 +174,12 @@ export class GatewayClient {
           audienceOf(this.options.gatewayUrl),
         ),
       },
-      body: JSON.stringify({ offer, record: await this.options.record() }),
+      body: JSON.stringify(json),
     });
     const body: unknown = await res.json().catch(() => undefined);
-    if (!res.ok) {
-      const error = (body as { error?: { message?: string } } | undefined)?.error?.message;
-      throw new Error(`gateway refused the connection (${res.status}): ${error ?? res.statusText}`);
-    }
-    const parsed = parseValue(connectResponseSchema, body);
-    if (!parsed.ok) throw new Error(`gateway sent a bad connect response: ${parsed.message}`);
-    return parsed.value;
+    if (res.ok) return { ok: true, value: body };
+    const error = (body as { error?: { message?: string } } | undefined)?.error?.message;
+    return { ok: false, status: res.status, error: error ?? res.statusText };
   }
 
   private receive(data: unknown): void {

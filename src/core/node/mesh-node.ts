@@ -17,7 +17,12 @@ import {
   type VerifiedRecord,
   verifyNodeRecord,
 } from '../identity/index.ts';
-import type { GatewayToNode, IceCandidate } from '../protocol/messages.ts';
+import type {
+  GatewayToNode,
+  IceCandidate,
+  PushSubscriptionJson,
+  RegisterResponse,
+} from '../protocol/messages.ts';
 import { DialError } from './errors.ts';
 import { GatewayClient, type GatewayStatus } from './gateway-client.ts';
 import { PeerLink } from './peer-link.ts';
@@ -47,7 +52,7 @@ export interface MeshNodeOptions {
   rtc: RtcPlatform;
   name?: string;
   /** How to treat an incoming call (read at each call). */
-  decide: (caller: VerifiedRecord) => CallDecision | Promise<CallDecision>;
+  decide: (caller: VerifiedRecord, dialId: string) => CallDecision | Promise<CallDecision>;
   fetch?: typeof fetch;
   /** How long a dial waits for its answer, plus margin over the gateway's own bound. */
   dialTimeoutMs?: number;
@@ -77,7 +82,11 @@ export interface IncomingCall {
   decline(): void;
 }
 
+/** How a dial is getting on: the callee is being rung, or woken by push first. */
+export type DialProgress = 'ringing' | 'waking';
+
 interface OutgoingDial {
+  progress: ((progress: DialProgress) => void) | undefined;
   pc: PeerConnectionLike;
   expected: { id: NodeId } | { ip6: string };
   resolve: (answer: { sdp: string; record: VerifiedRecord }) => void;
@@ -98,6 +107,8 @@ export class MeshNode {
   readonly gateway: GatewayClient;
   private readonly outgoing = new Map<string, OutgoingDial>();
   private readonly incoming = new Map<string, IncomingDial>();
+  /** Candidates for calls whose caller is still being checked (they arrive right behind). */
+  private readonly checking = new Map<string, IceCandidate[]>();
   private readonly links = new Map<NodeId, PeerLink>();
   private readonly services = new Map<string, (stream: MeshStream) => void>();
   private record: { jws: string; exp: number } | undefined;
@@ -140,6 +151,14 @@ export class MeshNode {
     for (const link of this.links.values()) link.close();
   }
 
+  /**
+   * Registers (or with null removes) this node's push subscription with the gateway, so a
+   * dial can wake it while it has no session (DESIGN §2).
+   */
+  async registerPush(push: PushSubscriptionJson | null): Promise<RegisterResponse> {
+    return this.gateway.register(push);
+  }
+
   /** The open link to a peer, if any. */
   link(id: NodeId): PeerLink | undefined {
     return this.links.get(id);
@@ -157,7 +176,10 @@ export class MeshNode {
   async dial(
     to: string,
     service: string,
-    options: StreamOptions & { signal?: AbortSignal } = {},
+    options: StreamOptions & {
+      signal?: AbortSignal;
+      onProgress?: (progress: DialProgress) => void;
+    } = {},
   ): Promise<MeshStream> {
     const link = this.openLink(to) ?? (await this.connect(to, options));
     return link.openStream(service, options);
@@ -173,7 +195,10 @@ export class MeshNode {
   }
 
   /** Connects to a node by ID or mesh IPv6; resolves once a verified, open link exists. */
-  async connect(to: string, options: { signal?: AbortSignal } = {}): Promise<PeerLink> {
+  async connect(
+    to: string,
+    options: { signal?: AbortSignal; onProgress?: (progress: DialProgress) => void } = {},
+  ): Promise<PeerLink> {
     const target = to.trim();
     const id = parseNodeId(target);
     const ip6 = id ? undefined : parseIp6(target);
@@ -188,6 +213,7 @@ export class MeshNode {
     const control = pc.createDataChannel('mesh', { negotiated: true, id: 0 });
     const answered = new Promise<{ sdp: string; record: VerifiedRecord }>((resolve, reject) => {
       this.outgoing.set(dialId, {
+        progress: options.onProgress,
         pc,
         expected: id ? { id } : { ip6: target },
         resolve,
@@ -326,6 +352,11 @@ export class MeshNode {
         console.warn(`rtcmesh: gateway says ${msg.code}: ${msg.message}`);
         return;
       case 'ringing':
+      case 'waking': {
+        const dial = this.outgoing.get(msg.dialId);
+        if (dial && !dial.answered) dial.progress?.(msg.t);
+        return;
+      }
       case 'pong':
         return;
     }
@@ -365,7 +396,10 @@ export class MeshNode {
     if (inc) {
       if (inc.pc?.remoteDescription) await inc.pc.addIceCandidate(candidate).catch(() => undefined);
       else if (inc.pendingCandidates.length < 64) inc.pendingCandidates.push(candidate);
+      return;
     }
+    const checking = this.checking.get(dialId);
+    if (checking && checking.length < 64) checking.push(candidate);
   }
 
   /** Checks the caller's record against its offer before anyone sees the call. */
@@ -375,6 +409,10 @@ export class MeshNode {
     offer: string,
     record: string,
   ): Promise<void> {
+    // The gateway hands a call again to a new session (a reconnect while it rings).
+    if (this.incoming.has(dialId) || this.checking.has(dialId)) return;
+    const pendingCandidates: IceCandidate[] = [];
+    this.checking.set(dialId, pendingCandidates);
     let caller: VerifiedRecord;
     try {
       caller = await verifyNodeRecord(record, { fingerprintsInUse: fingerprintsInSdp(offer) });
@@ -391,10 +429,12 @@ export class MeshNode {
         message: `caller refused: ${(err as Error).message}`.slice(0, 500),
       });
       return;
+    } finally {
+      this.checking.delete(dialId);
     }
     const dial: IncomingDial = {
       offer,
-      pendingCandidates: [],
+      pendingCandidates,
       settled: false,
       call: {
         dialId,
@@ -409,7 +449,7 @@ export class MeshNode {
       },
     };
     this.incoming.set(dialId, dial);
-    const decision = await this.options.decide(caller);
+    const decision = await this.options.decide(caller, dialId);
     if (decision === 'accept') {
       void dial.call
         .accept()

@@ -3,7 +3,7 @@
  * channel, HTTP bodies) and every party (gateway, browser, CLI). Everything received is
  * parsed here first; anything that does not parse gets an `error` reply and is dropped.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 
 /** Longest message we accept on `ctl` or as an HTTP body (an SDP is a few KiB). */
 export const MAX_MESSAGE_BYTES = 64 * 1024;
@@ -59,6 +59,8 @@ export type NodeToGateway = z.infer<typeof nodeToGatewaySchema>;
 export const gatewayToNodeSchema = z.discriminatedUnion('t', [
   z.object({ t: z.literal('pong'), n: z.number().int() }),
   z.object({ t: z.literal('ringing'), dialId }),
+  /** The callee has no session: the gateway is waking it by push; the dial stays pending. */
+  z.object({ t: z.literal('waking'), dialId }),
   z.object({ t: z.literal('incoming'), dialId, from: z.string().max(64), offer: sdp, record }),
   z.object({ t: z.literal('candidate'), dialId, candidate: iceCandidateSchema.nullable() }),
   z.object({ t: z.literal('answer'), dialId, answer: sdp, record }),
@@ -95,6 +97,75 @@ export const httpDialRequestSchema = z.object({ to: peerAddress, offer: sdp, rec
 export type HttpDialRequest = z.infer<typeof httpDialRequestSchema>;
 export const httpDialResponseSchema = z.object({ dialId, answer: sdp, record });
 export type HttpDialResponse = z.infer<typeof httpDialResponseSchema>;
+
+/** A Web Push subscription as PushSubscription.toJSON() gives it (RFC 8030, RFC 8291 keys). */
+export const pushSubscriptionSchema = z.object({
+  endpoint: z.string().min(8).max(2048),
+  keys: z.object({
+    /** The browser's ECDH P-256 public key: 65 bytes, base64url (87 characters). */
+    p256dh: z.string().regex(/^[A-Za-z0-9_-]{86,88}={0,2}$/),
+    /** The 16-byte authentication secret, base64url. */
+    auth: z.string().regex(/^[A-Za-z0-9_-]{22,24}={0,2}$/),
+  }),
+});
+export type PushSubscriptionJson = z.infer<typeof pushSubscriptionSchema>;
+
+/** POST /v1/register: a node's record and its push subscription (null removes it). */
+export const registerRequestSchema = z.object({
+  record,
+  push: pushSubscriptionSchema.nullable(),
+});
+export type RegisterRequest = z.infer<typeof registerRequestSchema>;
+export const registerResponseSchema = z.object({
+  id: z.string(),
+  push: z.boolean(),
+  expiresAt: z.number(),
+});
+export type RegisterResponse = z.infer<typeof registerResponseSchema>;
+
+/** GET /v1/dials/:id: the call waiting for the signed node, with the caller's candidates so far. */
+export const pendingDialResponseSchema = z.object({
+  dialId,
+  from: z.string().max(64),
+  offer: sdp,
+  record,
+  candidates: z.array(iceCandidateSchema).max(64),
+});
+export type PendingDialResponse = z.infer<typeof pendingDialResponseSchema>;
+/** POST /v1/dials/:id/answer: a fully gathered answer (no channel to trickle on). */
+export const dialAnswerRequestSchema = z.object({ answer: sdp, record });
+export type DialAnswerRequest = z.infer<typeof dialAnswerRequestSchema>;
+/** POST /v1/dials/:id/reject */
+export const dialRejectRequestSchema = z.object({
+  reason: z.enum(['declined', 'identity', 'busy']),
+  message: z.string().max(512).optional(),
+});
+export type DialRejectRequest = z.infer<typeof dialRejectRequestSchema>;
+export const dialIdSchema = dialId;
+
+/** What a push carries to the service worker (encrypted end to end; RFC 8291). */
+export const pushPayloadSchema = z.object({
+  t: z.literal('incoming'),
+  dialId,
+  from: z.string().max(64),
+  /** The caller's name from its signed record, if it has one. */
+  name: z.string().max(128).optional(),
+  /** When the gateway sent it (ms since epoch): a late push shows as missed. */
+  sentAt: z.number(),
+  /** When the gateway stops waiting for an answer (ms since epoch). */
+  expiresAt: z.number(),
+});
+export type PushPayload = z.infer<typeof pushPayloadSchema>;
+
+/** GET /v1/info */
+export const gatewayInfoSchema = z.object({
+  id: z.string(),
+  ip6: z.string(),
+  version: z.string(),
+  /** The gateway's VAPID public key (RFC 8292): the applicationServerKey to subscribe with. */
+  vapidPublicKey: z.string(),
+});
+export type GatewayInfo = z.infer<typeof gatewayInfoSchema>;
 
 export const errorBodySchema = z.object({
   error: z.object({ code: z.string(), message: z.string() }),

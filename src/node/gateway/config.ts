@@ -25,6 +25,17 @@ export interface GatewayConfig {
   registry: 'sqlite' | 'memory';
   limits: GatewayLimits;
   turn: TurnConfig;
+  push: PushConfig;
+}
+
+/** Web Push to wake nodes whose app is closed (DESIGN §2). */
+export interface PushConfig {
+  /**
+   * Post to push endpoints on loopback, private and link-local addresses, and over plain
+   * http (tests with a local push service). Off: only https endpoints on public addresses,
+   * since an endpoint is a URL a client supplies.
+   */
+  allowPrivateEndpoints: boolean;
 }
 
 /** The gateway's STUN/TURN relay (DESIGN §3), or the external one it hands out instead. */
@@ -71,6 +82,7 @@ export function defaultConfig(): GatewayConfig {
       rfc5766ChannelNumbers: false,
       limits: { ...DEFAULT_TURN_LIMITS, credentialLifetimeS: 3600 },
     },
+    push: { allowPrivateEndpoints: false },
   };
 }
 

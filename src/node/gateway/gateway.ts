@@ -23,16 +23,26 @@ import {
   type ConnectResponse,
   connectRequestSchema,
   type DialErrorCode,
+  dialAnswerRequestSchema,
+  dialRejectRequestSchema,
   type GatewayToNode,
   type HttpDialResponse,
   httpDialRequestSchema,
   type IceServerConfig,
   type NodeToGateway,
+  type PushPayload,
+  type RegisterResponse,
+  registerRequestSchema,
 } from '../../core/protocol/messages.ts';
 import { VERSION } from '../../core/version.ts';
 import { loadOrCreateCertificate, type StoredCertificate } from '../certificate-store.ts';
 import { loadOrCreateIdentity } from '../identity-store.ts';
-import { MemoryRegistry, type Registry, SqliteRegistry } from '../registry/index.ts';
+import {
+  MemoryRegistry,
+  type Registration,
+  type Registry,
+  SqliteRegistry,
+} from '../registry/index.ts';
 import { issueCredentials } from '../turn/credentials.ts';
 import { loadOrCreateTurnSecret } from '../turn/secret-store.ts';
 import { TurnServer } from '../turn/server.ts';
@@ -47,10 +57,11 @@ import {
 } from './config.ts';
 import { HttpError, sendError, sendJson, sendText } from './http.ts';
 import { Metrics } from './metrics.ts';
+import { loadOrCreateVapidKeys, PushSender, pushEndpointProblem } from './push.ts';
 import { RateLimiter } from './rate-limit.ts';
 import { RtcEndpoint, resolveUdpPort } from './rtc-endpoint.ts';
 import { GatewaySession } from './session.ts';
-import { type DialParty, Signaling } from './signaling.ts';
+import { type DialLookup, type DialParty, Signaling } from './signaling.ts';
 import { StaticFiles } from './static-files.ts';
 
 /** The relay nodes are given: the built-in TURN server, or an external one (--turn-url). */
@@ -101,6 +112,16 @@ export interface GatewayInfo {
   id: string;
   ip6: string;
   version: string;
+  /** The VAPID public key (base64url raw point) nodes subscribe to push with. */
+  vapidPublicKey: string;
+}
+
+/** /v1/dials/:id, /v1/dials/:id/answer, /v1/dials/:id/reject */
+const DIAL_PATH = /^\/v1\/dials\/([A-Za-z0-9_-]{16,64})(?:\/(answer|reject))?$/;
+
+/** RFC 8292 `sub`: how a push service can reach whoever runs this gateway. */
+function vapidSubject(publicUrl: string | undefined): string {
+  return publicUrl?.startsWith('https:') ? publicUrl : 'mailto:rtcmesh-gateway@localhost';
 }
 
 const DIAL_ERROR_STATUS: Record<DialErrorCode, number> = {
@@ -127,6 +148,12 @@ export class Gateway {
     'rtcmesh_refused_total',
     'Requests and messages refused, by reason.',
   );
+  private readonly countPush = this.metrics.counter(
+    'rtcmesh_push_total',
+    'Web Pushes to wake a node, by result (sent, gone: subscription dropped, failed, refused).',
+  );
+  /** One party per session, so a dial's party is recognised when its session goes away. */
+  private readonly parties = new WeakMap<GatewaySession, DialParty>();
   private readonly staticFiles: StaticFiles | undefined;
   private readonly startedAt = Date.now();
   private readonly sessions = new Map<NodeId, GatewaySession>();
@@ -144,6 +171,7 @@ export class Gateway {
     private readonly rtc: RtcEndpoint,
     private readonly registry: Registry,
     private readonly relay: Relay,
+    private readonly push: PushSender,
   ) {
     const limits = config.limits;
     this.limiters = {
@@ -152,7 +180,12 @@ export class Gateway {
       dialIp: new RateLimiter(limits.dialPerIp),
       dialId: new RateLimiter(limits.dialPerId),
     };
-    this.signaling = new Signaling(registry, (id) => this.party(id), limits);
+    this.signaling = new Signaling(
+      registry,
+      (id) => this.party(id),
+      limits,
+      (callee, payload) => this.wakeByPush(callee, payload),
+    );
     const pwaBuilt = existsSync(join(config.pwaDir, 'index.html'));
     this.staticFiles = pwaBuilt ? new StaticFiles(config.pwaDir) : undefined;
     if (!pwaBuilt)
@@ -188,7 +221,12 @@ export class Gateway {
       config.registry === 'memory'
         ? new MemoryRegistry()
         : SqliteRegistry.open(join(config.dataDir, 'registry.sqlite'));
-    const gateway = new Gateway(config, identity, certificate, rtc, registry, relay);
+    const push = new PushSender({
+      vapid: await loadOrCreateVapidKeys(config.dataDir),
+      subject: vapidSubject(config.publicUrl),
+      allowPrivate: config.push.allowPrivateEndpoints,
+    });
+    const gateway = new Gateway(config, identity, certificate, rtc, registry, relay, push);
     try {
       await new Promise<void>((resolve, reject) => {
         gateway.server.once('error', reject);
@@ -232,7 +270,12 @@ export class Gateway {
   }
 
   get info(): GatewayInfo {
-    return { id: this.identity.id, ip6: this.identity.ip6, version: VERSION };
+    return {
+      id: this.identity.id,
+      ip6: this.identity.ip6,
+      version: VERSION,
+      vapidPublicKey: this.push.publicKey,
+    };
   }
 
   /** Stops accepting, lets open requests finish for a moment, then closes everything. */
@@ -278,6 +321,11 @@ export class Gateway {
       'rtcmesh_dials_started_total',
       'Dials forwarded to a callee.',
       () => this.signaling.stats.dialsStarted,
+    );
+    m.gauge(
+      'rtcmesh_dials_woken_total',
+      'Dials to a node without a session, woken by push.',
+      () => this.signaling.stats.dialsWoken,
     );
     m.gauge(
       'rtcmesh_dials_answered_total',
@@ -346,11 +394,41 @@ export class Gateway {
 
   private party(id: NodeId): DialParty | undefined {
     const session = this.sessions.get(id);
-    return session?.isOpen ? { id, deliver: (msg) => session.send(msg) } : undefined;
+    return session?.isOpen ? this.sessionParty(session) : undefined;
   }
 
   private sessionParty(session: GatewaySession): DialParty {
-    return { id: session.id, deliver: (msg) => session.send(msg) };
+    let party = this.parties.get(session);
+    if (!party) {
+      party = { id: session.id, deliver: (msg) => session.send(msg) };
+      this.parties.set(session, party);
+    }
+    return party;
+  }
+
+  /** Wakes a node without a session by Web Push; says why not when it cannot. */
+  private async wakeByPush(
+    callee: Registration,
+    payload: PushPayload,
+  ): Promise<string | undefined> {
+    const subscription = callee.push;
+    if (!subscription) return 'it has no push subscription';
+    const outcome = await this.push.send(
+      subscription,
+      payload,
+      this.config.limits.dialTimeoutMs / 1000,
+    );
+    this.countPush({ result: outcome.result });
+    if (outcome.result === 'sent') return undefined;
+    if (outcome.result === 'gone') {
+      // Unless the node registered a new subscription meanwhile.
+      const current = await this.registry.get(callee.id);
+      if (current?.push?.endpoint === subscription.endpoint)
+        await this.registry.setPush(callee.id, null);
+      return `${outcome.message} (its push subscription is gone and was dropped)`;
+    }
+    console.warn(`rtcmesh: push to ${callee.id} ${outcome.result}: ${outcome.message}`);
+    return outcome.message;
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -387,7 +465,16 @@ export class Gateway {
     if (path === '/v1/info' && get) return sendJson(res, 200, this.info);
     if (path === '/v1/connect' && post) return this.connect(req, res);
     if (path === '/v1/dial' && post) return this.httpDial(req, res);
-    if (['/healthz', '/metrics', '/v1/info', '/v1/connect', '/v1/dial'].includes(path)) {
+    if (path === '/v1/register' && post) return this.register(req, res);
+    const dial = DIAL_PATH.exec(path);
+    if (dial?.[1]) {
+      const action = dial[2] as 'answer' | 'reject' | undefined;
+      if (action ? post : get) return this.dialRequest(req, res, dial[1], action);
+      throw new HttpError(405, 'method-not-allowed', `${req.method} is not allowed on ${path}`);
+    }
+    if (
+      ['/healthz', '/metrics', '/v1/info', '/v1/connect', '/v1/dial', '/v1/register'].includes(path)
+    ) {
       throw new HttpError(405, 'method-not-allowed', `${req.method} is not allowed on ${path}`);
     }
     throw new HttpError(404, 'not-found', `no API endpoint ${path}`);
@@ -450,6 +537,8 @@ export class Gateway {
       {
         open: (s) => {
           void this.registry.setSession(s.id, this.identity.id, Date.now());
+          // A node woken by push (or reconnecting while rung) gets the calls waiting for it.
+          this.signaling.calleeConnected(this.sessionParty(s));
         },
         message: (s, msg) => this.onMessage(s, msg),
         invalid: () => this.countRefused({ reason: 'invalid-message' }),
@@ -519,6 +608,90 @@ export class Gateway {
       default:
         this.signaling.handle(party, msg);
     }
+  }
+
+  /** Checks a record signed by the requester; an HTTP error says what is wrong with it. */
+  private async verifiedRecord(
+    jws: string,
+    id: NodeId,
+    sdp?: string,
+  ): Promise<Awaited<ReturnType<typeof verifyNodeRecord>>> {
+    try {
+      return await verifyNodeRecord(jws, {
+        expectedId: id,
+        ...(sdp !== undefined ? { fingerprintsInUse: fingerprintsInSdp(sdp) } : {}),
+      });
+    } catch (err) {
+      if (err instanceof IdentityError) throw new HttpError(403, `record-${err.code}`, err.message);
+      throw err;
+    }
+  }
+
+  /**
+   * POST /v1/register: a node's record and push subscription, without a session (DESIGN §2).
+   * A null `push` removes the subscription.
+   */
+  private async register(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!this.limiters.connectIp.take(this.clientIp(req)))
+      throw new HttpError(429, 'rate-limited', 'too many requests from your address');
+    const node = await this.authenticate(req);
+    if (!this.limiters.connectId.take(node.id))
+      throw new HttpError(429, 'rate-limited', 'too many requests for this node');
+    const body = await readJsonBody(req, registerRequestSchema, this.config.limits.maxBodyBytes);
+    const record = await this.verifiedRecord(body.record, node.id);
+    if (body.push) {
+      const problem = pushEndpointProblem(
+        body.push.endpoint,
+        this.config.push.allowPrivateEndpoints,
+      );
+      if (problem) throw new HttpError(400, 'bad-push-endpoint', problem);
+    }
+    const now = Date.now();
+    const existing = await this.registry.get(node.id, now);
+    const expiresAt = now + this.config.limits.registrationTtlMs;
+    await this.registry.upsert({
+      id: node.id,
+      ip6: record.ip6,
+      record: record.jws,
+      ...(record.name !== undefined ? { name: record.name } : {}),
+      gatewayId: existing?.gatewayId ?? null,
+      lastSeen: now,
+      expiresAt,
+      push: body.push,
+    });
+    const response: RegisterResponse = { id: node.id, push: body.push !== null, expiresAt };
+    sendJson(res, 200, response);
+  }
+
+  /**
+   * GET /v1/dials/:id (the call waiting for the signed node), POST …/answer (a gathered
+   * answer) and …/reject: how a woken node or its service worker settles a call over HTTP.
+   */
+  private async dialRequest(
+    req: IncomingMessage,
+    res: ServerResponse,
+    dialId: string,
+    action: 'answer' | 'reject' | undefined,
+  ): Promise<void> {
+    if (!this.limiters.dialIp.take(this.clientIp(req)))
+      throw new HttpError(429, 'rate-limited', 'too many requests from your address');
+    const callee = await this.authenticate(req);
+    const settled = <T>(lookup: DialLookup<T>): T => {
+      if (!lookup.ok) throw new HttpError(lookup.status, lookup.code, lookup.message);
+      return lookup.value;
+    };
+    const maxBytes = this.config.limits.maxBodyBytes;
+    if (action === undefined)
+      return sendJson(res, 200, settled(this.signaling.pendingFor(callee.id, dialId)));
+    if (action === 'answer') {
+      const body = await readJsonBody(req, dialAnswerRequestSchema, maxBytes);
+      await this.verifiedRecord(body.record, callee.id, body.answer);
+      settled(this.signaling.settleOverHttp(callee.id, { t: 'answer', dialId, ...body }));
+      return sendJson(res, 200, { dialId, answered: true });
+    }
+    const body = await readJsonBody(req, dialRejectRequestSchema, maxBytes);
+    settled(this.signaling.settleOverHttp(callee.id, { t: 'reject', dialId, ...body }));
+    sendJson(res, 200, { dialId, rejected: true });
   }
 
   /** POST /v1/dial: for nodes without a session; waits for the answer (bounded). */

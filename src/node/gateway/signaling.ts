@@ -2,6 +2,11 @@
  * Dial routing (DESIGN §2): finds the callee, forwards the offer, candidates, the answer or
  * the refusal, and ends every dial within a bound. The gateway checks the caller's record
  * only to catch mistakes early; the callee and the caller check everything themselves.
+ *
+ * A callee without a session but with a push subscription is woken: the dial stays pending
+ * (same bound) with the callee not yet attached, the caller's candidates are kept, and the
+ * call goes to the woken node when it connects, or over HTTP (GET /v1/dials/:id, …/answer,
+ * …/reject).
  */
 import {
   fingerprintsInSdp,
@@ -16,8 +21,10 @@ import type {
   GatewayToNode,
   IceCandidate,
   NodeToGateway,
+  PendingDialResponse,
+  PushPayload,
 } from '../../core/protocol/messages.ts';
-import type { Registry } from '../registry/index.ts';
+import type { Registration, Registry } from '../registry/index.ts';
 import type { GatewayLimits } from './limits.ts';
 
 /** Whoever takes part in a dial: a node's ctl session, or an HTTP request waiting for its answer. */
@@ -26,13 +33,33 @@ export interface DialParty {
   deliver(msg: GatewayToNode): void;
 }
 
+/**
+ * Wakes a registered node that has no session (by Web Push); resolves with why it could not,
+ * or undefined once the push service has the message.
+ */
+export type Waker = (callee: Registration, payload: PushPayload) => Promise<string | undefined>;
+
+type IncomingDialMessage = Extract<GatewayToNode, { t: 'incoming' }>;
+
 interface Dial {
   id: string;
   caller: DialParty;
+  /** The callee's session, or while it is being woken a placeholder that drops messages. */
   callee: DialParty;
+  /** False while the callee is being woken: nothing has reached it yet. */
+  calleeAttached: boolean;
   answered: boolean;
   timer: ReturnType<typeof setTimeout>;
+  /** What the callee is sent: again to a new session of the callee, or over HTTP. */
+  incoming: IncomingDialMessage;
+  /** The caller's trickled candidates, for a callee that attaches late or asks over HTTP. */
+  callerCandidates: (IceCandidate | null)[];
 }
+
+/** The answer to an HTTP request about a dial: a value, or an HTTP error. */
+export type DialLookup<T> =
+  | { ok: true; value: T }
+  | { ok: false; status: number; code: string; message: string };
 
 /** After an answer, candidates still trickle for a while. */
 const TRICKLE_AFTER_ANSWER_MS = 30_000;
@@ -41,6 +68,8 @@ const MAX_CANDIDATES = 64;
 
 export interface SignalingStats {
   dialsStarted: number;
+  /** Dials whose callee was woken by push. */
+  dialsWoken: number;
   dialsAnswered: number;
   dialsFailed: Partial<Record<DialErrorCode, number>>;
 }
@@ -48,12 +77,18 @@ export interface SignalingStats {
 export class Signaling {
   private readonly dials = new Map<string, Dial & { candidates: Map<NodeId, number> }>();
   private readonly pendingPerNode = new Map<NodeId, number>();
-  readonly stats: SignalingStats = { dialsStarted: 0, dialsAnswered: 0, dialsFailed: {} };
+  readonly stats: SignalingStats = {
+    dialsStarted: 0,
+    dialsWoken: 0,
+    dialsAnswered: 0,
+    dialsFailed: {},
+  };
 
   constructor(
     private readonly registry: Registry,
     private readonly findSession: (id: NodeId) => DialParty | undefined,
     private readonly limits: GatewayLimits,
+    private readonly wake?: Waker,
   ) {}
 
   get pending(): number {
@@ -62,11 +97,15 @@ export class Signaling {
 
   /** Resolves a node ID or mesh IPv6 address to a registered node ID. */
   async resolve(to: string): Promise<NodeId | undefined> {
+    return (await this.registration(to))?.id;
+  }
+
+  /** The registration of a node named by ID or mesh IPv6 address. */
+  private async registration(to: string): Promise<Registration | undefined> {
     const id = parseNodeId(to);
-    if (id) return (await this.registry.get(id)) ? id : undefined;
+    if (id) return this.registry.get(id);
     if (!idPrefixFromMeshIp6(to)) return undefined;
-    const reg = await this.registry.findByIp6(to);
-    return reg?.id;
+    return this.registry.findByIp6(to);
   }
 
   /** Starts a dial; failures are delivered to the caller as `dial-failed`. */
@@ -79,21 +118,26 @@ export class Signaling {
     const isId = parseNodeId(msg.to) !== undefined;
     if (!isId && !idPrefixFromMeshIp6(msg.to))
       return fail('invalid', `"${msg.to}" is neither a node ID nor a mesh IPv6 address`);
+    let callerName: string | undefined;
     try {
-      await verifyNodeRecord(msg.record, {
+      const verified = await verifyNodeRecord(msg.record, {
         expectedId: caller.id,
         fingerprintsInUse: fingerprintsInSdp(msg.offer),
       });
+      callerName = verified.name;
     } catch (err) {
       if (err instanceof IdentityError)
         return fail('identity', `your record was refused: ${err.message}`);
       throw err;
     }
-    const calleeId = await this.resolve(msg.to);
-    if (!calleeId) return fail('not-found', `no node ${msg.to} is known to this gateway`);
+    const registration = await this.registration(msg.to);
+    if (!registration) return fail('not-found', `no node ${msg.to} is known to this gateway`);
+    const calleeId = registration.id;
     if (calleeId === caller.id) return fail('invalid', 'a node cannot dial itself');
     const callee = this.findSession(calleeId);
-    if (!callee) return fail('offline', `node ${calleeId} is not connected`);
+    const wake = this.wake;
+    if (!callee && !(registration.push && wake))
+      return fail('offline', `node ${calleeId} is not connected`);
     if (this.dials.size >= this.limits.maxPendingDials)
       return fail('busy', 'the gateway has too many calls in progress');
     if ((this.pendingPerNode.get(caller.id) ?? 0) >= this.limits.maxPendingDialsPerNode) {
@@ -105,23 +149,101 @@ export class Signaling {
     const dial = {
       id: msg.dialId,
       caller,
-      callee,
+      callee: callee ?? { id: calleeId, deliver: () => {} },
+      calleeAttached: callee !== undefined,
       answered: false,
       candidates: new Map<NodeId, number>(),
       timer: setTimeout(() => this.expire(msg.dialId), this.limits.dialTimeoutMs),
+      incoming: {
+        t: 'incoming',
+        dialId: msg.dialId,
+        from: caller.id,
+        offer: msg.offer,
+        record: msg.record,
+      } satisfies IncomingDialMessage,
+      callerCandidates: [],
     };
     this.dials.set(dial.id, dial);
     this.adjustPending(caller.id, 1);
     this.adjustPending(calleeId, 1);
     this.stats.dialsStarted++;
-    callee.deliver({
+    if (callee) {
+      callee.deliver(dial.incoming);
+      caller.deliver({ t: 'ringing', dialId: dial.id });
+      return;
+    }
+    if (!wake) return;
+    this.stats.dialsWoken++;
+    caller.deliver({ t: 'waking', dialId: dial.id });
+    const now = Date.now();
+    const problem = await wake(registration, {
       t: 'incoming',
       dialId: dial.id,
       from: caller.id,
-      offer: msg.offer,
-      record: msg.record,
-    });
-    caller.deliver({ t: 'ringing', dialId: dial.id });
+      ...(callerName !== undefined ? { name: callerName } : {}),
+      sentAt: now,
+      expiresAt: now + this.limits.dialTimeoutMs,
+    }).catch((err: unknown) => (err instanceof Error ? err.message : String(err)));
+    if (problem && this.dials.get(dial.id) === dial && !dial.calleeAttached && !dial.answered)
+      this.finish(
+        dial,
+        'offline',
+        `node ${calleeId} is not connected and could not be woken: ${problem}`,
+      );
+  }
+
+  /**
+   * A node's session opened: calls waiting for it (woken by push, or rung on a session it
+   * has since replaced) go to the new session, with the caller's candidates so far.
+   */
+  calleeConnected(party: DialParty): void {
+    for (const dial of this.dials.values()) {
+      if (dial.answered || dial.callee.id !== party.id) continue;
+      const wasWaiting = !dial.calleeAttached;
+      dial.callee = party;
+      dial.calleeAttached = true;
+      party.deliver(dial.incoming);
+      for (const candidate of dial.callerCandidates)
+        party.deliver({ t: 'candidate', dialId: dial.id, candidate });
+      if (wasWaiting) dial.caller.deliver({ t: 'ringing', dialId: dial.id });
+    }
+  }
+
+  /** GET /v1/dials/:id: the call waiting for node `calleeId`, with the caller's candidates. */
+  pendingFor(calleeId: NodeId, dialId: string): DialLookup<PendingDialResponse> {
+    const dial = this.calleeDial(calleeId, dialId);
+    if (!dial.ok) return dial;
+    const { from, offer, record } = dial.value.incoming;
+    const candidates = dial.value.callerCandidates.filter((c): c is IceCandidate => c !== null);
+    return { ok: true, value: { dialId, from, offer, record, candidates } };
+  }
+
+  /** POST /v1/dials/:id/answer and …/reject: the callee's word over HTTP. */
+  settleOverHttp(
+    calleeId: NodeId,
+    msg: Extract<NodeToGateway, { t: 'answer' } | { t: 'reject' }>,
+  ): DialLookup<null> {
+    const dial = this.calleeDial(calleeId, msg.dialId);
+    if (!dial.ok) return dial;
+    // Over HTTP the callee has no channel: nothing more reaches it (its answer is gathered).
+    dial.value.calleeAttached = true;
+    this.handle({ id: calleeId, deliver: () => {} }, msg);
+    return { ok: true, value: null };
+  }
+
+  private calleeDial(calleeId: NodeId, dialId: string): DialLookup<Dial> {
+    const dial = this.dials.get(dialId);
+    // Someone else's dial is as unknown as a missing one.
+    if (!dial || dial.callee.id !== calleeId)
+      return {
+        ok: false,
+        status: 404,
+        code: 'not-found',
+        message: `no call ${dialId} is waiting for you (it may have ended)`,
+      };
+    if (dial.answered)
+      return { ok: false, status: 409, code: 'answered', message: `call ${dialId} was answered` };
+    return { ok: true, value: dial };
   }
 
   /** A message about a dial in progress, from one of its parties. */
@@ -144,6 +266,7 @@ export class Signaling {
         const sent = (dial.candidates.get(from.id) ?? 0) + 1;
         dial.candidates.set(from.id, sent);
         if (sent > MAX_CANDIDATES) return;
+        if (isCaller && !dial.answered) dial.callerCandidates.push(msg.candidate);
         (isCaller ? dial.callee : dial.caller).deliver({
           t: 'candidate',
           dialId: dial.id,
@@ -211,10 +334,11 @@ export class Signaling {
     const dial = this.dials.get(dialId);
     if (!dial || dial.answered) return;
     dial.callee.deliver({ t: 'cancel', dialId, reason: 'nobody answered in time' });
+    const woken = dial.calleeAttached ? '' : ' (it was sent a push but did not come online)';
     this.finish(
       dial,
       'timeout',
-      `node ${dial.callee.id} did not answer within ${Math.round(this.limits.dialTimeoutMs / 1000)} s`,
+      `node ${dial.callee.id} did not answer within ${Math.round(this.limits.dialTimeoutMs / 1000)} s${woken}`,
     );
   }
 

@@ -1,0 +1,167 @@
+/**
+ * Web Push in the service worker (DESIGN §2): a dial to this device while the app is closed
+ * arrives as an encrypted push and shows a notification with Accept and Decline. Accept
+ * opens (or focuses) the app, which answers the call; Decline is sent from here, signed with
+ * the node key from IndexedDB. With a visible window the window gets the call instead.
+ */
+import * as z from 'zod';
+import { answerUrl, type ServiceWorkerCallMessage } from '../browser/call-messages.ts';
+import { openNodeDb } from '../browser/db.ts';
+import { loadNodeIdentity } from '../browser/identity-store.ts';
+import { createAuthorization } from '../core/identity/index.ts';
+import {
+  dialIdSchema,
+  type PushPayload,
+  parseMessage,
+  parseValue,
+  pushPayloadSchema,
+} from '../core/protocol/messages.ts';
+
+declare const self: ServiceWorkerGlobalScope;
+
+/** What a call notification carries, for its click handler. */
+const callNotificationSchema = z.object({
+  dialId: dialIdSchema,
+  from: z.string(),
+  name: z.string(),
+  expiresAt: z.number(),
+});
+export type CallNotificationData = z.infer<typeof callNotificationSchema>;
+
+export type NotificationAction = 'accept' | 'decline';
+
+/** What handling a notification action did (returned to tests and the console). */
+export type NotificationActionResult =
+  | { done: 'focused'; dialId: string }
+  | { done: 'opened'; url: string }
+  /** Browsers open windows only inside a real notification click. */
+  | { done: 'open-refused'; url: string; message: string }
+  | { done: 'declined'; status: number }
+  | { done: 'failed'; message: string };
+
+const callTag = (dialId: string) => `call-${dialId}`;
+
+/** A name to show for the caller: the one the user gave it, or the one in its record. */
+async function callerName(payload: PushPayload): Promise<string> {
+  // The notification matters more than the name: any storage trouble falls back.
+  const saved = await openNodeDb()
+    .then((db) => db.get('contacts', payload.from))
+    .catch(() => undefined);
+  return saved?.name || payload.name || `Node ${payload.from.slice(0, 8)}…`;
+}
+
+async function windows(): Promise<readonly WindowClient[]> {
+  return self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+}
+
+async function onPush(text: string): Promise<void> {
+  const parsed = parseMessage(pushPayloadSchema, text);
+  if (!parsed.ok) {
+    // A push must show something (userVisibleOnly); say what happened.
+    await self.registration.showNotification('rtcmesh', {
+      body: 'A call arrived that this app could not read.',
+      icon: '/icons/icon-192.png',
+    });
+    return;
+  }
+  const payload = parsed.value;
+  const visible = (await windows()).filter((c) => c.visibilityState === 'visible');
+  if (visible.length > 0) {
+    const msg: ServiceWorkerCallMessage = {
+      type: 'rtcmesh:incoming',
+      dialId: payload.dialId,
+      from: payload.from,
+    };
+    for (const client of visible) client.postMessage(msg);
+    return;
+  }
+  const name = await callerName(payload);
+  const data: CallNotificationData = {
+    dialId: payload.dialId,
+    from: payload.from,
+    name,
+    expiresAt: payload.expiresAt,
+  };
+  if (Date.now() >= payload.expiresAt) {
+    await self.registration.showNotification(`Missed call from ${name}`, {
+      body: payload.from,
+      icon: '/icons/icon-192.png',
+      tag: callTag(payload.dialId),
+      data,
+    });
+    return;
+  }
+  await self.registration.showNotification(`${name} wants to connect`, {
+    body: payload.from,
+    icon: '/icons/icon-192.png',
+    tag: callTag(payload.dialId),
+    requireInteraction: true,
+    actions: [
+      { action: 'accept', title: 'Accept' },
+      { action: 'decline', title: 'Decline' },
+    ],
+    data,
+  } as NotificationOptions);
+}
+
+/** Declines over HTTP, signed with this node's key (DESIGN §2): the caller is told at once. */
+async function decline(dialId: string): Promise<NotificationActionResult> {
+  const identity = await loadNodeIdentity();
+  if (!identity) return { done: 'failed', message: 'this browser has no node identity' };
+  const origin = self.location.origin;
+  const res = await fetch(`${origin}/v1/dials/${encodeURIComponent(dialId)}/reject`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      authorization: await createAuthorization(identity.key, origin),
+    },
+    body: JSON.stringify({ reason: 'declined' }),
+  });
+  return { done: 'declined', status: res.status };
+}
+
+/** Focuses a window of the app and hands it the call, or opens one that answers it. */
+async function accept(dialId: string): Promise<NotificationActionResult> {
+  const open = await windows();
+  const client = open.find((c) => c.focused) ?? open[0];
+  if (client) {
+    await client.focus().catch(() => client);
+    const msg: ServiceWorkerCallMessage = { type: 'rtcmesh:answer', dialId };
+    client.postMessage(msg);
+    return { done: 'focused', dialId };
+  }
+  const url = answerUrl(dialId);
+  try {
+    await self.clients.openWindow(url);
+    return { done: 'opened', url };
+  } catch (err) {
+    return { done: 'open-refused', url, message: String(err) };
+  }
+}
+
+/** What a click on a call notification runs: the body or Accept answers, Decline declines. */
+export async function onNotificationAction(
+  action: NotificationAction,
+  notificationData: unknown,
+): Promise<NotificationActionResult> {
+  const data = parseValue(callNotificationSchema, notificationData);
+  if (!data.ok) return { done: 'failed', message: `not a call notification: ${data.message}` };
+  const { dialId } = data.value;
+  for (const n of await self.registration.getNotifications({ tag: callTag(dialId) })) n.close();
+  try {
+    return action === 'decline' ? await decline(dialId) : await accept(dialId);
+  } catch (err) {
+    return { done: 'failed', message: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+export function installPushHandlers(): void {
+  self.addEventListener('push', (event) => {
+    event.waitUntil(onPush(event.data?.text() ?? ''));
+  });
+  self.addEventListener('notificationclick', (event) => {
+    event.notification.close();
+    const action: NotificationAction = event.action === 'decline' ? 'decline' : 'accept';
+    event.waitUntil(onNotificationAction(action, event.notification.data));
+  });
+}
