@@ -8,12 +8,15 @@ import { cpus } from 'node:os';
 import { repoPath } from '../e2e/support/paths.ts';
 import { launch } from './browser.ts';
 import { peerjsDials, rawDials, rtcmeshDials } from './dial-latency.ts';
+import { pushWakeDials } from './push-wake.ts';
 import { relayBench } from './relay.ts';
 import { cliToCli, pageToPage } from './throughput.ts';
 
 const DIALS = Number(process.env.BENCH_DIALS ?? 30);
 /** Run only some sections: BENCH_ONLY=dial,throughput */
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'dial,throughput,relay').split(','));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'dial,throughput,relay,push').split(','));
+/** Push-woken dials each open B's app again: fewer of them. */
+const PUSH_DIALS = Number(process.env.BENCH_PUSH_DIALS ?? 10);
 
 function record(section: string, table: string): void {
   const readme = repoPath('README.md');
@@ -99,6 +102,27 @@ try {
     console.log(`\n${table}\n`);
     record('relay', table);
   }
+  if (ONLY.has('push')) {
+    console.log(
+      `push: A dials B, B's app open vs closed and woken by push (local push service), ${PUSH_DIALS} dials each`,
+    );
+    const { open, toPush, toConnected } = await pushWakeDials(browser, PUSH_DIALS);
+    const table = [
+      `Push-woken dials (\`npm run bench\`, ${PUSH_DIALS} dials each, ${cpus().length} cores, ${new Date().toISOString().slice(0, 10)}):`,
+      '',
+      "| dial to B | to B's push event p50 | p95 | to connected p50 | p95 |",
+      '|---|---|---|---|---|',
+      `| ${open.name} (baseline) | — | — | ${fmt(open.p50)} | ${fmt(open.p95)} |`,
+      `| ${toConnected.name} | ${fmt(toPush.p50)} | ${fmt(toPush.p95)} | ${fmt(toConnected.p50)} | ${fmt(toConnected.p95)} |`,
+      '',
+      `Waking adds ${fmt(toConnected.p50 - open.p50)} at p50, ${fmt(toPush.p50)} of it until the push reaches B's service worker (gateway → local push service → CDP delivery; a real push service adds its own network time), the rest opening the app, connecting it to the gateway and answering. Accepted at once from the notification's handler; a person takes longer.`,
+    ].join('\n');
+    console.log(`\n${table}\n`);
+    record('push', table);
+  }
 } finally {
   await browser.close();
 }
+
+// Servers the baselines started (PeerServer, the relay sockets) may hold the event loop.
+process.exit(0);
