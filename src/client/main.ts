@@ -15,7 +15,14 @@ import { connectToNode } from './node-connection.ts';
 import { PeersView } from './peers-view.ts';
 import { PushCalls } from './push.ts';
 import { registerServiceWorker } from './service-worker.ts';
-import { acceptPolicy, knownPeers, rememberPeer, setAcceptPolicy } from './settings.ts';
+import {
+  acceptPolicy,
+  knownPeers,
+  relayOnly,
+  rememberPeer,
+  setAcceptPolicy,
+  setRelayOnly,
+} from './settings.ts';
 import { dialTargetFromLocation, qrSvg, shareLink } from './share.ts';
 
 const $ = <T extends HTMLElement>(selector: string): T => {
@@ -66,6 +73,7 @@ async function runNode(certificate: NodeCertificate, signal: AbortSignal): Promi
     identity,
     fingerprints: certificate.fingerprints,
     rtc: windowRtcPlatform(certificate.certificate),
+    relayOnly,
     // Accepted on a notification: answer. Else a contact's own setting wins, then the device's.
     decide: async (caller, dialId) => {
       if (pushCalls.acceptedOnNotification(dialId)) return 'accept';
@@ -207,6 +215,9 @@ async function start(): Promise<void> {
   const policy = $<HTMLSelectElement>('#accept-policy');
   policy.value = acceptPolicy();
   policy.addEventListener('change', () => setAcceptPolicy(policy.value as AcceptPolicy));
+  const relay = $<HTMLInputElement>('#relay-only');
+  relay.checked = relayOnly();
+  relay.addEventListener('change', () => setRelayOnly(relay.checked));
   const prefillDial = () => {
     const target = dialTargetFromLocation();
     if (!target) return;

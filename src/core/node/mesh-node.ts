@@ -26,7 +26,7 @@ import type {
 import { DialError } from './errors.ts';
 import { GatewayClient, type GatewayStatus } from './gateway-client.ts';
 import { PeerLink } from './peer-link.ts';
-import { channelOpen, type PeerConnectionLike, type RtcPlatform } from './rtc.ts';
+import { channelOpen, type IceServer, type PeerConnectionLike, type RtcPlatform } from './rtc.ts';
 import type { MeshStream, StreamOptions } from './stream.ts';
 import { background } from './timers.ts';
 
@@ -58,6 +58,8 @@ export interface MeshNodeOptions {
   dialTimeoutMs?: number;
   /** Close a peer connection after this long without streams. */
   idleMs?: number;
+  /** Reach peers only through a relay (hides this node's addresses from them); read at each call. */
+  relayOnly?: () => boolean;
 }
 
 export interface MeshNodeEvents {
@@ -209,7 +211,7 @@ export class MeshNode {
       throw new DialError('not-connected', 'not connected to the gateway yet');
 
     const dialId = encodeBase64url(crypto.getRandomValues(new Uint8Array(16)));
-    const pc = this.options.rtc.createPeerConnection({ iceServers: this.gateway.iceServers });
+    const pc = this.options.rtc.createPeerConnection(this.peerConfig());
     const control = pc.createDataChannel('mesh', { negotiated: true, id: 0 });
     const answered = new Promise<{ sdp: string; record: VerifiedRecord }>((resolve, reject) => {
       this.outgoing.set(dialId, {
@@ -281,6 +283,13 @@ export class MeshNode {
       // Keep the entry briefly so late candidates still reach the connection.
       background(() => this.outgoing.delete(dialId), 10_000);
     }
+  }
+
+  private peerConfig(): { iceServers: IceServer[]; iceTransportPolicy: 'all' | 'relay' } {
+    return {
+      iceServers: this.gateway.iceServers,
+      iceTransportPolicy: this.options.relayOnly?.() ? 'relay' : 'all',
+    };
   }
 
   private route(stream: MeshStream): boolean {
@@ -465,7 +474,7 @@ export class MeshNode {
     if (dial.settled) throw new DialError('cancelled', 'this call is no longer waiting');
     dial.settled = true;
     const { dialId } = dial.call;
-    const pc = this.options.rtc.createPeerConnection({ iceServers: this.gateway.iceServers });
+    const pc = this.options.rtc.createPeerConnection(this.peerConfig());
     dial.pc = pc;
     try {
       const control = pc.createDataChannel('mesh', { negotiated: true, id: 0 });
