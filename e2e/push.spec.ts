@@ -103,6 +103,29 @@ class SleepingBrowser {
     }
   }
 
+  /**
+   * Waits until the service worker has handled the push of this dial, and says what it did.
+   * Tests read notifications only after this: Chromium may drop a notification whose
+   * display races with a getNotifications() call, so polling for one can lose it.
+   */
+  async handledPush(dialId: string): Promise<string> {
+    let outcome: string | undefined;
+    await expect
+      .poll(async () => {
+        const handled = await this.inServiceWorker(async () =>
+          (
+            self as unknown as {
+              rtcmesh: { handledPushes: { dialId: string | null; outcome: string }[] };
+            }
+          ).rtcmesh.handledPushes.map((p) => [p.dialId, p.outcome]),
+        );
+        outcome = handled.find(([id]) => id === dialId)?.[1] ?? undefined;
+        return outcome;
+      })
+      .toBeDefined();
+    return outcome ?? '';
+  }
+
   async notifications(): Promise<ShownNotification[]> {
     return this.inServiceWorker(async () => {
       const registration = (self as unknown as { registration: ServiceWorkerRegistration })
@@ -223,8 +246,9 @@ test('B closed: A dials, B is woken by push, accepts, and they talk', async ({ b
     expect(payload).toMatchObject({ t: 'incoming', from: aId });
     expect(push.refused).toEqual([]);
 
-    await expect.poll(() => b.notifications()).toHaveLength(1);
-    const [shown] = await b.notifications();
+    expect(await b.handledPush(payload.dialId)).toBe('notified');
+    const [shown, ...more] = await b.notifications();
+    expect(more).toEqual([]);
     expect(shown).toMatchObject({
       title: `Node ${aId.slice(0, 8)}… wants to connect`,
       body: aId,
@@ -259,8 +283,10 @@ test('B closed, declines on the notification: A is told "declined" within 2 seco
   try {
     await b.closeApp(gateway, 1);
     await dial(a, b.id);
-    await push.nextPush(b.subscription);
-    await expect.poll(() => b.notifications()).toHaveLength(1);
+    const { dialId } = JSON.parse((await push.nextPush(b.subscription)).plaintext) as {
+      dialId: string;
+    };
+    expect(await b.handledPush(dialId)).toBe('notified');
     const [shown] = await b.notifications();
     if (!shown) throw new Error('no notification');
     const result = await b.clickNotification('decline', shown.data);
@@ -284,8 +310,11 @@ test('B closed, nobody answers: A is told "timed out" after --dial-timeout', asy
     await b.closeApp(gateway, 1);
     const dialed = Date.now();
     await dial(a, b.id);
-    await push.nextPush(b.subscription);
-    await expect.poll(() => b.notifications()).toHaveLength(1);
+    const { dialId } = JSON.parse((await push.nextPush(b.subscription)).plaintext) as {
+      dialId: string;
+    };
+    expect(await b.handledPush(dialId)).toBe('notified');
+    expect(await b.notifications()).toHaveLength(1);
     await expect(a.getByTestId('dial-result')).toHaveAttribute('data-code', 'waking');
     await expect(a.getByTestId('dial-result')).toHaveAttribute('data-code', 'timeout', {
       timeout: 15_000,
@@ -320,7 +349,10 @@ test('B open and visible: the call is offered in the app, never as a notificatio
     );
     await expectSessions(gateway, 1);
     await dial(a, b.id);
-    await push.nextPush(b.subscription);
+    const { dialId } = JSON.parse((await push.nextPush(b.subscription)).plaintext) as {
+      dialId: string;
+    };
+    expect(await b.handledPush(dialId)).toBe('to-window');
     await expect(app.getByTestId('incoming')).toBeVisible();
     await expect(app.getByTestId('incoming-id')).toHaveText(aId);
     expect(await b.notifications()).toEqual([]);

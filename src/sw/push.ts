@@ -41,6 +41,26 @@ export type NotificationActionResult =
 
 const callTag = (dialId: string) => `call-${dialId}`;
 
+/** What the service worker did with a push, once done (for the console and for tests). */
+export interface HandledPush {
+  dialId: string | null;
+  outcome: 'notified' | 'missed' | 'to-window' | 'unreadable';
+  /** When it was done (ms since epoch). */
+  at: number;
+}
+
+/**
+ * The latest pushes handled, newest last. Tests wait for a push here before reading
+ * notifications back: Chromium may drop a notification whose display races with a
+ * getNotifications() call (seen in headless Chromium 156), so they must not poll for it.
+ */
+export const handledPushes: HandledPush[] = [];
+
+function handled(dialId: string | null, outcome: HandledPush['outcome']): void {
+  handledPushes.push({ dialId, outcome, at: Date.now() });
+  if (handledPushes.length > 20) handledPushes.shift();
+}
+
 /** A name to show for the caller: the one the user gave it, or the one in its record. */
 async function callerName(payload: PushPayload): Promise<string> {
   // The notification matters more than the name: any storage trouble falls back.
@@ -62,6 +82,7 @@ async function onPush(text: string): Promise<void> {
       body: 'A call arrived that this app could not read.',
       icon: '/icons/icon-192.png',
     });
+    handled(null, 'unreadable');
     return;
   }
   const payload = parsed.value;
@@ -73,6 +94,7 @@ async function onPush(text: string): Promise<void> {
       from: payload.from,
     };
     for (const client of visible) client.postMessage(msg);
+    handled(payload.dialId, 'to-window');
     return;
   }
   const name = await callerName(payload);
@@ -89,6 +111,7 @@ async function onPush(text: string): Promise<void> {
       tag: callTag(payload.dialId),
       data,
     });
+    handled(payload.dialId, 'missed');
     return;
   }
   await self.registration.showNotification(`${name} wants to connect`, {
@@ -102,6 +125,7 @@ async function onPush(text: string): Promise<void> {
     ],
     data,
   } as NotificationOptions);
+  handled(payload.dialId, 'notified');
 }
 
 /** Declines over HTTP, signed with this node's key (DESIGN §2): the caller is told at once. */

@@ -10,11 +10,19 @@ import {
   precacheAndRoute,
 } from 'workbox-precaching';
 import { NavigationRoute, registerRoute } from 'workbox-routing';
-import { installPushHandlers, type NotificationAction, onNotificationAction } from './push.ts';
+import {
+  handledPushes,
+  installPushHandlers,
+  type NotificationAction,
+  onNotificationAction,
+} from './push.ts';
 
 declare const self: ServiceWorkerGlobalScope & {
   __WB_MANIFEST: (string | PrecacheEntry)[];
-  rtcmesh?: { notificationAction: typeof onNotificationAction };
+  rtcmesh?: {
+    notificationAction: typeof onNotificationAction;
+    handledPushes: typeof handledPushes;
+  };
 };
 
 // Filled in at build time (scripts/build.mjs) with every file of the built shell.
@@ -29,11 +37,13 @@ registerRoute(
 );
 
 installPushHandlers();
-// What a notification click runs, for the console and for tests: CDP cannot click a
-// notification, so the e2e tests call this with the notification's data instead.
+// For the console and for tests: what a notification click runs (CDP cannot click a
+// notification, so the e2e tests call this with the notification's data), and what became
+// of the latest pushes.
 self.rtcmesh = {
   notificationAction: (action: NotificationAction, data: unknown) =>
     onNotificationAction(action, data),
+  handledPushes,
 };
 
 self.addEventListener('message', (event) => {
