@@ -71,9 +71,11 @@ const cases: Case[] = [
   },
 ];
 
+// Tagged @nat: `npm run test:e2e` runs these alone after the rest, on one worker, because
+// hole punching is timing-sensitive and a loaded 2-core machine makes it miss more often.
 for (const [i, c] of cases.entries()) {
-  test(c.name, async () => {
-    test.setTimeout(120_000);
+  test(`${c.name} @nat`, async () => {
+    test.setTimeout(180_000);
     const net = buildNetwork(`${process.pid % 1000}${i}`, c.sites);
     const gw = net.gatewayIp;
     const gateway = await startGateway({
@@ -136,10 +138,10 @@ for (const [i, c] of cases.entries()) {
       if (c.settle) {
         // Chromium sometimes keeps the first pair that worked, through the relay, although a
         // direct one works too (seen about one time in four here, more behind NAT). A user
-        // would simply call again, so the test does too, at most three times, and the direct
+        // would simply call again, so the test does too, at most four times, and the direct
         // path must then be chosen.
         let path = '';
-        for (let attempt = 0; attempt < 3 && (path === '' || /relay/.test(path)); attempt++) {
+        for (let attempt = 0; attempt < 4 && (path === '' || /relay/.test(path)); attempt++) {
           path = await a.evaluate(async (to) => {
             const node = (window as unknown as NodeWindow).rtcmesh.node;
             const old = node.link(to);
