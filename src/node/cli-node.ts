@@ -148,7 +148,10 @@ export async function runDial(
   const node = await startCliNode(options);
   let stream: MeshStream;
   try {
-    stream = await node.dial(peer, service);
+    stream = await node.dial(peer, service, {
+      // The peer has no session: the gateway is waking it by push (DESIGN §2).
+      onProgress: (progress) => progress === 'waking' && log(`waking ${peer}…`),
+    });
   } catch (err) {
     log(`${err instanceof DialError ? `${err.code}: ` : ''}${(err as Error).message}`);
     stopCliNode(node);

@@ -86,14 +86,15 @@ async function onPush(text: string): Promise<void> {
     return;
   }
   const payload = parsed.value;
-  const visible = (await windows()).filter((c) => c.visibilityState === 'visible');
-  if (visible.length > 0) {
+  const open = await windows();
+  if (open.some((c) => c.visibilityState === 'visible')) {
     const msg: ServiceWorkerCallMessage = {
       type: 'rtcmesh:incoming',
       dialId: payload.dialId,
       from: payload.from,
     };
-    for (const client of visible) client.postMessage(msg);
+    // All of them: the one running the node (it holds a Web Lock) takes the call.
+    for (const client of open) client.postMessage(msg);
     handled(payload.dialId, 'to-window');
     return;
   }
@@ -150,8 +151,9 @@ async function accept(dialId: string): Promise<NotificationActionResult> {
   const client = open.find((c) => c.focused) ?? open[0];
   if (client) {
     await client.focus().catch(() => client);
+    // All of them: the one running the node answers.
     const msg: ServiceWorkerCallMessage = { type: 'rtcmesh:answer', dialId };
-    client.postMessage(msg);
+    for (const each of open) each.postMessage(msg);
     return { done: 'focused', dialId };
   }
   const url = answerUrl(dialId);
