@@ -133,10 +133,6 @@ async function runGateway(args: string[]): Promise<void> {
   const turn = gateway.turnAddress
     ? `, TURN on udp ${gateway.turnAddress}`
     : `, TURN at ${config.turn.url}`;
-  console.log(
-    `rtcmesh gateway ${gateway.identity.id} listening on ${gateway.publicUrl}, WebRTC on udp ${config.publicIp ?? config.udp.host}:${gateway.udpPort}${turn} (data in ${config.dataDir})`,
-  );
-
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -147,8 +143,12 @@ async function runGateway(args: string[]): Promise<void> {
       (err: unknown) => fail(`shutdown failed: ${String(err)}`, 1),
     );
   };
+  // Before saying it listens: whoever waits for that line may signal at once.
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  console.log(
+    `rtcmesh gateway ${gateway.identity.id} listening on ${gateway.publicUrl}, WebRTC on udp ${config.publicIp ?? config.udp.host}:${gateway.udpPort}${turn} (data in ${config.dataDir})`,
+  );
 }
 
 function readTurnOptions(
