@@ -1,4 +1,5 @@
 /** IPv4 and IPv6 addresses as text and as bytes, without I/O (the codec stays pure). */
+import { formatIp6 } from '../../core/identity/index.ts';
 import { StunError } from './errors.ts';
 
 /** Parses dotted IPv4 or RFC 4291 IPv6 text into 4 or 16 bytes; undefined if it is neither. */
@@ -58,26 +59,7 @@ export function formatIp(bytes: Uint8Array): string {
   if (bytes.length === 4) return bytes.join('.');
   if (bytes.length !== 16)
     throw new StunError('bad-attribute', `an IP address has 4 or 16 bytes, not ${bytes.length}`);
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0));
-  let bestStart = -1;
-  let bestLength = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLength && j - i > 1) {
-      bestStart = i;
-      bestLength = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
+  return formatIp6(bytes); // the one RFC 5952 formatter (src/core/identity)
 }
 
 /** `::ffff:a.b.c.d` (what a dual-stack socket reports for IPv4 senders) as plain IPv4. */
