@@ -42,31 +42,22 @@ const stale = (out, inputs) => !existsSync(out) || statSync(out).mtimeMs < newes
 
 async function buildNode() {
   const esbuild = await import('esbuild');
-  // The library entry (import 'rtcmesh') next to the CLI; no side effects on import.
-  await esbuild.build({
-    entryPoints: ['src/node/index.ts'],
-    outfile: 'dist/node/index.mjs',
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    sourcemap: true,
-    define,
-    logLevel: 'warning',
-  });
-  await esbuild.build({
-    entryPoints: ['src/node/cli.ts'],
-    outfile: NODE_OUT,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    sourcemap: true,
-    define,
-    logLevel: 'warning',
-  });
+  const bundle = (entry, outfile) =>
+    esbuild.build({
+      entryPoints: [entry],
+      outfile,
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      packages: 'external',
+      sourcemap: true,
+      define,
+      logLevel: 'warning',
+    });
+  // The library entry (import 'rtcmesh', no side effects on import) next to the CLI.
+  await bundle('src/node/index.ts', 'dist/node/index.mjs');
+  await bundle('src/node/cli.ts', NODE_OUT);
   console.log(`built ${NODE_OUT}`);
 }
 
