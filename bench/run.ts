@@ -59,9 +59,9 @@ try {
   }
   if (ONLY.has('throughput')) {
     console.log('throughput: 64 MiB, one reliable stream, best of 3');
-    const [raw, mesh] = await pageToPage(browser);
+    const [raw, mesh, otherTab] = await pageToPage(browser);
     const cli = await cliToCli();
-    const rows = [raw, mesh, cli]
+    const rows = [raw, mesh, otherTab, cli]
       .filter((r) => r !== undefined)
       .map((r) => `| ${r.name} | ${r.mbPerS.toFixed(1)} MB/s |`);
     const table = [
@@ -73,6 +73,9 @@ try {
       '',
       raw && mesh
         ? `rtcmesh stream / raw RTCDataChannel between the same pages: ${(mesh.mbPerS / raw.mbPerS).toFixed(2)} (target ≥ 0.9).`
+        : '',
+      mesh && otherTab
+        ? `Tab that is not the RTC host / the host tab itself, same node and run: ${(otherTab.mbPerS / mesh.mbPerS).toFixed(2)}.`
         : '',
     ].join('\n');
     console.log(`\n${table}\n`);

@@ -1,19 +1,15 @@
 /** The window: renders this device's node and runs it (one tab at a time holds the node). */
 import './style.css';
 import { chatPeers, contact } from '../browser/chat-store.ts';
-import { loadOrCreateNodeIdentity } from '../browser/identity-store.ts';
-import { windowRtcPlatform } from '../browser/rtc-platform.ts';
 import { DIAL_ERROR_TEXT, DialError } from '../core/node/errors.ts';
-import {
-  type AcceptPolicy,
-  decideByPolicy,
-  type IncomingCall,
-  MeshNode,
-} from '../core/node/mesh-node.ts';
+import { type AcceptPolicy, decideByPolicy } from '../core/node/mesh-node.ts';
+import { LOCKS } from '../worker/node-api.ts';
 import { loadOrRenewCertificate, type NodeCertificate } from './certificate.ts';
-import { connectToNode } from './node-connection.ts';
+import { type IncomingCallView, NodeClient } from './node-client.ts';
+import { connectToNodeWorker, sharedWorkerAvailable, startNodeInTab } from './node-connection.ts';
 import { PeersView } from './peers-view.ts';
 import { PushCalls } from './push.ts';
+import { electRtcHost, RtcHost } from './rtc-host.ts';
 import { registerServiceWorker } from './service-worker.ts';
 import {
   acceptPolicy,
@@ -30,8 +26,6 @@ const $ = <T extends HTMLElement>(selector: string): T => {
   if (!el) throw new Error(`missing element ${selector}`);
   return el;
 };
-
-const NODE_LOCK = 'rtcmesh:node';
 
 function showError(message: string): void {
   const el = $('#error');
@@ -65,43 +59,39 @@ function setDialResult(text: string, kind: 'info' | 'error' | 'ok', code = ''): 
   el.dataset.code = code;
 }
 
-/** Runs the mesh node in this tab until another tab takes it over. */
-async function runNode(certificate: NodeCertificate, signal: AbortSignal): Promise<void> {
-  const identity = await loadOrCreateNodeIdentity();
-  const node = new MeshNode({
-    gatewayUrl: location.origin,
-    identity,
-    fingerprints: certificate.fingerprints,
-    rtc: windowRtcPlatform(certificate.certificate),
-    relayOnly,
-    // Accepted on a notification: answer. Else a contact's own setting wins, then the device's.
-    decide: async (caller, dialId) => {
-      if (pushCalls.acceptedOnNotification(dialId)) return 'accept';
-      const saved = await contact(caller.id);
-      if (saved && saved.policy !== 'default') return saved.policy;
-      return decideByPolicy(acceptPolicy(), knownPeers().has(caller.id) || saved !== undefined);
-    },
-  });
+/** Wires the page to the node: status, calls, dialing, peers, push. */
+function wireNode(node: NodeClient): void {
   const peers = new PeersView(
     $('#links'),
     $('#no-links'),
     $<HTMLTemplateElement>('#link-template'),
     node,
   );
-  for (const peer of await chatPeers()) peers.card(peer);
+  void chatPeers().then((ids) => {
+    for (const peer of ids) peers.card(peer);
+  });
   const pushCalls = new PushCalls(node, () =>
     setDialResult('The call you accepted is no longer waiting', 'error', 'missed'),
   );
+  // Accepted on a notification: answer. Else a contact's own setting wins, then the device's.
+  node.decide = async (caller, dialId) => {
+    if (pushCalls.acceptedOnNotification(dialId)) return 'accept';
+    const saved = await contact(caller.id);
+    if (saved && saved.policy !== 'default') return saved.policy;
+    return decideByPolicy(acceptPolicy(), knownPeers().has(caller.id) || saved !== undefined);
+  };
   pushCalls.start($<HTMLInputElement>('#push-enabled'), $('#push-status'));
   const status = $('#status');
+  const elsewhere = $('#elsewhere');
   node.on('status', (s, detail) => {
+    if (!elsewhere.hidden) return; // this tab's node is stopped: it runs in another tab
     status.textContent = s;
     status.dataset.status = s;
     status.title = detail;
   });
   node.on('link', (link) => rememberPeer(link.id));
 
-  let ringing: IncomingCall | undefined;
+  let ringing: IncomingCallView | undefined;
   const incoming = $('#incoming');
   node.on('incoming', (call) => {
     ringing = call;
@@ -136,7 +126,6 @@ async function runNode(certificate: NodeCertificate, signal: AbortSignal): Promi
     setDialResult(`Calling ${to}…`, 'info', 'calling');
     try {
       const link = await node.connect(to, {
-        signal,
         onProgress: (progress) =>
           progress === 'waking'
             ? setDialResult(`Waking ${to}…`, 'info', 'waking')
@@ -150,40 +139,55 @@ async function runNode(certificate: NodeCertificate, signal: AbortSignal): Promi
       button.disabled = false;
     }
   });
-
-  // A closed tab's peers often never see its channels close (DESIGN §6): close them now.
-  addEventListener('pagehide', () => node.stop());
-  signal.addEventListener('abort', () => node.stop());
-  node.start();
-  // Console access for debugging, and for `npm run bench` to time dials inside the page.
-  (globalThis as { rtcmesh?: { node: MeshNode } }).rtcmesh = { node };
+  // Console access for debugging, and for `npm run bench` and the e2e tests.
+  (globalThis as { rtcmesh?: { node: NodeClient } }).rtcmesh = { node };
 }
 
-/** Takes the node lock, or shows that another tab has it and offers to take it over. */
-function holdNode(certificate: NodeCertificate): void {
+/** Tabs learn that the node worker died through its lock, and join a new one. */
+function watchNodeWorker(node: NodeClient): void {
+  void navigator.locks.request(LOCKS.worker, () => {
+    // Granted: the worker is gone. Let go at once, so the new worker can hold it.
+    queueMicrotask(() => void node.rebind(connectToNodeWorker()).then(() => watchNodeWorker(node)));
+  });
+}
+
+/**
+ * Without SharedWorker each tab has a node of its own, but only the tab holding the node
+ * lock runs it; the others say the node is active elsewhere and offer to take it over.
+ */
+function holdNodeInTab(node: NodeClient, certificate: NodeCertificate): void {
   const elsewhere = $('#elsewhere');
+  const status = $('#status');
+  let host: RtcHost | undefined;
   const request = (steal: boolean) => {
-    const controller = new AbortController();
     const options: LockOptions = steal ? { steal: true } : { ifAvailable: true };
     navigator.locks
-      .request(NODE_LOCK, options, async (lock) => {
+      .request(LOCKS.node, options, async (lock) => {
         if (!lock) {
           elsewhere.hidden = false;
+          status.textContent = 'elsewhere';
+          status.dataset.status = 'elsewhere';
           return;
         }
         elsewhere.hidden = true;
-        await runNode(certificate, controller.signal);
+        host = new RtcHost(certificate.certificate);
+        node.start();
+        await node.becomeHost(host);
         await new Promise(() => {}); // hold the lock while this tab runs the node
       })
       .catch(() => {
         // Another tab took the node over.
-        controller.abort();
+        node.resignHost();
+        node.stop();
+        host?.shutdown();
+        host = undefined;
         elsewhere.hidden = false;
-        const status = $('#status');
         status.textContent = 'elsewhere';
         status.dataset.status = 'elsewhere';
       });
   };
+  // A closed tab's peers often never see its channels close (DESIGN §6): close them now.
+  addEventListener('pagehide', () => host?.shutdown());
   $('#use-here').addEventListener('click', () => request(true));
   request(false);
 }
@@ -195,9 +199,11 @@ async function start(): Promise<void> {
     $<HTMLButtonElement>('#update-reload').addEventListener('click', apply, { once: true });
   });
 
-  const { node } = await connectToNode();
+  const shared = sharedWorkerAvailable();
+  const api = shared ? connectToNodeWorker() : await startNodeInTab();
   const certificate = await loadOrRenewCertificate();
-  const summary = await node.useCertificate(certificate.fingerprints, certificate.expires);
+  const summary = await api.useCertificate(certificate.fingerprints, certificate.expires);
+  const node = new NodeClient(api);
 
   $('#node-id').textContent = summary.id;
   $('#node-ip6').textContent = summary.ip6;
@@ -217,7 +223,10 @@ async function start(): Promise<void> {
   policy.addEventListener('change', () => setAcceptPolicy(policy.value as AcceptPolicy));
   const relay = $<HTMLInputElement>('#relay-only');
   relay.checked = relayOnly();
-  relay.addEventListener('change', () => setRelayOnly(relay.checked));
+  relay.addEventListener('change', () => {
+    setRelayOnly(relay.checked);
+    node.setRelayOnly(relay.checked);
+  });
   const prefillDial = () => {
     const target = dialTargetFromLocation();
     if (!target) return;
@@ -228,7 +237,18 @@ async function start(): Promise<void> {
   prefillDial();
   addEventListener('hashchange', prefillDial);
 
-  holdNode(certificate);
+  wireNode(node);
+  await node.attach();
+  node.setRelayOnly(relayOnly());
+  if (shared) {
+    // Marked on the page for the curious (and the tests): is this tab the RTC host?
+    electRtcHost(node, certificate.certificate, LOCKS.rtcHost, (hosting) => {
+      document.body.dataset.rtcHost = String(hosting);
+    });
+    watchNodeWorker(node);
+  } else {
+    holdNodeInTab(node, certificate);
+  }
   document.body.dataset.ready = 'true';
 }
 

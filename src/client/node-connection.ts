@@ -1,20 +1,28 @@
 /**
- * How a tab reaches the node: through the shared node worker when the browser has
- * SharedWorker, otherwise by running the node in this tab.
+ * How a tab reaches the node (DESIGN §6): the shared node worker where the browser has
+ * SharedWorker; otherwise a node of this tab's own, which runs only while this tab holds
+ * the node lock (the other tabs say the node is active elsewhere).
  */
-import { type Remote, wrap } from 'comlink';
+import { expose, type Remote, wrap } from 'comlink';
 import type { NodeApi } from '../worker/node-api.ts';
 
-export type NodeHandle = Remote<NodeApi> | NodeApi;
+export function sharedWorkerAvailable(): boolean {
+  return typeof SharedWorker !== 'undefined';
+}
 
-export async function connectToNode(): Promise<{ node: NodeHandle; shared: boolean }> {
-  if (typeof SharedWorker !== 'undefined') {
-    const worker = new SharedWorker(new URL('../worker/node-worker.ts', import.meta.url), {
-      type: 'module',
-      name: 'rtcmesh-node',
-    });
-    return { node: wrap<NodeApi>(worker.port), shared: true };
-  }
+/** The node worker, started if it does not run yet (one per origin and profile). */
+export function connectToNodeWorker(): Remote<NodeApi> {
+  const worker = new SharedWorker(new URL('../worker/node-worker.ts', import.meta.url), {
+    type: 'module',
+    name: 'rtcmesh-node',
+  });
+  return wrap<NodeApi>(worker.port);
+}
+
+/** A node in this tab, behind the same comlink interface as the shared one. */
+export async function startNodeInTab(): Promise<Remote<NodeApi>> {
   const { BrowserNode } = await import('../worker/node.ts');
-  return { node: new BrowserNode(), shared: false };
+  const { port1, port2 } = new MessageChannel();
+  expose(new BrowserNode(), port1);
+  return wrap<NodeApi>(port2);
 }

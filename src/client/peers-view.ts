@@ -17,8 +17,8 @@ import {
   type TransferProgress,
   type TransferResult,
 } from '../core/node/file-transfer.ts';
-import type { MeshNode, PeerLink } from '../core/node/mesh-node.ts';
 import type { MeshStream } from '../core/node/stream.ts';
+import type { LinkView, NodeClient } from './node-client.ts';
 
 const $ = <T extends Element>(root: ParentNode, selector: string): T => {
   const el = root.querySelector<T>(selector);
@@ -54,13 +54,13 @@ class PeerCard {
   private readonly messages: HTMLOListElement;
   private readonly transfers: HTMLUListElement;
   private readonly path: HTMLElement;
-  private link: PeerLink | undefined;
+  private link: LinkView | undefined;
   private pathTimer: ReturnType<typeof setInterval> | undefined;
 
   constructor(
     readonly peer: string,
     template: HTMLTemplateElement,
-    private readonly node: MeshNode,
+    private readonly node: NodeClient,
   ) {
     const fragment = template.content.cloneNode(true) as DocumentFragment;
     this.el = $<HTMLElement>(fragment, 'article');
@@ -78,7 +78,7 @@ class PeerCard {
     void this.loadHistory();
   }
 
-  attach(link: PeerLink): void {
+  attach(link: LinkView): void {
     this.link = link;
     this.el.dataset.open = 'true';
     if (link.peer.name) {
@@ -310,7 +310,7 @@ export class PeersView {
     private readonly container: HTMLElement,
     private readonly empty: HTMLElement,
     private readonly template: HTMLTemplateElement,
-    private readonly node: MeshNode,
+    private readonly node: NodeClient,
   ) {
     node.on('link', (link) => this.card(link.id).attach(link));
     node.listen('chat', (stream) => this.card(stream.peer.id).useChat(stream));

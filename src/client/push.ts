@@ -5,12 +5,12 @@
  */
 import { dialToAnswer, isServiceWorkerCallMessage } from '../browser/call-messages.ts';
 import { decodeBase64url } from '../core/identity/index.ts';
-import type { MeshNode } from '../core/node/mesh-node.ts';
 import {
   gatewayInfoSchema,
   parseValue,
   pushSubscriptionSchema,
 } from '../core/protocol/messages.ts';
+import type { NodeClient } from './node-client.ts';
 
 const PUSH_KEY = 'rtcmesh:push';
 /** Offline, pushManager.subscribe never settles (DESIGN §7): give up after this. */
@@ -75,7 +75,7 @@ function sameBytes(a: ArrayBuffer | null, b: Uint8Array): boolean {
  * Subscribes (or keeps the subscription made with the gateway's current key) and registers
  * it with the gateway. `ask`: may show the permission prompt (only from a user's action).
  */
-export async function enablePush(node: MeshNode, ask: boolean): Promise<PushStatus> {
+export async function enablePush(node: NodeClient, ask: boolean): Promise<PushStatus> {
   const unsupported = pushUnsupported();
   if (unsupported) return { state: 'unavailable', detail: unsupported };
   let permission = Notification.permission;
@@ -118,7 +118,7 @@ export async function enablePush(node: MeshNode, ask: boolean): Promise<PushStat
 }
 
 /** Unsubscribes and tells the gateway to forget the subscription. */
-export async function disablePush(node: MeshNode): Promise<PushStatus> {
+export async function disablePush(node: NodeClient): Promise<PushStatus> {
   try {
     const registration = await navigator.serviceWorker?.getRegistration();
     const subscription = await registration?.pushManager.getSubscription();
@@ -146,7 +146,7 @@ export class PushCalls {
   private readonly accepting = new Set<string>();
 
   constructor(
-    private readonly node: MeshNode,
+    private readonly node: NodeClient,
     private readonly onAcceptedCallGone: (dialId: string) => void,
   ) {}
 

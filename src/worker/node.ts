@@ -1,19 +1,75 @@
 /**
- * The mesh node as the browser runs it. It lives in the node worker (a SharedWorker, so
- * all tabs share one node), or in the page where SharedWorker is missing.
+ * The mesh node as the browser runs it (DESIGN §6): one MeshNode for every tab. It lives
+ * in the node worker (a SharedWorker), or in the one active tab where SharedWorker is
+ * missing. It decides, signs, signals and verifies; the peer connections it drives live
+ * in the RTC host tab, and streams go to the tab that dialed or listens as data ports.
  */
+import { type Remote, releaseProxy, transfer } from 'comlink';
 import {
   loadOrCreateNodeIdentity,
   saveIdentitySummary,
   summaryOf,
 } from '../browser/identity-store.ts';
-import type { NodeIdentity } from '../core/identity/index.ts';
-import type { IdentitySummary, NodeApi } from './node-api.ts';
+import { PortDataChannel } from '../browser/port-channel.ts';
+import type { PeerConfig, RtcHostApi } from '../browser/rtc-host-api.ts';
+import type { NodeId, NodeIdentity, VerifiedRecord } from '../core/identity/index.ts';
+import { DialError } from '../core/node/errors.ts';
+import {
+  type CallDecision,
+  type DialProgress,
+  type IncomingCall,
+  MeshNode,
+  type PeerLink,
+} from '../core/node/mesh-node.ts';
+import type { PathInfo, PeerConnectionLike, RtcPlatform } from '../core/node/rtc.ts';
+import type { MeshStream, StreamOptions } from '../core/node/stream.ts';
+import type { PushSubscriptionJson, RegisterResponse } from '../core/protocol/messages.ts';
+import type {
+  IdentitySummary,
+  LinkInfo,
+  NodeApi,
+  NodeStatus,
+  StreamHandle,
+  TabEvents,
+  TabState,
+} from './node-api.ts';
+import { errorForTab, LOCKS } from './node-api.ts';
+import { RemoteRtcHost } from './remote-rtc.ts';
 
-export class BrowserNode implements NodeApi {
+interface Tab {
+  id: string;
+  events: Remote<TabEvents>;
+  lastActive: number;
+  services: Set<string>;
+}
+
+/** A tab that does not answer "how should this call be treated?" in time counts as "ask". */
+const DECIDE_TIMEOUT_MS = 3000;
+/** How often streams handed to tabs are checked for a tab that went away. */
+const SWEEP_MS = 5000;
+
+export class BrowserNode implements NodeApi, RtcPlatform {
   private identityPromise: Promise<NodeIdentity> | undefined;
   private fingerprints: string[] = [];
   private certificateExpires: number | null = null;
+  private mesh: MeshNode | undefined;
+  private host: RemoteRtcHost | undefined;
+  private relayOnly = false;
+  private wanted = true;
+  private started = false;
+  private status: NodeStatus = { status: 'offline', detail: 'waiting for a tab', gatewayId: null };
+  private readonly tabs = new Map<string, Tab>();
+  private readonly calls = new Map<string, AbortController>();
+  private readonly ringing = new Map<string, { call: IncomingCall; tabId: string }>();
+  private readonly serials = new WeakMap<PeerLink, number>();
+  private readonly linksBySerial = new Map<number, PeerLink>();
+  private nextSerial = 1;
+  private readonly listening = new Set<string>();
+  /** Streams handed to tabs, by owner: closed if that tab goes away without closing them. */
+  private readonly handed = new Map<MeshStream, string>();
+  private sweepTimer: ReturnType<typeof setInterval> | undefined;
+  /** Peers whose links had open streams when the host went away: dialed again. */
+  private readonly redial = new Set<NodeId>();
 
   private loadIdentity(): Promise<NodeIdentity> {
     this.identityPromise ??= loadOrCreateNodeIdentity().catch((err: unknown) => {
@@ -32,6 +88,313 @@ export class BrowserNode implements NodeApi {
     this.certificateExpires = expires;
     const summary = await this.identity();
     await saveIdentitySummary(summary);
+    if (!this.mesh) this.mesh = this.makeNode(await this.loadIdentity());
     return summary;
   }
+
+  // RtcPlatform: peer connections come from the current host tab.
+  createPeerConnection(config: PeerConfig): PeerConnectionLike {
+    if (!this.host) throw new Error('no tab is holding connections yet');
+    return this.host.createPeerConnection(config);
+  }
+
+  async attach(tabId: string, events: TabEvents): Promise<TabState> {
+    this.tabs.set(tabId, {
+      id: tabId,
+      events: events as unknown as Remote<TabEvents>,
+      lastActive: Date.now(),
+      services: new Set(),
+    });
+    const links = (this.mesh?.allLinks() ?? []).filter((l) => l.isOpen).map((l) => this.info(l));
+    return { status: this.status, links };
+  }
+
+  active(tabId: string): void {
+    const tab = this.tabs.get(tabId);
+    if (tab) tab.lastActive = Date.now();
+  }
+
+  hostReady(tabId: string, host: RtcHostApi): void {
+    this.replaceHost(new RemoteRtcHost(tabId, host as unknown as Remote<RtcHostApi>));
+  }
+
+  resignHost(tabId: string): void {
+    if (this.host?.tabId === tabId) this.replaceHost(undefined);
+  }
+
+  setRelayOnly(on: boolean): void {
+    this.relayOnly = on;
+  }
+
+  start(): void {
+    this.wanted = true;
+    this.startGateway();
+  }
+
+  stop(): void {
+    this.wanted = false;
+    this.started = false;
+    this.mesh?.stop();
+  }
+
+  reconnectNow(): void {
+    if (this.started) this.mesh?.gateway.reconnectNow();
+    else this.start();
+  }
+
+  async connect(
+    callId: string,
+    to: string,
+    onProgress?: (p: DialProgress) => void,
+  ): Promise<LinkInfo> {
+    const mesh = this.requireNode();
+    const link = await this.withAbort(callId, (signal) =>
+      mesh.connect(to, { signal, ...(onProgress ? { onProgress } : {}) }),
+    );
+    return this.info(link);
+  }
+
+  async dial(
+    tabId: string,
+    callId: string,
+    to: string,
+    service: string,
+    options: StreamOptions,
+    onProgress?: (p: DialProgress) => void,
+  ): Promise<StreamHandle> {
+    const mesh = this.requireNode();
+    const stream = await this.withAbort(callId, (signal) =>
+      mesh.dial(to, service, { ...options, signal, ...(onProgress ? { onProgress } : {}) }),
+    );
+    return this.handOver(stream, tabId); // last: nothing may run between hand-over and return
+  }
+
+  abort(callId: string): void {
+    this.calls.get(callId)?.abort();
+  }
+
+  listen(tabId: string, service: string): void {
+    this.tabs.get(tabId)?.services.add(service);
+    this.listenFor(service);
+  }
+
+  unlisten(tabId: string, service: string): void {
+    this.tabs.get(tabId)?.services.delete(service);
+  }
+
+  async answer(dialId: string): Promise<LinkInfo> {
+    const ringing = this.ringing.get(dialId);
+    if (!ringing) throw errorForTab(new DialError('cancelled', 'this call is no longer waiting'));
+    this.ringing.delete(dialId);
+    try {
+      return this.info(await ringing.call.accept());
+    } catch (err) {
+      throw errorForTab(err);
+    }
+  }
+
+  decline(dialId: string): void {
+    this.ringing.get(dialId)?.call.decline();
+    this.ringing.delete(dialId);
+  }
+
+  closeLink(serial: number): void {
+    this.linksBySerial.get(serial)?.close();
+  }
+
+  async path(serial: number): Promise<PathInfo | null> {
+    const link = this.linksBySerial.get(serial);
+    return link?.isOpen ? link.path() : null;
+  }
+
+  registerPush(push: PushSubscriptionJson | null): Promise<RegisterResponse> {
+    return this.requireNode().registerPush(push);
+  }
+
+  private makeNode(identity: NodeIdentity): MeshNode {
+    const mesh = new MeshNode({
+      gatewayUrl: self.location.origin,
+      identity,
+      fingerprints: this.fingerprints,
+      rtc: this,
+      relayOnly: () => this.relayOnly,
+      decide: (caller, dialId) => this.decide(caller, dialId),
+    });
+    mesh.on('status', (status, detail) => {
+      this.status = { status, detail, gatewayId: mesh.gateway.gatewayId };
+      this.broadcast((events) => events.status(this.status));
+      if (status === 'connected') this.dialAgain();
+    });
+    mesh.on('link', (link) => {
+      const info = this.info(link);
+      this.linksBySerial.set(info.serial, link);
+      link.onClose(() => {
+        this.linksBySerial.delete(info.serial);
+        this.broadcast((events) => events.linkClosed(info.serial));
+      });
+      this.broadcast((events) => events.link(info));
+    });
+    mesh.on('incoming', (call) => void this.announce(call));
+    mesh.on('incomingCancelled', (call, reason) => {
+      const ringing = this.ringing.get(call.dialId);
+      this.ringing.delete(call.dialId);
+      if (ringing) void this.tabs.get(ringing.tabId)?.events.incomingCancelled(call.dialId, reason);
+    });
+    for (const service of this.listening) mesh.listen(service, (s) => void this.deliver(s));
+    if (this.host) this.startGateway(mesh);
+    return mesh;
+  }
+
+  private requireNode(): MeshNode {
+    if (!this.mesh) throw errorForTab(new DialError('not-connected', 'the node is still starting'));
+    return this.mesh;
+  }
+
+  /** Starts the gateway session once there is a host; `again` rebuilds a running one. */
+  private startGateway(mesh = this.mesh, again = false): void {
+    if (!mesh || !this.host || !this.wanted) return;
+    if (!this.started) {
+      this.started = true;
+      mesh.start();
+    } else if (again) mesh.gateway.reconnectNow();
+  }
+
+  /** A new host tab (or none): the old one's connections are gone, so rebuild them. */
+  private replaceHost(next: RemoteRtcHost | undefined): void {
+    const old = this.host;
+    this.host = next;
+    if (old) {
+      for (const link of this.mesh?.allLinks() ?? [])
+        if (link.isOpen && link.streamCount > 0) this.redial.add(link.id);
+      old.lost();
+    }
+    if (next) this.startGateway(this.mesh, true);
+  }
+
+  /** Re-dials the peers that had open streams when the host went away. */
+  private dialAgain(): void {
+    const mesh = this.mesh;
+    if (!mesh) return;
+    for (const id of this.redial) {
+      this.redial.delete(id);
+      if (!mesh.link(id)?.isOpen)
+        mesh.connect(id).catch((err: unknown) => console.warn(`rtcmesh: re-dial ${id}:`, err));
+    }
+  }
+
+  private info(link: PeerLink): LinkInfo {
+    let serial = this.serials.get(link);
+    if (serial === undefined) {
+      serial = this.nextSerial++;
+      this.serials.set(link, serial);
+    }
+    return { serial, peer: link.peer, direction: link.direction };
+  }
+
+  private async withAbort<T>(callId: string, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const controller = new AbortController();
+    this.calls.set(callId, controller);
+    try {
+      return await run(controller.signal);
+    } catch (err) {
+      throw errorForTab(err);
+    } finally {
+      this.calls.delete(callId);
+    }
+  }
+
+  private listenFor(service: string): void {
+    if (this.listening.has(service)) return;
+    this.listening.add(service);
+    this.mesh?.listen(service, (s) => void this.deliver(s));
+  }
+
+  /** A peer opened a stream: it goes to the most recently active tab that listens. */
+  private async deliver(stream: MeshStream): Promise<void> {
+    const tabs = (await this.liveTabs()).filter((t) => t.services.has(stream.service));
+    const tab = mostActive(tabs);
+    if (!tab || !stream.isOpen) {
+      stream.close();
+      return;
+    }
+    void tab.events.stream(this.handOver(stream, tab.id));
+  }
+
+  private handOver(stream: MeshStream, tabId: string): StreamHandle {
+    const channel = stream.channel;
+    if (!(channel instanceof PortDataChannel))
+      throw new Error('this stream cannot be handed to a tab');
+    const link = this.mesh?.link(stream.peer.id);
+    this.handed.set(stream, tabId);
+    stream.onClose(() => this.handed.delete(stream));
+    this.sweepTimer ??= setInterval(() => void this.sweep(), SWEEP_MS);
+    const { handOver, transfer: transferables } = channel.handOver();
+    return transfer(
+      {
+        peer: stream.peer,
+        service: stream.service,
+        link: link ? this.info(link).serial : 0,
+        channel: handOver,
+      },
+      transferables,
+    );
+  }
+
+  /** Closes streams whose tab went away without closing them (a port says nothing). */
+  private async sweep(): Promise<void> {
+    if (this.handed.size === 0) {
+      clearInterval(this.sweepTimer);
+      this.sweepTimer = undefined;
+      return;
+    }
+    const live = new Set((await this.liveTabs()).map((t) => t.id));
+    for (const [stream, tabId] of this.handed) if (!live.has(tabId)) stream.close();
+  }
+
+  /** Every tab asks its own settings; one "accept" accepts, declines from all decline. */
+  private async decide(caller: VerifiedRecord, dialId: string): Promise<CallDecision> {
+    const tabs = await this.liveTabs();
+    const answers = await Promise.all(
+      tabs.map((t) =>
+        Promise.race([
+          Promise.resolve(t.events.decide(caller, dialId)).catch(() => 'ask' as const),
+          new Promise<'ask'>((r) => setTimeout(() => r('ask'), DECIDE_TIMEOUT_MS)),
+        ]),
+      ),
+    );
+    if (answers.includes('accept')) return 'accept';
+    if (answers.length > 0 && answers.every((a) => a === 'decline')) return 'decline';
+    return 'ask';
+  }
+
+  /** An incoming call is announced once, in the tab the user used last. */
+  private async announce(call: IncomingCall): Promise<void> {
+    const tab = mostActive(await this.liveTabs());
+    if (!tab) return;
+    this.ringing.set(call.dialId, { call, tabId: tab.id });
+    void tab.events.incoming({ dialId: call.dialId, from: call.from });
+  }
+
+  /** Tabs still open: each holds its own lock while it lives, and a closed tab's is freed. */
+  private async liveTabs(): Promise<Tab[]> {
+    const held = new Set(((await navigator.locks.query()).held ?? []).map((l: LockInfo) => l.name));
+    for (const [id, tab] of this.tabs) {
+      if (!held.has(LOCKS.tab(id))) {
+        this.tabs.delete(id);
+        tab.events[releaseProxy]();
+      }
+    }
+    return [...this.tabs.values()];
+  }
+
+  private broadcast(send: (events: Remote<TabEvents>) => unknown): void {
+    for (const tab of this.tabs.values()) void Promise.resolve(send(tab.events)).catch(() => {});
+  }
+}
+
+function mostActive(tabs: Tab[]): Tab | undefined {
+  return tabs.reduce<Tab | undefined>(
+    (a, b) => (a && a.lastActive >= b.lastActive ? a : b),
+    undefined,
+  );
 }

@@ -166,6 +166,11 @@ export class MeshNode {
     return this.links.get(id);
   }
 
+  /** Every link this node holds now. */
+  allLinks(): PeerLink[] {
+    return [...this.links.values()];
+  }
+
   /** Serves `service`: `handler` gets every stream a peer opens to it. */
   listen(service: string, handler: (stream: MeshStream) => void): () => void {
     this.services.set(service, handler);

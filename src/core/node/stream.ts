@@ -125,7 +125,8 @@ export class MeshStream {
   constructor(
     readonly peer: VerifiedRecord,
     readonly service: string,
-    private readonly channel: DataChannelLike,
+    /** The channel under this stream (the browser's node worker hands it on to a tab). */
+    readonly channel: DataChannelLike,
     private readonly pathOf: () => Promise<PathInfo>,
   ) {
     channel.binaryType = 'arraybuffer';

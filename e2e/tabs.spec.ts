@@ -1,0 +1,204 @@
+/**
+ * One node for all tabs (DESIGN §6): the node lives in a SharedWorker, one tab hosts the
+ * peer connections, and every tab dials, chats and gets calls through the one node.
+ */
+import type { Browser, BrowserContext, Page } from '@playwright/test';
+import { expect, openApp, test } from './fixtures.ts';
+import { PERMISSIONS } from './support/browser.ts';
+import type { GatewayProcess } from './support/gateway-process.ts';
+
+// Several tabs and two devices per test: more steps than most specs.
+test.describe.configure({ timeout: 150_000 });
+
+async function sessions(gateway: GatewayProcess): Promise<number> {
+  const metrics = await (await fetch(`${gateway.url}/metrics`)).text();
+  return Number(/^rtcmesh_sessions (\d+)$/m.exec(metrics)?.[1]);
+}
+
+/** A browser context (one device) with `tabs` tabs of the app, all showing connected. */
+async function device(
+  browser: Browser,
+  url: string,
+  tabs: number,
+  options: { acceptEveryone?: boolean; noSharedWorker?: boolean } = {},
+): Promise<{ context: BrowserContext; pages: Page[]; id: string }> {
+  const context = await browser.newContext({ permissions: PERMISSIONS });
+  if (options.acceptEveryone)
+    await context.addInitScript(() => localStorage.setItem('rtcmesh:accept-policy', 'everyone'));
+  if (options.noSharedWorker)
+    await context.addInitScript(() => {
+      // A browser without SharedWorker (as Chrome on Android is).
+      Reflect.deleteProperty(globalThis, 'SharedWorker');
+    });
+  const pages: Page[] = [];
+  let id = '';
+  for (let i = 0; i < tabs; i++) {
+    const page = await context.newPage();
+    ({ id } = await openApp(page, url));
+    pages.push(page);
+  }
+  return { context, pages, id };
+}
+
+async function dial(page: Page, to: string): Promise<void> {
+  await page.getByTestId('dial-to').fill(to);
+  await page.getByRole('button', { name: 'Dial', exact: true }).click();
+  await expect(page.getByTestId('dial-result')).toHaveAttribute('data-code', 'connected');
+}
+
+/** `from` sends a chat line to `peer`; `to` shows it. */
+async function chat(from: Page, peer: string, to: Page, text: string): Promise<void> {
+  const card = from.locator(`article.link[data-peer="${peer}"]`);
+  await card.locator('.compose input').fill(text);
+  await card.locator('.compose button').click();
+  await expect(to.locator('article.link .messages li.theirs').last()).toContainText(text);
+}
+
+async function hostTab(pages: Page[]): Promise<Page> {
+  let host: Page | undefined;
+  await expect
+    .poll(async () => {
+      const flags = await Promise.all(
+        pages.map((p) => p.evaluate(() => document.body.dataset.rtcHost === 'true')),
+      );
+      host = pages[flags.indexOf(true)];
+      return flags.filter(Boolean).length;
+    })
+    .toBe(1);
+  if (!host) throw new Error('no host tab');
+  return host;
+}
+
+test('three tabs are one node: one gateway session, and every tab dials and chats', async ({
+  browser,
+  gateway,
+}) => {
+  const a = await device(browser, gateway.url, 3);
+  for (const page of a.pages) await expect(page.getByTestId('status')).toHaveText('connected');
+  const ids = await Promise.all(a.pages.map((p) => p.getByTestId('node-id').textContent()));
+  expect(new Set(ids).size).toBe(1);
+  await expect.poll(() => sessions(gateway)).toBe(1);
+
+  const b = await device(browser, gateway.url, 1, { acceptEveryone: true });
+  const bPage = b.pages[0] as Page;
+  await expect(bPage.getByTestId('status')).toHaveText('connected');
+  await expect.poll(() => sessions(gateway)).toBe(2);
+
+  for (const [i, page] of a.pages.entries()) {
+    await dial(page, b.id);
+    await chat(page, b.id, bPage, `hello from tab ${i + 1}`);
+    await chat(bPage, a.id, page, `hello back to tab ${i + 1}`);
+  }
+  // Still one session for the three tabs.
+  expect(await sessions(gateway)).toBe(2);
+  await a.context.close();
+  await b.context.close();
+});
+
+test('closing the host tab: the other tabs reconnect within 5 s, dial, and the chat resumes', async ({
+  browser,
+  gateway,
+}) => {
+  const a = await device(browser, gateway.url, 3);
+  const b = await device(browser, gateway.url, 1, { acceptEveryone: true });
+  const bPage = b.pages[0] as Page;
+  for (const page of [...a.pages, bPage])
+    await expect(page.getByTestId('status')).toHaveText('connected');
+  const host = await hostTab(a.pages);
+  const [chatter, dialer] = a.pages.filter((p) => p !== host) as [Page, Page];
+
+  await dial(chatter, b.id);
+  await chat(chatter, b.id, bPage, 'before');
+  await chat(bPage, a.id, chatter, 'before, back');
+
+  // Watch the status in the remaining tabs: it must drop and come back.
+  for (const page of [chatter, dialer])
+    await page.evaluate(() => {
+      const w = window as unknown as {
+        rtcmesh: { node: { on(e: 'status', l: (s: string) => void): void } };
+        statusLog: string[];
+      };
+      w.statusLog = [];
+      w.rtcmesh.node.on('status', (s) => w.statusLog.push(s));
+    });
+  const closedAt = Date.now();
+  await host.close();
+  for (const page of [chatter, dialer]) {
+    await expect
+      .poll(() => page.evaluate(() => (window as unknown as { statusLog: string[] }).statusLog), {
+        timeout: 5000 - (Date.now() - closedAt),
+      })
+      .toEqual(expect.arrayContaining(['reconnecting', 'connected']));
+    await expect(page.getByTestId('status')).toHaveText('connected');
+  }
+  // A remaining tab takes the host role.
+  await hostTab([chatter, dialer]);
+
+  await dial(dialer, b.id);
+  await chat(dialer, b.id, bPage, 'from the dialer');
+  // The open chat carries on from the tab that had it.
+  await chat(chatter, b.id, bPage, 'after');
+  await chat(bPage, a.id, chatter, 'after, back');
+  await expect.poll(() => sessions(gateway)).toBe(2);
+  await a.context.close();
+  await b.context.close();
+});
+
+test('an incoming call is announced in one tab, not in three', async ({ browser, gateway }) => {
+  const a = await device(browser, gateway.url, 3);
+  const b = await device(browser, gateway.url, 1);
+  const bPage = b.pages[0] as Page;
+  for (const page of [...a.pages, bPage])
+    await expect(page.getByTestId('status')).toHaveText('connected');
+
+  await bPage.getByTestId('dial-to').fill(a.id);
+  await bPage.getByRole('button', { name: 'Dial', exact: true }).click();
+  const ringing = async () =>
+    (await Promise.all(a.pages.map((p) => p.getByTestId('incoming').isVisible()))).filter(Boolean)
+      .length;
+  await expect.poll(ringing).toBe(1);
+  // And it stays one: no other tab starts ringing later.
+  await bPage.waitForTimeout(1500);
+  expect(await ringing()).toBe(1);
+  for (const page of a.pages) {
+    if (!(await page.getByTestId('incoming').isVisible())) continue;
+    await expect(page.getByTestId('incoming-id')).toHaveText(b.id);
+    await page.getByRole('button', { name: 'Accept' }).click();
+  }
+  await expect(bPage.getByTestId('dial-result')).toHaveAttribute('data-code', 'connected');
+  await a.context.close();
+  await b.context.close();
+});
+
+test('without SharedWorker the node runs in one tab; another says so and "Use here" moves it', async ({
+  browser,
+  gateway,
+}) => {
+  const a = await device(browser, gateway.url, 1, { noSharedWorker: true });
+  const first = a.pages[0] as Page;
+  expect(await first.evaluate(() => typeof SharedWorker)).toBe('undefined');
+  await expect(first.getByTestId('status')).toHaveText('connected');
+  const b = await device(browser, gateway.url, 1, { acceptEveryone: true });
+  const bPage = b.pages[0] as Page;
+  await expect(bPage.getByTestId('status')).toHaveText('connected');
+  await dial(first, b.id);
+  await chat(first, b.id, bPage, 'from the first tab');
+
+  const second = await a.context.newPage();
+  await openApp(second, gateway.url);
+  await expect(second.getByText('active in another tab')).toBeVisible();
+  await expect(second.getByTestId('status')).toHaveText('elsewhere');
+  await expect(first.getByTestId('status')).toHaveText('connected');
+  expect(await sessions(gateway)).toBe(2);
+
+  await second.getByRole('button', { name: 'Use here' }).click();
+  await expect(second.getByTestId('status')).toHaveText('connected');
+  await expect(first.getByTestId('status')).toHaveText('elsewhere');
+  await expect(first.getByText('active in another tab')).toBeVisible();
+  await dial(second, b.id);
+  await chat(second, b.id, bPage, 'from the second tab');
+  await chat(bPage, a.id, second, 'back to the second tab');
+  await expect.poll(() => sessions(gateway)).toBe(2);
+  await a.context.close();
+  await b.context.close();
+});

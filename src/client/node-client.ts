@@ -1,0 +1,340 @@
+/**
+ * A tab's handle on the node (DESIGN §6). Whether the node runs in the shared node worker
+ * or in this tab, the window sees the same thing: status, links, calls and streams. Streams
+ * arrive as data ports from the RTC host's channel worker and are read here, in the tab, so
+ * their bytes never pass through the node worker.
+ */
+import { proxy, type Remote } from 'comlink';
+import { PortDataChannel } from '../browser/port-channel.ts';
+import { encodeBase64url, type VerifiedRecord } from '../core/identity/index.ts';
+import type { GatewayStatus } from '../core/node/gateway-client.ts';
+import type { CallDecision, DialProgress } from '../core/node/mesh-node.ts';
+import type { PathInfo } from '../core/node/rtc.ts';
+import { MeshStream, type StreamOptions } from '../core/node/stream.ts';
+import type { PushSubscriptionJson, RegisterResponse } from '../core/protocol/messages.ts';
+import {
+  type CallInfo,
+  errorFromNode,
+  type LinkInfo,
+  LOCKS,
+  type NodeApi,
+  type NodeStatus,
+  type StreamHandle,
+  type TabEvents,
+} from '../worker/node-api.ts';
+import type { RtcHost } from './rtc-host.ts';
+
+/** A link to a peer, as a tab sees it. */
+export class LinkView {
+  private closed = false;
+  private readonly closeListeners = new Set<() => void>();
+
+  constructor(
+    private readonly client: NodeClient,
+    readonly serial: number,
+    readonly peer: VerifiedRecord,
+    readonly direction: 'outgoing' | 'incoming',
+  ) {}
+
+  get id(): string {
+    return this.peer.id;
+  }
+
+  get isOpen(): boolean {
+    return !this.closed;
+  }
+
+  path(): Promise<PathInfo> {
+    return this.client.pathOf(this.serial);
+  }
+
+  openStream(service: string, options: StreamOptions = {}): Promise<MeshStream> {
+    return this.client.dial(this.id, service, options);
+  }
+
+  close(): void {
+    this.client.closeLink(this.serial);
+  }
+
+  onClose(listener: () => void): () => void {
+    if (this.closed) listener();
+    else this.closeListeners.add(listener);
+    return () => this.closeListeners.delete(listener);
+  }
+
+  /** The node says this link is gone. */
+  ended(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const l of this.closeListeners) l();
+  }
+}
+
+/** A call waiting for this tab's user. */
+export interface IncomingCallView {
+  readonly dialId: string;
+  readonly from: VerifiedRecord;
+  accept(): Promise<LinkView>;
+  decline(): void;
+}
+
+export interface NodeClientEvents {
+  status: (status: GatewayStatus, detail: string) => void;
+  link: (link: LinkView) => void;
+  incoming: (call: IncomingCallView) => void;
+  incomingCancelled: (call: IncomingCallView, reason: string) => void;
+}
+
+export interface NodeClientOptions {
+  /** How this tab would treat a caller: its settings, contacts, notifications accepted. */
+  decide: (caller: VerifiedRecord, dialId: string) => Promise<CallDecision>;
+}
+
+export class NodeClient {
+  readonly tabId = encodeBase64url(crypto.getRandomValues(new Uint8Array(12)));
+  private state: NodeStatus = { status: 'offline', detail: 'starting', gatewayId: null };
+  private readonly links = new Map<number, LinkView>();
+  private readonly streams = new Map<number, Set<MeshStream>>();
+  private readonly services = new Map<string, (stream: MeshStream) => void>();
+  private readonly ringing = new Map<string, IncomingCallView>();
+  private decider: NodeClientOptions['decide'] = async () => 'ask';
+  private readonly listeners: { [K in keyof NodeClientEvents]: Set<NodeClientEvents[K]> } = {
+    status: new Set(),
+    link: new Set(),
+    incoming: new Set(),
+    incomingCancelled: new Set(),
+  };
+  private host: RtcHost | undefined;
+
+  constructor(private api: Remote<NodeApi>) {}
+
+  /** What push.ts, the page and the benchmarks read about the gateway session. */
+  get gateway(): { status: GatewayStatus; gatewayId: string | null; reconnectNow(): void } {
+    return {
+      status: this.state.status,
+      gatewayId: this.state.gatewayId,
+      reconnectNow: () => void this.api.reconnectNow(),
+    };
+  }
+
+  set decide(decide: NodeClientOptions['decide']) {
+    this.decider = decide;
+  }
+
+  /** Joins the node: holds this tab's lock (its sign of life), then attaches. */
+  async attach(): Promise<void> {
+    await new Promise<void>((held) => {
+      void navigator.locks.request(LOCKS.tab(this.tabId), () => {
+        held();
+        return new Promise<never>(() => {});
+      });
+    });
+    const state = await this.api.attach(this.tabId, proxy(this.events()));
+    this.onStatus(state.status);
+    for (const info of state.links) this.onLink(info);
+    for (const service of this.services.keys()) void this.api.listen(this.tabId, service);
+    if (this.host) void this.api.hostReady(this.tabId, this.host.exposed());
+    const active = () => {
+      if (document.visibilityState === 'visible') void this.api.active(this.tabId);
+    };
+    addEventListener('focus', active);
+    document.addEventListener('visibilitychange', active);
+  }
+
+  /** The node worker died and a new one runs: join it, with everything this tab had. */
+  async rebind(api: Remote<NodeApi>): Promise<void> {
+    this.api = api;
+    for (const link of this.links.values()) this.onLinkClosed(link.serial);
+    await this.attach();
+  }
+
+  on<K extends keyof NodeClientEvents>(event: K, listener: NodeClientEvents[K]): () => void {
+    this.listeners[event].add(listener);
+    return () => this.listeners[event].delete(listener);
+  }
+
+  /** This tab won the RTC host election: its peer connections serve the node. */
+  becomeHost(host: RtcHost): Promise<void> {
+    this.host = host;
+    return this.api.hostReady(this.tabId, host.exposed());
+  }
+
+  resignHost(): void {
+    this.host = undefined;
+    void this.api.resignHost(this.tabId);
+  }
+
+  setRelayOnly(on: boolean): void {
+    void this.api.setRelayOnly(on);
+  }
+
+  start(): void {
+    void this.api.start();
+  }
+
+  stop(): void {
+    void this.api.stop();
+  }
+
+  registerPush(push: PushSubscriptionJson | null): Promise<RegisterResponse> {
+    return this.api.registerPush(push);
+  }
+
+  /** The open link to a peer, if any. */
+  link(id: string): LinkView | undefined {
+    let found: LinkView | undefined;
+    for (const link of this.links.values()) if (link.id === id && link.isOpen) found = link;
+    return found;
+  }
+
+  listen(service: string, handler: (stream: MeshStream) => void): () => void {
+    this.services.set(service, handler);
+    void this.api.listen(this.tabId, service);
+    return () => {
+      if (this.services.get(service) !== handler) return;
+      this.services.delete(service);
+      void this.api.unlisten(this.tabId, service);
+    };
+  }
+
+  async connect(
+    to: string,
+    options: { signal?: AbortSignal; onProgress?: (progress: DialProgress) => void } = {},
+  ): Promise<LinkView> {
+    const info = await this.call(options.signal, (callId) =>
+      this.api.connect(callId, to, options.onProgress && proxy(options.onProgress)),
+    );
+    return this.onLink(info);
+  }
+
+  /** Opens a stream to `service` on a peer (by ID or mesh IPv6), reusing an open link. */
+  async dial(
+    to: string,
+    service: string,
+    options: StreamOptions & {
+      signal?: AbortSignal;
+      onProgress?: (progress: DialProgress) => void;
+    } = {},
+  ): Promise<MeshStream> {
+    const { signal, onProgress, ...streamOptions } = options;
+    const handle = await this.call(signal, (callId) =>
+      this.api.dial(
+        this.tabId,
+        callId,
+        to,
+        service,
+        streamOptions,
+        onProgress && proxy(onProgress),
+      ),
+    );
+    return this.adopt(handle);
+  }
+
+  pathOf(serial: number): Promise<PathInfo> {
+    return this.api.path(serial).then((path) => {
+      if (!path) throw new Error('the connection is closed');
+      return path;
+    });
+  }
+
+  closeLink(serial: number): void {
+    void this.api.closeLink(serial);
+  }
+
+  private async call<T>(
+    signal: AbortSignal | undefined,
+    run: (callId: string) => Promise<T>,
+  ): Promise<T> {
+    const callId = encodeBase64url(crypto.getRandomValues(new Uint8Array(12)));
+    const abort = () => void this.api.abort(callId);
+    signal?.addEventListener('abort', abort, { once: true });
+    try {
+      return await run(callId);
+    } catch (err) {
+      throw errorFromNode(err);
+    } finally {
+      signal?.removeEventListener('abort', abort);
+    }
+  }
+
+  private adopt(handle: StreamHandle): MeshStream {
+    const { port, snapshot, pending } = handle.channel;
+    const channel = new PortDataChannel(port, snapshot, { pending });
+    const stream = new MeshStream(handle.peer, handle.service, channel, () =>
+      this.pathOf(handle.link),
+    );
+    let set = this.streams.get(handle.link);
+    if (!set) {
+      set = new Set();
+      this.streams.set(handle.link, set);
+    }
+    set.add(stream);
+    stream.onClose(() => set.delete(stream));
+    return stream;
+  }
+
+  private events(): TabEvents {
+    return {
+      status: (status) => this.onStatus(status),
+      link: (info) => void this.onLink(info),
+      linkClosed: (serial) => this.onLinkClosed(serial),
+      incoming: (call) => this.onIncoming(call),
+      incomingCancelled: (dialId, reason) => {
+        const call = this.ringing.get(dialId);
+        this.ringing.delete(dialId);
+        if (call) for (const l of this.listeners.incomingCancelled) l(call, reason);
+      },
+      stream: (handle) => {
+        const stream = this.adopt(handle);
+        const handler = this.services.get(handle.service);
+        if (handler) handler(stream);
+        else stream.close();
+      },
+      decide: (caller, dialId) => this.decider(caller, dialId),
+    };
+  }
+
+  private onStatus(status: NodeStatus): void {
+    this.state = status;
+    for (const l of this.listeners.status) l(status.status, status.detail);
+  }
+
+  private onLink(info: LinkInfo): LinkView {
+    const existing = this.links.get(info.serial);
+    if (existing) return existing;
+    const view = new LinkView(this, info.serial, info.peer, info.direction);
+    this.links.set(info.serial, view);
+    for (const l of this.listeners.link) l(view);
+    return view;
+  }
+
+  private onLinkClosed(serial: number): void {
+    const view = this.links.get(serial);
+    this.links.delete(serial);
+    // Streams on a link die with it, even when their ports cannot say so (a host that crashed).
+    for (const stream of this.streams.get(serial) ?? []) stream.close();
+    this.streams.delete(serial);
+    view?.ended();
+  }
+
+  private onIncoming(info: CallInfo): void {
+    const call: IncomingCallView = {
+      dialId: info.dialId,
+      from: info.from,
+      accept: async () => {
+        this.ringing.delete(info.dialId);
+        return this.onLink(
+          await this.api.answer(info.dialId).catch((e: unknown) => {
+            throw errorFromNode(e);
+          }),
+        );
+      },
+      decline: () => {
+        this.ringing.delete(info.dialId);
+        void this.api.decline(info.dialId);
+      },
+    };
+    this.ringing.set(info.dialId, call);
+    for (const l of this.listeners.incoming) l(call);
+  }
+}

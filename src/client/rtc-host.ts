@@ -1,0 +1,198 @@
+/**
+ * The RTC host (DESIGN §6): the one tab, elected with a Web Lock, that makes the node's
+ * peer connections on the node worker's orders. Every data channel goes to this tab's
+ * channel worker in the task that creates it, before anything is sent on it; the worker
+ * serves it on two ports that travel on to the node worker (and from there to any tab).
+ */
+import { proxy, transfer } from 'comlink';
+import type { PeerConfig, PeerEvents, RtcHostApi, StatRecord } from '../browser/rtc-host-api.ts';
+import type { CandidateInit, DataChannelOptions, SessionDescription } from '../core/node/rtc.ts';
+
+export class RtcHost implements RtcHostApi {
+  private readonly pcs = new Map<number, RTCPeerConnection>();
+  private readonly channelWorker = new Worker(
+    new URL('../channel-worker/channel-worker.ts', import.meta.url),
+    { type: 'module', name: 'rtcmesh-channels' },
+  );
+
+  constructor(private readonly certificate: RTCCertificate) {}
+
+  /** This object as comlink should expose it (methods only, by reference). */
+  exposed(): RtcHostApi {
+    return proxy(this);
+  }
+
+  createPeerConnection(pcId: number, config: PeerConfig, events: PeerEvents): void {
+    const pc = new RTCPeerConnection({
+      iceServers: config.iceServers,
+      iceTransportPolicy: config.iceTransportPolicy ?? 'all',
+      certificates: [this.certificate],
+    });
+    this.pcs.set(pcId, pc);
+    pc.addEventListener('icecandidate', (ev) =>
+      events.icecandidate(ev.candidate?.toJSON() ?? null),
+    );
+    const state = () => {
+      events.state(pc.connectionState, pc.iceGatheringState);
+      if (pc.connectionState === 'closed') this.pcs.delete(pcId);
+    };
+    pc.addEventListener('connectionstatechange', state);
+    pc.addEventListener('icegatheringstatechange', state);
+    pc.addEventListener('datachannel', (ev) => {
+      const data = new MessageChannel();
+      const status = new MessageChannel();
+      const snapshot = snapshotOf(ev.channel);
+      this.bridge(ev.channel, data.port1, status.port1);
+      events.datachannel(
+        transfer({ snapshot, data: data.port2, status: status.port2 }, [data.port2, status.port2]),
+      );
+    });
+  }
+
+  createDataChannel(
+    pcId: number,
+    label: string,
+    init: DataChannelOptions,
+    ports: { data: MessagePort; status: MessagePort },
+  ): void {
+    const pc = this.pcs.get(pcId);
+    if (!pc) {
+      // The connection is gone: say so on the ports, as a closed channel would.
+      ports.data.postMessage({ c: 'close' });
+      ports.status.postMessage({ c: 'close' });
+      return;
+    }
+    this.bridge(pc.createDataChannel(label, init), ports.data, ports.status);
+  }
+
+  async setLocalDescription(
+    pcId: number,
+    description?: SessionDescription,
+  ): Promise<SessionDescription | null> {
+    const pc = this.pc(pcId);
+    await pc.setLocalDescription(description as RTCLocalSessionDescriptionInit | undefined);
+    return plain(pc.localDescription);
+  }
+
+  async setRemoteDescription(
+    pcId: number,
+    description: SessionDescription,
+  ): Promise<SessionDescription | null> {
+    const pc = this.pc(pcId);
+    await pc.setRemoteDescription(description as RTCSessionDescriptionInit);
+    return plain(pc.remoteDescription);
+  }
+
+  async addIceCandidate(pcId: number, candidate: CandidateInit): Promise<void> {
+    await this.pc(pcId).addIceCandidate(candidate);
+  }
+
+  async getStats(pcId: number): Promise<StatRecord[]> {
+    const report = await this.pc(pcId).getStats();
+    return [...report.values()].map((s: StatRecord) => ({ ...s }));
+  }
+
+  close(pcId: number): void {
+    this.pcs.get(pcId)?.close();
+    this.pcs.delete(pcId);
+  }
+
+  /**
+   * Closes every connection and the channel worker: the tab is going away or freezing, and
+   * a peer often never notices a vanished host's channels (DESIGN §6).
+   */
+  shutdown(): void {
+    for (const pc of this.pcs.values()) pc.close();
+    this.pcs.clear();
+    this.channelWorker.terminate();
+  }
+
+  private pc(pcId: number): RTCPeerConnection {
+    const pc = this.pcs.get(pcId);
+    if (!pc) throw new Error(`no peer connection ${pcId} in the host tab`);
+    return pc;
+  }
+
+  /** Moves the channel to the channel worker now: later, or after a send, it could not move. */
+  private bridge(channel: RTCDataChannel, data: MessagePort, status: MessagePort): void {
+    this.channelWorker.postMessage({ channel, data, status }, [
+      channel as unknown as Transferable,
+      data,
+      status,
+    ]);
+  }
+}
+
+function snapshotOf(channel: RTCDataChannel) {
+  return {
+    label: channel.label,
+    ordered: channel.ordered,
+    maxRetransmits: channel.maxRetransmits,
+    maxPacketLifeTime: channel.maxPacketLifeTime,
+    readyState: channel.readyState,
+  };
+}
+
+function plain(description: RTCSessionDescription | null): SessionDescription | null {
+  return description ? { type: description.type, sdp: description.sdp } : null;
+}
+
+/** The part of NodeClient the host election drives. */
+interface HostedNode {
+  becomeHost(host: RtcHost): Promise<void>;
+  resignHost(): void;
+}
+
+/**
+ * Takes part in the RTC host election (DESIGN §6): the tab granted the lock hosts until it
+ * goes away or freezes. A frozen tab would keep the lock while everything it hosts stalls,
+ * so it resigns on `freeze` and stands again on `resume`; a closing tab closes its
+ * connections first, so peers learn at once instead of by timeout.
+ */
+export function electRtcHost(
+  node: HostedNode,
+  certificate: RTCCertificate,
+  lock: string,
+  onRole: (hosting: boolean) => void = () => {},
+): void {
+  let release: (() => void) | undefined;
+  let waiting: AbortController | undefined;
+  let standing = false;
+  const stand = () => {
+    if (standing) return;
+    standing = true;
+    waiting = new AbortController();
+    navigator.locks
+      .request(lock, { signal: waiting.signal }, async () => {
+        waiting = undefined;
+        const host = new RtcHost(certificate);
+        const done = new Promise<void>((r) => {
+          release = r;
+        });
+        await node.becomeHost(host);
+        onRole(true);
+        await done;
+        release = undefined;
+        host.shutdown();
+        onRole(false);
+      })
+      .catch(() => undefined); // stepped down before the lock came
+  };
+  const stepDown = () => {
+    if (!standing) return;
+    standing = false;
+    waiting?.abort();
+    waiting = undefined;
+    if (release) {
+      node.resignHost();
+      release();
+    }
+  };
+  addEventListener('freeze', stepDown);
+  addEventListener('pagehide', stepDown);
+  addEventListener('resume', stand);
+  addEventListener('pageshow', (ev: PageTransitionEvent) => {
+    if (ev.persisted) stand();
+  });
+  stand();
+}
