@@ -170,6 +170,40 @@ test('an incoming call is announced in one tab, not in three', async ({ browser,
   await b.context.close();
 });
 
+test('the tab that started the node worker crashes: the other tabs start a new one and carry on', async ({
+  browser,
+  gateway,
+}) => {
+  const a = await device(browser, gateway.url, 3);
+  const b = await device(browser, gateway.url, 1, { acceptEveryone: true });
+  const bPage = b.pages[0] as Page;
+  for (const page of [...a.pages, bPage])
+    await expect(page.getByTestId('status')).toHaveText('connected');
+  // The first tab started the worker; the worker lives in its process and dies with it.
+  const [starter, ...others] = a.pages as [Page, Page, Page];
+  const restarted: string[] = [];
+  for (const page of others)
+    page.on('console', (m) => {
+      if (m.text().includes('node worker is gone')) restarted.push(m.text());
+    });
+  const cdp = await a.context.newCDPSession(starter);
+  const crashed = starter.waitForEvent('crash');
+  void cdp.send('Page.crash').catch(() => undefined); // answered late, if ever: the page is gone
+  await crashed;
+  await expect.poll(() => restarted.length).toBeGreaterThan(0);
+  for (const page of others) await expect(page.getByTestId('status')).toHaveText('connected');
+  await hostTab(others);
+  const [dialer, other] = others;
+  await dial(dialer, b.id);
+  await chat(dialer, b.id, bPage, 'after the crash');
+  await chat(bPage, a.id, dialer, 'after the crash, back');
+  await dial(other, b.id);
+  await chat(other, b.id, bPage, 'from the other tab');
+  await expect.poll(() => sessions(gateway)).toBe(2);
+  await a.context.close();
+  await b.context.close();
+});
+
 test('without SharedWorker the node runs in one tab; another says so and "Use here" moves it', async ({
   browser,
   gateway,

@@ -29,22 +29,22 @@ export interface PeerEvents {
 }
 
 export interface RtcHostApi {
-  createPeerConnection(pcId: number, config: PeerConfig, events: PeerEvents): void;
+  createPeerConnection(pcId: string, config: PeerConfig, events: PeerEvents): void;
   createDataChannel(
-    pcId: number,
+    pcId: string,
     label: string,
     init: DataChannelOptions,
     ports: { data: MessagePort; status: MessagePort },
   ): void;
   setLocalDescription(
-    pcId: number,
+    pcId: string,
     description?: SessionDescription,
   ): Promise<SessionDescription | null>;
   setRemoteDescription(
-    pcId: number,
+    pcId: string,
     description: SessionDescription,
   ): Promise<SessionDescription | null>;
-  addIceCandidate(pcId: number, candidate: CandidateInit): Promise<void>;
-  getStats(pcId: number): Promise<StatRecord[]>;
-  close(pcId: number): void;
+  addIceCandidate(pcId: string, candidate: CandidateInit): Promise<void>;
+  getStats(pcId: string): Promise<StatRecord[]>;
+  close(pcId: string): void;
 }

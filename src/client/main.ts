@@ -143,11 +143,21 @@ function wireNode(node: NodeClient): void {
   (globalThis as { rtcmesh?: { node: NodeClient } }).rtcmesh = { node };
 }
 
-/** Tabs learn that the node worker died through its lock, and join a new one. */
-function watchNodeWorker(node: NodeClient): void {
+/**
+ * Tabs learn that the node worker died (it dies with the tab that started it, if that tab
+ * crashes) through a lock it holds, and join a new one.
+ */
+function watchNodeWorker(node: NodeClient, certificate: NodeCertificate): void {
   void navigator.locks.request(LOCKS.worker, () => {
-    // Granted: the worker is gone. Let go at once, so the new worker can hold it.
-    queueMicrotask(() => void node.rebind(connectToNodeWorker()).then(() => watchNodeWorker(node)));
+    // Granted: the worker is gone. Let go at once (return), so the new worker can hold it.
+    queueMicrotask(async () => {
+      console.info('rtcmesh: the node worker is gone; starting a new one');
+      const api = connectToNodeWorker();
+      await api.useCertificate(certificate.fingerprints, certificate.expires);
+      await node.rebind(api);
+      node.setRelayOnly(relayOnly());
+      watchNodeWorker(node, certificate);
+    });
   });
 }
 
@@ -172,7 +182,7 @@ function holdNodeInTab(node: NodeClient, certificate: NodeCertificate): void {
         elsewhere.hidden = true;
         host = new RtcHost(certificate.certificate);
         node.start();
-        await node.becomeHost(host);
+        node.becomeHost(host);
         await new Promise(() => {}); // hold the lock while this tab runs the node
       })
       .catch(() => {
@@ -245,7 +255,7 @@ async function start(): Promise<void> {
     electRtcHost(node, certificate.certificate, LOCKS.rtcHost, (hosting) => {
       document.body.dataset.rtcHost = String(hosting);
     });
-    watchNodeWorker(node);
+    watchNodeWorker(node, certificate);
   } else {
     holdNodeInTab(node, certificate);
   }

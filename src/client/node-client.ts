@@ -105,6 +105,8 @@ export class NodeClient {
     incomingCancelled: new Set(),
   };
   private host: RtcHost | undefined;
+  private watchingActivity = false;
+  private tabLock: Promise<void> | undefined;
 
   constructor(private api: Remote<NodeApi>) {}
 
@@ -123,17 +125,20 @@ export class NodeClient {
 
   /** Joins the node: holds this tab's lock (its sign of life), then attaches. */
   async attach(): Promise<void> {
-    await new Promise<void>((held) => {
+    this.tabLock ??= new Promise<void>((held) => {
       void navigator.locks.request(LOCKS.tab(this.tabId), () => {
         held();
         return new Promise<never>(() => {});
       });
     });
+    await this.tabLock;
     const state = await this.api.attach(this.tabId, proxy(this.events()));
     this.onStatus(state.status);
     for (const info of state.links) this.onLink(info);
     for (const service of this.services.keys()) void this.api.listen(this.tabId, service);
     if (this.host) void this.api.hostReady(this.tabId, this.host.exposed());
+    if (this.watchingActivity) return;
+    this.watchingActivity = true;
     const active = () => {
       if (document.visibilityState === 'visible') void this.api.active(this.tabId);
     };
@@ -143,8 +148,11 @@ export class NodeClient {
 
   /** The node worker died and a new one runs: join it, with everything this tab had. */
   async rebind(api: Remote<NodeApi>): Promise<void> {
+    // The connections this tab hosted served the dead worker: the new one makes its own.
+    // (Before the switch: from then on a host offered goes to the new worker.)
+    this.host?.reset();
     this.api = api;
-    for (const link of this.links.values()) this.onLinkClosed(link.serial);
+    for (const link of [...this.links.values()]) this.onLinkClosed(link.serial);
     await this.attach();
   }
 
@@ -154,9 +162,10 @@ export class NodeClient {
   }
 
   /** This tab won the RTC host election: its peer connections serve the node. */
-  becomeHost(host: RtcHost): Promise<void> {
+  becomeHost(host: RtcHost): void {
     this.host = host;
-    return this.api.hostReady(this.tabId, host.exposed());
+    // Not awaited: a worker that just died never answers, and `rebind` offers the host again.
+    void this.api.hostReady(this.tabId, host.exposed());
   }
 
   resignHost(): void {

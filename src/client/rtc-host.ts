@@ -9,7 +9,7 @@ import type { PeerConfig, PeerEvents, RtcHostApi, StatRecord } from '../browser/
 import type { CandidateInit, DataChannelOptions, SessionDescription } from '../core/node/rtc.ts';
 
 export class RtcHost implements RtcHostApi {
-  private readonly pcs = new Map<number, RTCPeerConnection>();
+  private readonly pcs = new Map<string, RTCPeerConnection>();
   private readonly channelWorker = new Worker(
     new URL('../channel-worker/channel-worker.ts', import.meta.url),
     { type: 'module', name: 'rtcmesh-channels' },
@@ -22,7 +22,7 @@ export class RtcHost implements RtcHostApi {
     return proxy(this);
   }
 
-  createPeerConnection(pcId: number, config: PeerConfig, events: PeerEvents): void {
+  createPeerConnection(pcId: string, config: PeerConfig, events: PeerEvents): void {
     const pc = new RTCPeerConnection({
       iceServers: config.iceServers,
       iceTransportPolicy: config.iceTransportPolicy ?? 'all',
@@ -50,7 +50,7 @@ export class RtcHost implements RtcHostApi {
   }
 
   createDataChannel(
-    pcId: number,
+    pcId: string,
     label: string,
     init: DataChannelOptions,
     ports: { data: MessagePort; status: MessagePort },
@@ -66,7 +66,7 @@ export class RtcHost implements RtcHostApi {
   }
 
   async setLocalDescription(
-    pcId: number,
+    pcId: string,
     description?: SessionDescription,
   ): Promise<SessionDescription | null> {
     const pc = this.pc(pcId);
@@ -75,7 +75,7 @@ export class RtcHost implements RtcHostApi {
   }
 
   async setRemoteDescription(
-    pcId: number,
+    pcId: string,
     description: SessionDescription,
   ): Promise<SessionDescription | null> {
     const pc = this.pc(pcId);
@@ -83,18 +83,24 @@ export class RtcHost implements RtcHostApi {
     return plain(pc.remoteDescription);
   }
 
-  async addIceCandidate(pcId: number, candidate: CandidateInit): Promise<void> {
+  async addIceCandidate(pcId: string, candidate: CandidateInit): Promise<void> {
     await this.pc(pcId).addIceCandidate(candidate);
   }
 
-  async getStats(pcId: number): Promise<StatRecord[]> {
+  async getStats(pcId: string): Promise<StatRecord[]> {
     const report = await this.pc(pcId).getStats();
     return [...report.values()].map((s: StatRecord) => ({ ...s }));
   }
 
-  close(pcId: number): void {
+  close(pcId: string): void {
     this.pcs.get(pcId)?.close();
     this.pcs.delete(pcId);
+  }
+
+  /** Closes every connection: they served a node worker that is gone. */
+  reset(): void {
+    for (const pc of this.pcs.values()) pc.close();
+    this.pcs.clear();
   }
 
   /**
@@ -107,7 +113,7 @@ export class RtcHost implements RtcHostApi {
     this.channelWorker.terminate();
   }
 
-  private pc(pcId: number): RTCPeerConnection {
+  private pc(pcId: string): RTCPeerConnection {
     const pc = this.pcs.get(pcId);
     if (!pc) throw new Error(`no peer connection ${pcId} in the host tab`);
     return pc;
@@ -139,7 +145,7 @@ function plain(description: RTCSessionDescription | null): SessionDescription | 
 
 /** The part of NodeClient the host election drives. */
 interface HostedNode {
-  becomeHost(host: RtcHost): Promise<void>;
+  becomeHost(host: RtcHost): void;
   resignHost(): void;
 }
 
@@ -169,7 +175,7 @@ export function electRtcHost(
         const done = new Promise<void>((r) => {
           release = r;
         });
-        await node.becomeHost(host);
+        node.becomeHost(host);
         onRole(true);
         await done;
         release = undefined;

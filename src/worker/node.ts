@@ -115,6 +115,7 @@ export class BrowserNode implements NodeApi, RtcPlatform {
   }
 
   hostReady(tabId: string, host: RtcHostApi): void {
+    if (this.host?.tabId === tabId) return; // offered again by a tab that re-attached
     this.replaceHost(new RemoteRtcHost(tabId, host as unknown as Remote<RtcHostApi>));
   }
 

@@ -33,7 +33,7 @@ class RemotePeerConnection implements PeerConnectionLike {
 
   constructor(
     private readonly host: Remote<RtcHostApi>,
-    private readonly pcId: number,
+    private readonly pcId: string,
     config: PeerConfig,
     private readonly gone: (pc: RemotePeerConnection) => void,
   ) {
@@ -108,10 +108,11 @@ class RemotePeerConnection implements PeerConnectionLike {
     for (const channel of this.channels) channel.lost();
   }
 
-  /** The host tab is gone, and this connection with it. */
+  /** The host tab is gone, and this connection with it (closed there too, if it still runs). */
   lost(): void {
     if (this.connectionState === 'closed') return;
     this.connectionState = 'closed';
+    void this.host.close(this.pcId);
     for (const channel of this.channels) channel.lost();
     this.emit('connectionstatechange', {});
   }
@@ -142,6 +143,8 @@ class RemotePeerConnection implements PeerConnectionLike {
 
 /** One host tab's connections, as seen from the node worker. */
 export class RemoteRtcHost implements RtcPlatform {
+  /** Connection IDs: unique even across node workers, which may share one host tab in turn. */
+  private readonly idPrefix = Math.random().toString(36).slice(2);
   private nextId = 1;
   private readonly connections = new Set<RemotePeerConnection>();
 
@@ -151,8 +154,11 @@ export class RemoteRtcHost implements RtcPlatform {
   ) {}
 
   createPeerConnection(config: PeerConfig): PeerConnectionLike {
-    const pc = new RemotePeerConnection(this.host, this.nextId++, config, (closed) =>
-      this.connections.delete(closed),
+    const pc = new RemotePeerConnection(
+      this.host,
+      `${this.idPrefix}-${this.nextId++}`,
+      config,
+      (closed) => this.connections.delete(closed),
     );
     this.connections.add(pc);
     return pc;
