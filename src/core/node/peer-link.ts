@@ -46,7 +46,9 @@ export class PeerLink {
       if (ev.channel.readyState === 'open') opened();
       else ev.channel.addEventListener('open', opened);
     });
-    this.armIdle();
+    // Idle counts from the moment the link opens: a slow connect is not an idle link.
+    if (control.readyState === 'open') this.armIdle();
+    else control.addEventListener('open', () => this.armIdle());
   }
 
   get id(): NodeId {
