@@ -194,9 +194,10 @@ export function electRtcHost(
       release();
     }
   };
-  addEventListener('freeze', stepDown);
+  // Page Lifecycle: freeze and resume fire at the document, pagehide and pageshow at the window.
+  document.addEventListener('freeze', stepDown);
+  document.addEventListener('resume', stand);
   addEventListener('pagehide', stepDown);
-  addEventListener('resume', stand);
   addEventListener('pageshow', (ev: PageTransitionEvent) => {
     if (ev.persisted) stand();
   });
