@@ -190,10 +190,24 @@ test('the tab that started the node worker crashes: the other tabs start a new o
   const crashed = starter.waitForEvent('crash');
   void cdp.send('Page.crash').catch(() => undefined); // answered late, if ever: the page is gone
   await crashed;
-  await expect.poll(() => restarted.length).toBeGreaterThan(0);
+  await expect.poll(() => restarted.length).toBe(others.length);
   for (const page of others) await expect(page.getByTestId('status')).toHaveText('connected');
   await hostTab(others);
   const [dialer, other] = others;
+  // One new worker serves both tabs, with one of them as its RTC host.
+  const inspect = (page: Page) =>
+    page.evaluate(() =>
+      (
+        window as unknown as {
+          rtcmesh: { node: { inspect(): Promise<{ hostTab: string | null; tabs: string[] }> } };
+        }
+      ).rtcmesh.node.inspect(),
+    );
+  const [seenByDialer, seenByOther] = [await inspect(dialer), await inspect(other)];
+  expect(seenByDialer.tabs.sort()).toEqual(seenByOther.tabs.sort());
+  expect(seenByDialer.tabs).toHaveLength(2);
+  expect(seenByDialer.hostTab).not.toBeNull();
+  expect(seenByDialer.hostTab).toBe(seenByOther.hostTab);
   await dial(dialer, b.id);
   await chat(dialer, b.id, bPage, 'after the crash');
   await chat(bPage, a.id, dialer, 'after the crash, back');

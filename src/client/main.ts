@@ -150,6 +150,7 @@ function wireNode(node: NodeClient): void {
 function watchNodeWorker(node: NodeClient, certificate: NodeCertificate): void {
   void navigator.locks.request(LOCKS.worker, () => {
     // Granted: the worker is gone. Let go at once (return), so the new worker can hold it.
+    node.workerLost();
     queueMicrotask(async () => {
       console.info('rtcmesh: the node worker is gone; starting a new one');
       const api = connectToNodeWorker();

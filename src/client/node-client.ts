@@ -7,6 +7,7 @@
 import { proxy, type Remote } from 'comlink';
 import { PortDataChannel } from '../browser/port-channel.ts';
 import { encodeBase64url, type VerifiedRecord } from '../core/identity/index.ts';
+import { DialError } from '../core/node/errors.ts';
 import type { GatewayStatus } from '../core/node/gateway-client.ts';
 import type { CallDecision, DialProgress } from '../core/node/mesh-node.ts';
 import type { PathInfo } from '../core/node/rtc.ts';
@@ -18,6 +19,7 @@ import {
   type LinkInfo,
   LOCKS,
   type NodeApi,
+  type NodeInspection,
   type NodeStatus,
   type StreamHandle,
   type TabEvents,
@@ -108,14 +110,20 @@ export class NodeClient {
   private watchingActivity = false;
   private tabLock: Promise<void> | undefined;
 
-  constructor(private api: Remote<NodeApi>) {}
+  private api: Remote<NodeApi> | undefined;
+  private nextApi = deferred<Remote<NodeApi>>();
+  private died = deferred<never>();
+
+  constructor(api: Remote<NodeApi>) {
+    this.useApi(api);
+  }
 
   /** What push.ts, the page and the benchmarks read about the gateway session. */
   get gateway(): { status: GatewayStatus; gatewayId: string | null; reconnectNow(): void } {
     return {
       status: this.state.status,
       gatewayId: this.state.gatewayId,
-      reconnectNow: () => void this.api.reconnectNow(),
+      reconnectNow: () => this.send((api) => api.reconnectNow()),
     };
   }
 
@@ -132,15 +140,16 @@ export class NodeClient {
       });
     });
     await this.tabLock;
-    const state = await this.api.attach(this.tabId, proxy(this.events()));
+    const state = await this.ask((api) => api.attach(this.tabId, proxy(this.events())));
     this.onStatus(state.status);
     for (const info of state.links) this.onLink(info);
-    for (const service of this.services.keys()) void this.api.listen(this.tabId, service);
-    if (this.host) void this.api.hostReady(this.tabId, this.host.exposed());
+    for (const service of this.services.keys()) this.send((api) => api.listen(this.tabId, service));
+    const host = this.host;
+    if (host) this.send((api) => api.hostReady(this.tabId, host.exposed()));
     if (this.watchingActivity) return;
     this.watchingActivity = true;
     const active = () => {
-      if (document.visibilityState === 'visible') void this.api.active(this.tabId);
+      if (document.visibilityState === 'visible') this.send((api) => api.active(this.tabId));
     };
     addEventListener('focus', active);
     document.addEventListener('visibilitychange', active);
@@ -151,9 +160,44 @@ export class NodeClient {
     // The connections this tab hosted served the dead worker: the new one makes its own.
     // (Before the switch: from then on a host offered goes to the new worker.)
     this.host?.reset();
-    this.api = api;
     for (const link of [...this.links.values()]) this.onLinkClosed(link.serial);
+    this.useApi(api);
     await this.attach();
+  }
+
+  /**
+   * The node worker died: calls made from now on wait for the next one, calls in flight
+   * fail (a dead port never answers), and the page stops saying "connected".
+   */
+  workerLost(): void {
+    if (!this.api) return;
+    this.api = undefined;
+    this.nextApi = deferred<Remote<NodeApi>>();
+    this.died.reject(new DialError('not-connected', 'the node stopped; it is starting again'));
+    this.died = deferred<never>();
+    this.onStatus({
+      status: 'reconnecting',
+      detail: 'the node worker stopped; starting a new one',
+      gatewayId: null,
+    });
+  }
+
+  private useApi(api: Remote<NodeApi>): void {
+    this.api = api;
+    this.nextApi.resolve(api);
+  }
+
+  /** A call whose answer matters: waits for a live worker, fails if that worker dies. */
+  private async ask<T>(call: (api: Remote<NodeApi>) => Promise<T>): Promise<T> {
+    const api = this.api ?? (await this.nextApi.promise);
+    return Promise.race([call(api), this.died.promise]);
+  }
+
+  /** A notice: sent now, or to the next worker if this one is gone. */
+  private send(call: (api: Remote<NodeApi>) => unknown): void {
+    const api = this.api;
+    if (api) void Promise.resolve(call(api)).catch(() => undefined);
+    else void this.nextApi.promise.then(call).catch(() => undefined);
   }
 
   on<K extends keyof NodeClientEvents>(event: K, listener: NodeClientEvents[K]): () => void {
@@ -165,28 +209,33 @@ export class NodeClient {
   becomeHost(host: RtcHost): void {
     this.host = host;
     // Not awaited: a worker that just died never answers, and `rebind` offers the host again.
-    void this.api.hostReady(this.tabId, host.exposed());
+    this.send((api) => api.hostReady(this.tabId, host.exposed()));
   }
 
   resignHost(): void {
     this.host = undefined;
-    void this.api.resignHost(this.tabId);
+    this.send((api) => api.resignHost(this.tabId));
   }
 
   setRelayOnly(on: boolean): void {
-    void this.api.setRelayOnly(on);
+    this.send((api) => api.setRelayOnly(on));
   }
 
   start(): void {
-    void this.api.start();
+    this.send((api) => api.start());
   }
 
   stop(): void {
-    void this.api.stop();
+    this.send((api) => api.stop());
+  }
+
+  /** What the node is doing (for the console): its host tab, tabs, links. */
+  inspect(): Promise<NodeInspection & { tab: string }> {
+    return this.ask((api) => api.inspect()).then((state) => ({ ...state, tab: this.tabId }));
   }
 
   registerPush(push: PushSubscriptionJson | null): Promise<RegisterResponse> {
-    return this.api.registerPush(push);
+    return this.ask((api) => api.registerPush(push));
   }
 
   /** The open link to a peer, if any. */
@@ -198,11 +247,11 @@ export class NodeClient {
 
   listen(service: string, handler: (stream: MeshStream) => void): () => void {
     this.services.set(service, handler);
-    void this.api.listen(this.tabId, service);
+    this.send((api) => api.listen(this.tabId, service));
     return () => {
       if (this.services.get(service) !== handler) return;
       this.services.delete(service);
-      void this.api.unlisten(this.tabId, service);
+      this.send((api) => api.unlisten(this.tabId, service));
     };
   }
 
@@ -211,7 +260,7 @@ export class NodeClient {
     options: { signal?: AbortSignal; onProgress?: (progress: DialProgress) => void } = {},
   ): Promise<LinkView> {
     const info = await this.call(options.signal, (callId) =>
-      this.api.connect(callId, to, options.onProgress && proxy(options.onProgress)),
+      this.ask((api) => api.connect(callId, to, options.onProgress && proxy(options.onProgress))),
     );
     return this.onLink(info);
   }
@@ -227,27 +276,22 @@ export class NodeClient {
   ): Promise<MeshStream> {
     const { signal, onProgress, ...streamOptions } = options;
     const handle = await this.call(signal, (callId) =>
-      this.api.dial(
-        this.tabId,
-        callId,
-        to,
-        service,
-        streamOptions,
-        onProgress && proxy(onProgress),
+      this.ask((api) =>
+        api.dial(this.tabId, callId, to, service, streamOptions, onProgress && proxy(onProgress)),
       ),
     );
     return this.adopt(handle);
   }
 
   pathOf(serial: number): Promise<PathInfo> {
-    return this.api.path(serial).then((path) => {
+    return this.ask((api) => api.path(serial)).then((path) => {
       if (!path) throw new Error('the connection is closed');
       return path;
     });
   }
 
   closeLink(serial: number): void {
-    void this.api.closeLink(serial);
+    this.send((api) => api.closeLink(serial));
   }
 
   private async call<T>(
@@ -255,7 +299,7 @@ export class NodeClient {
     run: (callId: string) => Promise<T>,
   ): Promise<T> {
     const callId = encodeBase64url(crypto.getRandomValues(new Uint8Array(12)));
-    const abort = () => void this.api.abort(callId);
+    const abort = () => this.send((api) => api.abort(callId));
     signal?.addEventListener('abort', abort, { once: true });
     try {
       return await run(callId);
@@ -333,17 +377,34 @@ export class NodeClient {
       accept: async () => {
         this.ringing.delete(info.dialId);
         return this.onLink(
-          await this.api.answer(info.dialId).catch((e: unknown) => {
+          await this.ask((api) => api.answer(info.dialId)).catch((e: unknown) => {
             throw errorFromNode(e);
           }),
         );
       },
       decline: () => {
         this.ringing.delete(info.dialId);
-        void this.api.decline(info.dialId);
+        this.send((api) => api.decline(info.dialId));
       },
     };
     this.ringing.set(info.dialId, call);
     for (const l of this.listeners.incoming) l(call);
   }
+}
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve: (value: T) => void;
+  reject: (reason: unknown) => void;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (reason: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => undefined); // nobody may be waiting when it fails
+  return { promise, resolve, reject };
 }

@@ -61,6 +61,16 @@ export interface TabState {
   links: LinkInfo[];
 }
 
+/** What the node is doing, for the console (`await rtcmesh.node.inspect()`) and tests. */
+export interface NodeInspection {
+  status: NodeStatus;
+  hostTab: string | null;
+  gatewayStarted: boolean;
+  tabs: string[];
+  links: { peer: string; open: boolean; streams: number }[];
+  handedStreams: number;
+}
+
 export interface NodeApi {
   /** This device's node identity, made on first use. */
   identity(): Promise<IdentitySummary>;
@@ -96,6 +106,7 @@ export interface NodeApi {
   closeLink(serial: number): void;
   path(serial: number): Promise<PathInfo | null>;
   registerPush(push: PushSubscriptionJson | null): Promise<RegisterResponse>;
+  inspect(): Promise<NodeInspection>;
 }
 
 /** Names of the Web Locks tabs and the worker coordinate with. */

@@ -28,6 +28,7 @@ import type {
   IdentitySummary,
   LinkInfo,
   NodeApi,
+  NodeInspection,
   NodeStatus,
   StreamHandle,
   TabEvents,
@@ -53,6 +54,7 @@ export class BrowserNode implements NodeApi, RtcPlatform {
   private fingerprints: string[] = [];
   private certificateExpires: number | null = null;
   private mesh: MeshNode | undefined;
+  private meshMade: Promise<void> | undefined;
   private host: RemoteRtcHost | undefined;
   private relayOnly = false;
   private wanted = true;
@@ -88,7 +90,11 @@ export class BrowserNode implements NodeApi, RtcPlatform {
     this.certificateExpires = expires;
     const summary = await this.identity();
     await saveIdentitySummary(summary);
-    if (!this.mesh) this.mesh = this.makeNode(await this.loadIdentity());
+    // Every tab (and every new worker's first tabs, at once) offers the certificate: one node.
+    this.meshMade ??= this.loadIdentity().then((identity) => {
+      this.mesh = this.makeNode(identity);
+    });
+    await this.meshMade;
     return summary;
   }
 
@@ -206,6 +212,21 @@ export class BrowserNode implements NodeApi, RtcPlatform {
   async path(serial: number): Promise<PathInfo | null> {
     const link = this.linksBySerial.get(serial);
     return link?.isOpen ? link.path() : null;
+  }
+
+  async inspect(): Promise<NodeInspection> {
+    return {
+      status: this.status,
+      hostTab: this.host?.tabId ?? null,
+      gatewayStarted: this.started,
+      tabs: (await this.liveTabs()).map((t) => t.id),
+      links: (this.mesh?.allLinks() ?? []).map((l) => ({
+        peer: l.id,
+        open: l.isOpen,
+        streams: l.streamCount,
+      })),
+      handedStreams: this.handed.size,
+    };
   }
 
   registerPush(push: PushSubscriptionJson | null): Promise<RegisterResponse> {
