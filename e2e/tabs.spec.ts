@@ -6,6 +6,7 @@ import type { Browser, BrowserContext, Page } from '@playwright/test';
 import { expect, openApp, test } from './fixtures.ts';
 import { PERMISSIONS } from './support/browser.ts';
 import type { GatewayProcess } from './support/gateway-process.ts';
+import { RawChromium } from './support/raw-chromium.ts';
 
 // Several tabs and two devices per test: more steps than most specs.
 test.describe.configure({ timeout: 150_000 });
@@ -249,4 +250,62 @@ test('without SharedWorker the node runs in one tab; another says so and "Use he
   await expect.poll(() => sessions(gateway)).toBe(2);
   await a.context.close();
   await b.context.close();
+});
+
+test('a frozen host tab hands over: another tab hosts, dials and streams, and the frozen tab rejoins on resume', async ({
+  gateway,
+}) => {
+  // Playwright never freezes its pages (DESIGN §7): this test drives Chromium over raw CDP.
+  const chromium = await RawChromium.launch();
+  try {
+    const origin = new URL(gateway.url).origin;
+    const deviceA = await chromium.newContext(origin);
+    const deviceB = await chromium.newContext(origin);
+    const [first, second] = [
+      await chromium.open(deviceA, gateway.url),
+      await chromium.open(deviceA, gateway.url),
+    ];
+    const b = await chromium.open(deviceB, gateway.url);
+    const connected = `document.querySelector('#status')?.dataset.status === 'connected'`;
+    for (const page of [first, second, b]) await page.waitFor(connected);
+    const bId = await b.evaluate<string>(`document.querySelector('#node-id').textContent`);
+    await b.evaluate(`(globalThis.echoed = 0, globalThis.rtcmesh.node.listen('echo', async (s) => {
+      for await (const m of s.readable) { globalThis.echoed++; await s.send(m); }
+    }), true)`);
+    await b.evaluate(`localStorage.setItem('rtcmesh:accept-policy', 'everyone')`);
+    const isHost = `document.body.dataset.rtcHost === 'true'`;
+    await expect
+      .poll(async () => [
+        await first.evaluate<boolean>(isHost),
+        await second.evaluate<boolean>(isHost),
+      ])
+      .toContain(true);
+    const [host, other] = (await first.evaluate<boolean>(isHost))
+      ? [first, second]
+      : [second, first];
+
+    await host.setLifecycle('frozen');
+    // The frozen host gave up its role on `freeze`: the other tab hosts and connects.
+    await other.waitFor(isHost, 10_000);
+    await other.waitFor(connected, 10_000);
+    const echo = `(async () => {
+      const stream = await globalThis.rtcmesh.node.dial(${JSON.stringify(bId)}, 'echo');
+      await stream.send('ping while the other tab is frozen');
+      const reader = stream.readable.getReader();
+      const { value } = await reader.read();
+      stream.close();
+      return value;
+    })()`;
+    expect(await other.evaluate<string>(echo)).toBe('ping while the other tab is frozen');
+
+    // Resumed, the old host stands again behind the new one and uses the node as before.
+    await host.setLifecycle('active');
+    await host.waitFor(connected, 10_000);
+    expect(await host.evaluate<boolean>(isHost)).toBe(false);
+    expect(
+      await host.evaluate<string>(echo.replace('while the other tab is frozen', 'after resume')),
+    ).toBe('ping after resume');
+  } finally {
+    await chromium.close();
+  }
 });
