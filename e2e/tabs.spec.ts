@@ -41,6 +41,16 @@ async function device(
   return { context, pages, id };
 }
 
+/** Device A with three tabs and device B with one, all connected. */
+async function deviceWithThreeTabsAndPeer(browser: Browser, url: string, bAcceptsAll: boolean) {
+  const a = await device(browser, url, 3);
+  const b = await device(browser, url, 1, { acceptEveryone: bAcceptsAll });
+  const bPage = b.pages[0] as Page;
+  for (const page of [...a.pages, bPage])
+    await expect(page.getByTestId('status')).toHaveText('connected');
+  return { a, b, bPage };
+}
+
 async function dial(page: Page, to: string): Promise<void> {
   await page.getByTestId('dial-to').fill(to);
   await page.getByRole('button', { name: 'Dial', exact: true }).click();
@@ -100,11 +110,7 @@ test('closing the host tab: the other tabs reconnect within 5 s, dial, and the c
   browser,
   gateway,
 }) => {
-  const a = await device(browser, gateway.url, 3);
-  const b = await device(browser, gateway.url, 1, { acceptEveryone: true });
-  const bPage = b.pages[0] as Page;
-  for (const page of [...a.pages, bPage])
-    await expect(page.getByTestId('status')).toHaveText('connected');
+  const { a, b, bPage } = await deviceWithThreeTabsAndPeer(browser, gateway.url, true);
   const host = await hostTab(a.pages);
   const [chatter, dialer] = a.pages.filter((p) => p !== host) as [Page, Page];
 
@@ -146,11 +152,7 @@ test('closing the host tab: the other tabs reconnect within 5 s, dial, and the c
 });
 
 test('an incoming call is announced in one tab, not in three', async ({ browser, gateway }) => {
-  const a = await device(browser, gateway.url, 3);
-  const b = await device(browser, gateway.url, 1);
-  const bPage = b.pages[0] as Page;
-  for (const page of [...a.pages, bPage])
-    await expect(page.getByTestId('status')).toHaveText('connected');
+  const { a, b, bPage } = await deviceWithThreeTabsAndPeer(browser, gateway.url, false);
 
   await bPage.getByTestId('dial-to').fill(a.id);
   await bPage.getByRole('button', { name: 'Dial', exact: true }).click();
@@ -175,11 +177,7 @@ test('the tab that started the node worker crashes: the other tabs start a new o
   browser,
   gateway,
 }) => {
-  const a = await device(browser, gateway.url, 3);
-  const b = await device(browser, gateway.url, 1, { acceptEveryone: true });
-  const bPage = b.pages[0] as Page;
-  for (const page of [...a.pages, bPage])
-    await expect(page.getByTestId('status')).toHaveText('connected');
+  const { a, b, bPage } = await deviceWithThreeTabsAndPeer(browser, gateway.url, true);
   // The first tab started the worker; the worker lives in its process and dies with it.
   const [starter, ...others] = a.pages as [Page, Page, Page];
   const restarted: string[] = [];
