@@ -14,7 +14,7 @@ import {
   idPrefixFromMeshIp6,
   type NodeId,
   parseNodeId,
-  verifyNodeRecord,
+  RecordCache,
 } from '../../core/identity/index.ts';
 import type {
   DialErrorCode,
@@ -95,6 +95,8 @@ export class Signaling {
     private readonly findSession: (id: NodeId) => DialParty | undefined,
     private readonly limits: GatewayLimits,
     private readonly wake?: Waker,
+    /** Records already verified (a node sends the same one with every dial). */
+    private readonly records = new RecordCache(),
   ) {}
 
   get pending(): number {
@@ -126,7 +128,7 @@ export class Signaling {
       return fail('invalid', `"${msg.to}" is neither a node ID nor a mesh IPv6 address`);
     let callerName: string | undefined;
     try {
-      const verified = await verifyNodeRecord(msg.record, {
+      const verified = await this.records.verify(msg.record, {
         expectedId: caller.id,
         fingerprintsInUse: fingerprintsInSdp(msg.offer),
       });
