@@ -74,6 +74,26 @@ export function postJson(
   });
 }
 
+/**
+ * postJson with a fresh signed token per attempt, retried once when a kept-alive connection
+ * was reset: the server closes idle keep-alive connections after 5 s and a request sent on
+ * one as it closes fails (a client-side race, not a refusal). Tokens are single-use, hence a
+ * new one for the retry.
+ */
+export async function signedPost(
+  agent: Agent,
+  url: string,
+  sign: () => Promise<string>,
+  body: unknown,
+): Promise<{ status: number; body: unknown }> {
+  try {
+    return await postJson(agent, url, { authorization: await sign() }, body);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ECONNRESET') throw err;
+    return postJson(agent, url, { authorization: await sign() }, body);
+  }
+}
+
 export function keepAliveAgent(maxSockets: number): Agent {
   return new Agent({ keepAlive: true, maxSockets });
 }

@@ -13,7 +13,7 @@ import {
   errorText,
   keepAliveAgent,
   pool,
-  postJson,
+  signedPost,
   syntheticIdentity,
   syntheticRecord,
 } from './synthetic.ts';
@@ -146,12 +146,13 @@ async function connectOne(gatewayUrl: string, agent: ReturnType<typeof keepAlive
     opened.catch(() => {});
     const offer = await described;
     const record = await syntheticRecord(identity, fingerprintsInSdp(offer));
-    const headers = { authorization: await authorization(identity, gatewayUrl) };
     const started = performance.now();
-    const res = await postJson(agent, new URL('/v1/connect', gatewayUrl).href, headers, {
-      offer,
-      record,
-    });
+    const res = await signedPost(
+      agent,
+      new URL('/v1/connect', gatewayUrl).href,
+      () => authorization(identity, gatewayUrl),
+      { offer, record },
+    );
     if (res.status !== 200) throw new Error(`connect ${errorText(res.status, res.body)}`);
     pc.setRemoteDescription((res.body as { answer: string }).answer, 'answer');
     await opened;
