@@ -295,12 +295,16 @@ try {
   console.log(
     `associations: ${int(connOk)}/${int(ASSOCIATIONS)} open in ${connSeconds.toFixed(1)} s = ${conns.perS.toFixed(0)}/s, POST /v1/connect → ctl open p50 ${ms(conns.p50)} p95 ${ms(conns.p95)} at ${WORKERS}×${CONNECT_CONCURRENCY} in flight; CPU gateway ${connCores.gateway.toFixed(2)} cores, generator ${connCores.generator.toFixed(2)}; errors: ${errorList(connErrors)}`,
   );
-  await sleep(3000);
+  await sleep(1000);
+  // What the associations cost when nothing happens but the nodes' pings.
+  const idleCpu = new CpuMeter(gatewayPid, workerPids);
+  await sleep(5000);
+  const idleCores = idleCpu.read();
   const sessions = (await metric(gateway.url, 'rtcmesh_sessions')) ?? Number.NaN;
   const rssAssoc = rssBytes(gatewayPid);
   const perAssoc = (rssAssoc - rssRegs) / Math.max(1, connOk);
   console.log(
-    `gateway reports ${int(sessions)} open sessions; RSS ${mib(rssAssoc)}: +${kib(perAssoc)} per association`,
+    `gateway reports ${int(sessions)} open sessions; RSS ${mib(rssAssoc)}: +${kib(perAssoc)} per association; idle (pings only) CPU gateway ${idleCores.gateway.toFixed(2)} cores, generator ${idleCores.generator.toFixed(2)}`,
   );
 
   // ---- dials ---------------------------------------------------------------------------
@@ -356,7 +360,7 @@ try {
     `| gateway memory per registered node | ${kib(perNode)} (RSS ${mib(rssBase)} → ${mib(rssRegs)}) | — |`,
     `| gateway memory per association | ${kib(perAssoc)} (RSS → ${mib(rssAssoc)}) | — |`,
     '',
-    `Gateway CPU (1.00 = one core): ${regs.cores.gateway.toFixed(2)} registering, ${conns.cores.gateway.toFixed(2)} connecting, ${offered.cores.gateway.toFixed(2)} at ${DIAL_RATE} dials/s, ${saturated.cores.gateway.toFixed(2)} saturating; the load generator (${WORKERS} worker processes) used ${offered.cores.generator.toFixed(2)} and ${saturated.cores.generator.toFixed(2)} in the dial phases, on the same ${cpus().length} cores. Load average ${load0.toFixed(2)} → ${load1.toFixed(2)}. All traffic comes from 127.0.0.1, so the per-address limits (and per-node dial and ctl rates, for the saturating phase) were raised: \`${LIMITS.map((l) => `--limit ${l}`).join(' ')}\`.`,
+    `Gateway CPU (1.00 = one core): ${regs.cores.gateway.toFixed(2)} registering, ${conns.cores.gateway.toFixed(2)} connecting, ${idleCores.gateway.toFixed(2)} holding ${int(connOk)} idle associations, ${offered.cores.gateway.toFixed(2)} at ${DIAL_RATE} dials/s, ${saturated.cores.gateway.toFixed(2)} saturating; the load generator (${WORKERS} worker processes) used ${offered.cores.generator.toFixed(2)} and ${saturated.cores.generator.toFixed(2)} in the dial phases, on the same ${cpus().length} cores. Load average ${load0.toFixed(2)} → ${load1.toFixed(2)}. All traffic comes from 127.0.0.1, so the per-address limits (and per-node dial and ctl rates, for the saturating phase) were raised: \`${LIMITS.map((l) => `--limit ${l}`).join(' ')}\`.`,
   ].join('\n');
   console.log(`\n${table}\n`);
   if (RECORD) record('capacity', table);
