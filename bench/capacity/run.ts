@@ -79,6 +79,15 @@ function rssBytes(pid: number): number {
   const m = /^VmRSS:\s+(\d+) kB/m.exec(status);
   return Number(m?.[1] ?? 0) * 1024;
 }
+/** UDP datagrams dropped for a full receive buffer, in this network namespace (all of ours). */
+function udpRcvbufErrors(): number {
+  const lines = readFileSync('/proc/net/snmp', 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('Udp:'));
+  const names = lines[0]?.split(/\s+/) ?? [];
+  const values = lines[1]?.split(/\s+/) ?? [];
+  return Number(values[names.indexOf('RcvbufErrors')] ?? 0);
+}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const ms = (v: number) => `${v.toFixed(1)} ms`;
 const kib = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`;
@@ -262,6 +271,7 @@ try {
     );
   const workerPids = () => workers.map((w) => w.child.pid as number);
   const connCpu = new CpuMeter(gatewayPid, workerPids);
+  const connDrops0 = udpRcvbufErrors();
   const connStart = performance.now();
   const shares = workers.map(
     (_, w) => Math.floor(ASSOCIATIONS / WORKERS) + (w < ASSOCIATIONS % WORKERS ? 1 : 0),
@@ -281,6 +291,7 @@ try {
   );
   const connSeconds = (performance.now() - connStart) / 1000;
   const connCores = connCpu.read();
+  const connDrops = udpRcvbufErrors() - connDrops0;
   const connErrors: Record<string, number> = {};
   for (const c of connected) merge(connErrors, c.errors);
   const connOk = connected.reduce((a, c) => a + c.ok, 0);
@@ -293,7 +304,7 @@ try {
     cores: connCores,
   };
   console.log(
-    `associations: ${int(connOk)}/${int(ASSOCIATIONS)} open in ${connSeconds.toFixed(1)} s = ${conns.perS.toFixed(0)}/s, POST /v1/connect → ctl open p50 ${ms(conns.p50)} p95 ${ms(conns.p95)} at ${WORKERS}×${CONNECT_CONCURRENCY} in flight; CPU gateway ${connCores.gateway.toFixed(2)} cores, generator ${connCores.generator.toFixed(2)}; errors: ${errorList(connErrors)}`,
+    `associations: ${int(connOk)}/${int(ASSOCIATIONS)} open in ${connSeconds.toFixed(1)} s = ${conns.perS.toFixed(0)}/s, POST /v1/connect → ctl open p50 ${ms(conns.p50)} p95 ${ms(conns.p95)} at ${WORKERS}×${CONNECT_CONCURRENCY} in flight; CPU gateway ${connCores.gateway.toFixed(2)} cores, generator ${connCores.generator.toFixed(2)}; UDP datagrams dropped (receive buffer full) ${int(connDrops)}; errors: ${errorList(connErrors)}`,
   );
   await sleep(1000);
   // What the associations cost when nothing happens but the nodes' pings.
@@ -310,6 +321,7 @@ try {
   // ---- dials ---------------------------------------------------------------------------
   const dialPhase = async (cmd: Omit<Extract<WorkerCommand, { cmd: 'dials' }>, 'cmd'>) => {
     const cpu = new CpuMeter(gatewayPid, workerPids);
+    const drops0 = udpRcvbufErrors();
     const replies = await Promise.all(workers.map((w) => w.ask({ cmd: 'dials', ...cmd }, 'dials')));
     const cores = cpu.read();
     const errors: Record<string, number> = {};
@@ -328,17 +340,18 @@ try {
       errors,
       cores,
       sessionsOpen: replies.reduce((a, r) => a + r.sessionsOpen, 0),
+      udpDrops: udpRcvbufErrors() - drops0,
     };
   };
   const callers = Math.floor(connOk / 2);
   const offered = await dialPhase({ rate: DIAL_RATE / WORKERS, durationMs: DIAL_SECONDS * 1000 });
   console.log(
-    `dials offered at ${DIAL_RATE}/s (${int(callers)} callers → as many callees, over ctl): ${int(offered.answered)}/${int(offered.sent)} answered = ${offered.perS.toFixed(0)}/s, dial → answer p50 ${ms(offered.p50)} p95 ${ms(offered.p95)} p99 ${ms(offered.p99)}; CPU gateway ${offered.cores.gateway.toFixed(2)} cores, generator ${offered.cores.generator.toFixed(2)}; errors: ${errorList(offered.errors)}`,
+    `dials offered at ${DIAL_RATE}/s (${int(callers)} callers → as many callees, over ctl): ${int(offered.answered)}/${int(offered.sent)} answered = ${offered.perS.toFixed(0)}/s, dial → answer p50 ${ms(offered.p50)} p95 ${ms(offered.p95)} p99 ${ms(offered.p99)}; CPU gateway ${offered.cores.gateway.toFixed(2)} cores, generator ${offered.cores.generator.toFixed(2)}; UDP datagrams dropped (receive buffer full) ${int(offered.udpDrops)}; errors: ${errorList(offered.errors)}`,
   );
   await sleep(1000);
   const saturated = await dialPhase({ outstanding: 1, durationMs: DIAL_SECONDS * 1000 });
   console.log(
-    `dials saturating (every caller keeps one dial outstanding, ${int(callers)} in flight): ${int(saturated.answered)} answered = ${saturated.perS.toFixed(0)}/s, dial → answer p50 ${ms(saturated.p50)} p95 ${ms(saturated.p95)} p99 ${ms(saturated.p99)}; CPU gateway ${saturated.cores.gateway.toFixed(2)} cores, generator ${saturated.cores.generator.toFixed(2)}; errors: ${errorList(saturated.errors)}`,
+    `dials saturating (every caller keeps one dial outstanding, ${int(callers)} in flight): ${int(saturated.answered)} answered = ${saturated.perS.toFixed(0)}/s, dial → answer p50 ${ms(saturated.p50)} p95 ${ms(saturated.p95)} p99 ${ms(saturated.p99)}; CPU gateway ${saturated.cores.gateway.toFixed(2)} cores, generator ${saturated.cores.generator.toFixed(2)}; UDP datagrams dropped (receive buffer full) ${int(saturated.udpDrops)}; errors: ${errorList(saturated.errors)}`,
   );
   const sessionsAfter = (await metric(gateway.url, 'rtcmesh_sessions')) ?? Number.NaN;
   const rssEnd = rssBytes(gatewayPid);
@@ -346,6 +359,8 @@ try {
   const load1 = loadavg()[0] ?? 0;
 
   // ---- report --------------------------------------------------------------------------
+  const perDial = (phase: { cores: { gateway: number }; perS: number }) =>
+    ms((1000 * Math.max(0, phase.cores.gateway - idleCores.gateway)) / phase.perS);
   const pass = (ok: boolean) => (ok ? 'pass' : '**miss**');
   const date = new Date().toISOString().slice(0, 10);
   const table = [
@@ -360,7 +375,7 @@ try {
     `| gateway memory per registered node | ${kib(perNode)} (RSS ${mib(rssBase)} → ${mib(rssRegs)}) | — |`,
     `| gateway memory per association | ${kib(perAssoc)} (RSS → ${mib(rssAssoc)}) | — |`,
     '',
-    `Gateway CPU (1.00 = one core): ${regs.cores.gateway.toFixed(2)} registering, ${conns.cores.gateway.toFixed(2)} connecting, ${idleCores.gateway.toFixed(2)} holding ${int(connOk)} idle associations, ${offered.cores.gateway.toFixed(2)} at ${DIAL_RATE} dials/s, ${saturated.cores.gateway.toFixed(2)} saturating; the load generator (${WORKERS} worker processes) used ${offered.cores.generator.toFixed(2)} and ${saturated.cores.generator.toFixed(2)} in the dial phases, on the same ${cpus().length} cores. Load average ${load0.toFixed(2)} → ${load1.toFixed(2)}. All traffic comes from 127.0.0.1, so the per-address limits (and per-node dial and ctl rates, for the saturating phase) were raised: \`${LIMITS.map((l) => `--limit ${l}`).join(' ')}\`.`,
+    `Gateway CPU (1.00 = one core): ${regs.cores.gateway.toFixed(2)} registering, ${conns.cores.gateway.toFixed(2)} connecting, ${idleCores.gateway.toFixed(2)} holding ${int(connOk)} idle associations, ${offered.cores.gateway.toFixed(2)} at ${DIAL_RATE} dials/s, ${saturated.cores.gateway.toFixed(2)} saturating; that is ${perDial(offered)} and ${perDial(saturated)} of gateway CPU per dial above the idle figure; the load generator (${WORKERS} worker processes) used ${offered.cores.generator.toFixed(2)} and ${saturated.cores.generator.toFixed(2)} in the dial phases, on the same ${cpus().length} cores. Load average ${load0.toFixed(2)} → ${load1.toFixed(2)}. All traffic comes from 127.0.0.1, so the per-address limits (and per-node dial and ctl rates, for the saturating phase) were raised: \`${LIMITS.map((l) => `--limit ${l}`).join(' ')}\`.`,
   ].join('\n');
   console.log(`\n${table}\n`);
   if (RECORD) record('capacity', table);
