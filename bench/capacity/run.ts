@@ -88,6 +88,16 @@ function udpRcvbufErrors(): number {
   const values = lines[1]?.split(/\s+/) ?? [];
   return Number(values[names.indexOf('RcvbufErrors')] ?? 0);
 }
+/** Datagrams dropped so far by the UDP socket bound to `port` (the gateway's ICE mux). */
+function udpSocketDrops(port: number): number {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  let drops = 0;
+  for (const line of readFileSync('/proc/net/udp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[1]?.endsWith(hex)) drops += Number(f[f.length - 1] ?? 0);
+  }
+  return drops;
+}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const ms = (v: number) => `${v.toFixed(1)} ms`;
 const kib = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`;
@@ -322,6 +332,7 @@ try {
   const dialPhase = async (cmd: Omit<Extract<WorkerCommand, { cmd: 'dials' }>, 'cmd'>) => {
     const cpu = new CpuMeter(gatewayPid, workerPids);
     const drops0 = udpRcvbufErrors();
+    const gwDrops0 = udpSocketDrops(gateway.udpPort);
     const replies = await Promise.all(workers.map((w) => w.ask({ cmd: 'dials', ...cmd }, 'dials')));
     const cores = cpu.read();
     const errors: Record<string, number> = {};
@@ -341,17 +352,18 @@ try {
       cores,
       sessionsOpen: replies.reduce((a, r) => a + r.sessionsOpen, 0),
       udpDrops: udpRcvbufErrors() - drops0,
+      gatewayDrops: udpSocketDrops(gateway.udpPort) - gwDrops0,
     };
   };
   const callers = Math.floor(connOk / 2);
   const offered = await dialPhase({ rate: DIAL_RATE / WORKERS, durationMs: DIAL_SECONDS * 1000 });
   console.log(
-    `dials offered at ${DIAL_RATE}/s (${int(callers)} callers → as many callees, over ctl): ${int(offered.answered)}/${int(offered.sent)} answered = ${offered.perS.toFixed(0)}/s, dial → answer p50 ${ms(offered.p50)} p95 ${ms(offered.p95)} p99 ${ms(offered.p99)}; CPU gateway ${offered.cores.gateway.toFixed(2)} cores, generator ${offered.cores.generator.toFixed(2)}; UDP datagrams dropped (receive buffer full) ${int(offered.udpDrops)}; errors: ${errorList(offered.errors)}`,
+    `dials offered at ${DIAL_RATE}/s (${int(callers)} callers → as many callees, over ctl): ${int(offered.answered)}/${int(offered.sent)} answered = ${offered.perS.toFixed(0)}/s, dial → answer p50 ${ms(offered.p50)} p95 ${ms(offered.p95)} p99 ${ms(offered.p99)}; CPU gateway ${offered.cores.gateway.toFixed(2)} cores, generator ${offered.cores.generator.toFixed(2)}; UDP datagrams dropped (receive buffer full) ${int(offered.udpDrops)}, ${int(offered.gatewayDrops)} of them at the gateway's socket; errors: ${errorList(offered.errors)}`,
   );
   await sleep(1000);
   const saturated = await dialPhase({ outstanding: 1, durationMs: DIAL_SECONDS * 1000 });
   console.log(
-    `dials saturating (every caller keeps one dial outstanding, ${int(callers)} in flight): ${int(saturated.answered)} answered = ${saturated.perS.toFixed(0)}/s, dial → answer p50 ${ms(saturated.p50)} p95 ${ms(saturated.p95)} p99 ${ms(saturated.p99)}; CPU gateway ${saturated.cores.gateway.toFixed(2)} cores, generator ${saturated.cores.generator.toFixed(2)}; UDP datagrams dropped (receive buffer full) ${int(saturated.udpDrops)}; errors: ${errorList(saturated.errors)}`,
+    `dials saturating (every caller keeps one dial outstanding, ${int(callers)} in flight): ${int(saturated.answered)} answered = ${saturated.perS.toFixed(0)}/s, dial → answer p50 ${ms(saturated.p50)} p95 ${ms(saturated.p95)} p99 ${ms(saturated.p99)}; CPU gateway ${saturated.cores.gateway.toFixed(2)} cores, generator ${saturated.cores.generator.toFixed(2)}; UDP datagrams dropped (receive buffer full) ${int(saturated.udpDrops)}, ${int(saturated.gatewayDrops)} of them at the gateway's socket; errors: ${errorList(saturated.errors)}`,
   );
   const sessionsAfter = (await metric(gateway.url, 'rtcmesh_sessions')) ?? Number.NaN;
   const rssEnd = rssBytes(gatewayPid);
@@ -371,6 +383,7 @@ try {
     `| registered nodes (signed POST /v1/register) | ${int(registered)} at ${int(regs.perS)}/s, p50 ${ms(regs.p50)} p95 ${ms(regs.p95)} | ${int(TARGETS.nodes)}: ${pass(registered >= TARGETS.nodes)} |`,
     `| concurrent WebRTC associations (POST /v1/connect + ctl) | ${int(sessionsAfter)} open (${int(connOk)} made at ${conns.perS.toFixed(0)}/s, connect → ctl open p50 ${ms(conns.p50)} p95 ${ms(conns.p95)}) | ${int(TARGETS.associations)}: ${pass(sessionsAfter >= TARGETS.associations)} |`,
     `| dials over ctl, offered ${DIAL_RATE}/s | ${offered.perS.toFixed(0)}/s answered, dial → answer p50 ${ms(offered.p50)} p95 ${ms(offered.p95)} | ≥ ${TARGETS.dialsPerS}/s: ${pass(offered.perS >= TARGETS.dialsPerS * 0.98 && offered.answered === offered.sent)} |`,
+    `| UDP datagrams dropped for a full receive buffer during the dials (all sockets / the gateway's) | ${int(offered.udpDrops + saturated.udpDrops)} / ${int(offered.gatewayDrops + saturated.gatewayDrops)} | — |`,
     `| dials over ctl, saturating (${int(callers)} in flight) | ${saturated.perS.toFixed(0)}/s, p50 ${ms(saturated.p50)} p95 ${ms(saturated.p95)} | — |`,
     `| gateway memory per registered node | ${kib(perNode)} (RSS ${mib(rssBase)} → ${mib(rssRegs)}) | — |`,
     `| gateway memory per association | ${kib(perAssoc)} (RSS → ${mib(rssAssoc)}) | — |`,
