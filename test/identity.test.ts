@@ -23,6 +23,7 @@ import {
   nodeKeyFromCryptoKeys,
   parseIp6,
   parseNodeId,
+  RecordCache,
   verifyAuthorization,
   verifyNodeRecord,
 } from '../src/core/identity/index.ts';
@@ -286,6 +287,28 @@ describe('node records', () => {
       'fingerprint-not-listed',
     );
     await expectCode(verifyNodeRecord(jws, { fingerprintsInUse: [] }), 'fingerprint-not-listed');
+  });
+
+  it('a record cache verifies the signature once and the claims on every use', async () => {
+    const a = await fixedIdentity();
+    const b = await newIdentity();
+    const cache = new RecordCache(2);
+    const now = Math.floor(Date.now() / 1000);
+    const jws = await createNodeRecord(a, { fingerprints: [FP_A], nowS: now, lifetimeS: 60 });
+    const first = await cache.verify(jws, { expectedId: a.id, fingerprintsInUse: [FP_A] });
+    expect(await cache.verify(jws, { expectedId: a.id })).toBe(first);
+    expect(cache.size).toBe(1);
+    await expectCode(cache.verify(jws, { fingerprintsInUse: [FP_B] }), 'fingerprint-not-listed');
+    await expectCode(cache.verify(jws, { expectedId: b.id }), 'wrong-peer');
+    await expectCode(cache.verify(jws, { nowS: now + 60 }), 'expired');
+    // A bad record is never remembered; the oldest entry goes beyond the bound.
+    const [h, p, sig] = jws.split('.') as [string, string, string];
+    const forged = `${h}.${p}.${sig.slice(0, -4)}AAAA`;
+    await expectCode(cache.verify(forged), 'bad-signature');
+    await expectCode(cache.verify(forged), 'bad-signature');
+    await cache.verify(await createNodeRecord(b, { fingerprints: [FP_B] }));
+    await cache.verify(await createNodeRecord(b, { fingerprints: [FP_A] }));
+    expect(cache.size).toBe(2);
   });
 
   it('a valid record of another node than the one dialed: wrong-peer', async () => {

@@ -28,8 +28,10 @@ export {
   nodeKeyFromCryptoKeys,
 } from './node-key.ts';
 export {
+  checkRecordClaims,
   createNodeRecord,
   RECORD_LIFETIME_S,
+  RecordCache,
   type VerifiedRecord,
   verifyNodeRecord,
 } from './record.ts';

@@ -110,13 +110,34 @@ export async function verifyNodeRecord(
       `node record address ${p.ip6} is not the mesh address of ${id}`,
     );
   }
+  const record: VerifiedRecord = {
+    jws,
+    id,
+    ip6: p.ip6,
+    publicKey,
+    fingerprints: p.fp,
+    iat: p.iat,
+    exp: p.exp,
+    ...(p.name !== undefined ? { name: p.name } : {}),
+  };
+  checkRecordClaims(record, options);
+  return record;
+}
+
+/**
+ * The checks of a record that depend on when and for what it is used (its validity period,
+ * the peer expected, the fingerprints in use), given a record whose signature, ID and
+ * address already checked out. verifyNodeRecord runs them last.
+ */
+export function checkRecordClaims(record: VerifiedRecord, options: VerifyRecordOptions = {}): void {
+  const { id, exp, iat } = record;
   const now = options.nowS ?? Math.floor(Date.now() / 1000);
-  if (p.exp <= now)
+  if (exp <= now)
     throw new IdentityError(
       'expired',
-      `node record of ${id} expired at ${new Date(p.exp * 1000).toISOString()}`,
+      `node record of ${id} expired at ${new Date(exp * 1000).toISOString()}`,
     );
-  if (p.iat > now + CLOCK_SKEW_S)
+  if (iat > now + CLOCK_SKEW_S)
     throw new IdentityError('not-yet-valid', `node record of ${id} is issued in the future`);
   if (options.expectedId && options.expectedId !== id) {
     throw new IdentityError(
@@ -131,7 +152,7 @@ export async function verifyNodeRecord(
         'the session description carries no DTLS fingerprint',
       );
     }
-    const listed = new Set(p.fp);
+    const listed = new Set(record.fingerprints);
     for (const f of options.fingerprintsInUse) {
       if (!listed.has(f)) {
         throw new IdentityError(
@@ -141,14 +162,38 @@ export async function verifyNodeRecord(
       }
     }
   }
-  return {
-    jws,
-    id,
-    ip6: p.ip6,
-    publicKey,
-    fingerprints: p.fp,
-    iat: p.iat,
-    exp: p.exp,
-    ...(p.name !== undefined ? { name: p.name } : {}),
-  };
+}
+
+/**
+ * Remembers records whose signature checked out, keyed by the whole JWS text: a node keeps
+ * one record until it nears expiry and sends it with every connect and dial, so a gateway
+ * need not repeat the ECDSA verification (and key import, and ID hash) each time. The
+ * claims (validity period, expected peer, fingerprints in use) are checked on every use.
+ */
+export class RecordCache {
+  private readonly records = new Map<string, VerifiedRecord>();
+
+  constructor(private readonly maxEntries = 10_000) {}
+
+  async verify(jws: string, options: VerifyRecordOptions = {}): Promise<VerifiedRecord> {
+    const known = this.records.get(jws);
+    if (known) {
+      checkRecordClaims(known, options);
+      // Most recently used last, so the oldest is evicted first.
+      this.records.delete(jws);
+      this.records.set(jws, known);
+      return known;
+    }
+    const record = await verifyNodeRecord(jws, options);
+    this.records.set(jws, record);
+    if (this.records.size > this.maxEntries) {
+      const oldest = this.records.keys().next().value;
+      if (oldest !== undefined) this.records.delete(oldest);
+    }
+    return record;
+  }
+
+  get size(): number {
+    return this.records.size;
+  }
 }

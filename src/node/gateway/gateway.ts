@@ -15,6 +15,7 @@ import {
   MemoryReplayGuard,
   type NodeId,
   type NodeIdentity,
+  RecordCache,
   type VerifiedRequest,
   verifyAuthorization,
   verifyNodeRecord,
@@ -158,6 +159,8 @@ export class Gateway {
   private readonly startedAt = Date.now();
   private readonly sessions = new Map<NodeId, GatewaySession>();
   private readonly replayGuard = new MemoryReplayGuard();
+  /** Records of connects and dials: each signature verified once, its claims on every use. */
+  private readonly records = new RecordCache();
   private readonly signaling: Signaling;
   private readonly limiters;
   private readonly timers: ReturnType<typeof setInterval>[] = [];
@@ -185,6 +188,7 @@ export class Gateway {
       (id) => this.party(id),
       limits,
       (callee, payload) => this.wakeByPush(callee, payload),
+      this.records,
     );
     const pwaBuilt = existsSync(join(config.pwaDir, 'index.html'));
     this.staticFiles = pwaBuilt ? new StaticFiles(config.pwaDir) : undefined;
@@ -507,7 +511,7 @@ export class Gateway {
     const body = await readJsonBody(req, connectRequestSchema, this.config.limits.maxBodyBytes);
     let record: Awaited<ReturnType<typeof verifyNodeRecord>>;
     try {
-      record = await verifyNodeRecord(body.record, {
+      record = await this.records.verify(body.record, {
         expectedId: caller.id,
         fingerprintsInUse: fingerprintsInSdp(body.offer),
       });

@@ -14,7 +14,7 @@ import {
   idPrefixFromMeshIp6,
   type NodeId,
   parseNodeId,
-  verifyNodeRecord,
+  RecordCache,
 } from '../../core/identity/index.ts';
 import type {
   DialErrorCode,
@@ -77,6 +77,12 @@ export interface SignalingStats {
 export class Signaling {
   private readonly dials = new Map<string, Dial & { candidates: Map<NodeId, number> }>();
   private readonly pendingPerNode = new Map<NodeId, number>();
+  /**
+   * Dials not yet answered: what limits.maxPendingDials bounds. Answered dials stay in `dials`
+   * for a while (late candidates), but must not count, or a steady rate above
+   * maxPendingDials / TRICKLE_AFTER_ANSWER_MS (333/s by default) would refuse calls as busy.
+   */
+  private unanswered = 0;
   readonly stats: SignalingStats = {
     dialsStarted: 0,
     dialsWoken: 0,
@@ -89,6 +95,8 @@ export class Signaling {
     private readonly findSession: (id: NodeId) => DialParty | undefined,
     private readonly limits: GatewayLimits,
     private readonly wake?: Waker,
+    /** Records already verified (a node sends the same one with every dial). */
+    private readonly records = new RecordCache(),
   ) {}
 
   get pending(): number {
@@ -120,7 +128,7 @@ export class Signaling {
       return fail('invalid', `"${msg.to}" is neither a node ID nor a mesh IPv6 address`);
     let callerName: string | undefined;
     try {
-      const verified = await verifyNodeRecord(msg.record, {
+      const verified = await this.records.verify(msg.record, {
         expectedId: caller.id,
         fingerprintsInUse: fingerprintsInSdp(msg.offer),
       });
@@ -138,7 +146,7 @@ export class Signaling {
     const wake = this.wake;
     if (!callee && !(registration.push && wake))
       return fail('offline', `node ${calleeId} is not connected`);
-    if (this.dials.size >= this.limits.maxPendingDials)
+    if (this.unanswered >= this.limits.maxPendingDials)
       return fail('busy', 'the gateway has too many calls in progress');
     if ((this.pendingPerNode.get(caller.id) ?? 0) >= this.limits.maxPendingDialsPerNode) {
       return fail('rate-limited', 'you have too many calls in progress');
@@ -164,6 +172,7 @@ export class Signaling {
       callerCandidates: [],
     };
     this.dials.set(dial.id, dial);
+    this.unanswered++;
     this.adjustPending(caller.id, 1);
     this.adjustPending(calleeId, 1);
     this.stats.dialsStarted++;
@@ -328,6 +337,7 @@ export class Signaling {
   close(): void {
     for (const dial of this.dials.values()) clearTimeout(dial.timer);
     this.dials.clear();
+    this.unanswered = 0;
   }
 
   private expire(dialId: string): void {
@@ -351,6 +361,7 @@ export class Signaling {
   }
 
   private releasePending(dial: Dial): void {
+    this.unanswered--;
     this.adjustPending(dial.caller.id, -1);
     this.adjustPending(dial.callee.id, -1);
   }
