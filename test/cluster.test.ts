@@ -6,13 +6,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GatewayProcess, startGateway } from '../e2e/support/gateway-process.ts';
+import { PushService } from '../e2e/support/push-service.ts';
 import { RedisServer } from '../e2e/support/redis-server.ts';
-import type { NodeId } from '../src/core/identity/index.ts';
+import { createAuthorization, type NodeId } from '../src/core/identity/index.ts';
 import { DialError } from '../src/core/node/errors.ts';
-import type { MeshNode } from '../src/core/node/mesh-node.ts';
+import { MeshNode } from '../src/core/node/mesh-node.ts';
 import type { StreamMessage } from '../src/core/node/stream.ts';
 import { RedisRegistry } from '../src/node/registry/index.ts';
-import { startNodeNode } from './support/node-node.ts';
+import { makeNodeIdentity, startNodeNode } from './support/node-node.ts';
 
 /** n gateways on `redis`, once each lists all n (nodes learn the list as they connect). */
 async function startCluster(redis: RedisServer, n: number): Promise<GatewayProcess[]> {
@@ -241,5 +242,65 @@ describe('failover and Redis restarts', { timeout: 90_000 }, () => {
     await expect(
       startGateway({ args: ['--redis', url, '--limit', 'dialTimeoutMs=1000'] }),
     ).rejects.toThrow(/cannot reach Redis/);
+  });
+});
+
+describe('push across gateways', { timeout: 60_000 }, () => {
+  it('a node registered at gateway 2 is woken by a dial at gateway 1, and settles it over HTTP at gateway 2', async () => {
+    const redis = await RedisServer.start();
+    const push = await PushService.start();
+    const [g1, g2] = (await Promise.all(
+      [1, 2].map(() => startGateway({ args: ['--redis', redis.url, '--push-allow-private'] })),
+    )) as [GatewayProcess, GatewayProcess];
+    const caller = await startNodeNode(g1.url);
+    try {
+      // The callee registers its subscription at gateway 2 and has no session.
+      const made = await makeNodeIdentity();
+      const callee = new MeshNode({
+        gatewayUrl: g2.url,
+        identity: made.identity,
+        fingerprints: [made.certificate.fingerprint],
+        rtc: made.rtc,
+        decide: () => 'accept',
+      });
+      const subscription = push.subscribe();
+      expect(await callee.registerPush(subscription)).toMatchObject({ push: true });
+
+      const declined = caller.node.connect(made.identity.id).catch((e: unknown) => e);
+      const received = await push.nextPush(subscription);
+      // Signed with the cluster's one key: the one gateway 2 gave the callee.
+      expect(received.vapidKey).toBe((await info(g2)).vapidPublicKey);
+      const { dialId } = JSON.parse(received.plaintext) as { dialId: string };
+
+      // Its service worker asks and declines at its own gateway, 2; gateway 1 holds the call.
+      const at = async (method: 'GET' | 'POST', path: string, body?: unknown) => {
+        const res = await fetch(`${g2.url}${path}`, {
+          method,
+          headers: {
+            authorization: await createAuthorization(made.identity.key, g2.url),
+            ...(body ? { 'content-type': 'application/json' } : {}),
+          },
+          ...(body ? { body: JSON.stringify(body) } : {}),
+        });
+        return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+      };
+      expect(await at('GET', `/v1/dials/${dialId}`)).toMatchObject({
+        status: 200,
+        body: { dialId, from: caller.identity.id },
+      });
+      expect(await at('GET', `/v1/dials/${'x'.repeat(22)}`)).toMatchObject({ status: 404 });
+      expect(await at('POST', `/v1/dials/${dialId}/reject`, { reason: 'declined' })).toMatchObject({
+        status: 200,
+        body: { rejected: true },
+      });
+      const error = await declined;
+      expect(error).toBeInstanceOf(DialError);
+      expect((error as DialError).code).toBe('declined');
+      callee.stop();
+    } finally {
+      caller.node.stop();
+      await Promise.all([g1.stop(), g2.stop(), push.close()]);
+      await redis.close();
+    }
   });
 });
