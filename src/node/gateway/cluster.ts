@@ -28,6 +28,7 @@ import {
   type NodeToGateway,
   nodeToGatewaySchema,
 } from '../../core/protocol/messages.ts';
+import { RegistryUnavailableError } from '../registry/index.ts';
 import { redactUrl, redisClient } from '../registry/redis-registry.ts';
 import type { VapidKeys } from './push.ts';
 import type { DialLookup, DialParty } from './signaling.ts';
@@ -208,7 +209,14 @@ export class Cluster {
    */
   async remoteParty(node: NodeId, gatewayId: string | null): Promise<DialParty | undefined> {
     if (!gatewayId || gatewayId === this.gatewayId) return undefined;
-    const reply = (await this.client.pubsub('NUMSUB', this.channel(gatewayId))) as [string, number];
+    let reply: [string, number];
+    try {
+      reply = (await this.client.pubsub('NUMSUB', this.channel(gatewayId))) as [string, number];
+    } catch (err) {
+      if (this.client.status !== 'ready')
+        throw new RegistryUnavailableError(`Redis is unreachable: ${(err as Error).message}`);
+      throw err;
+    }
     if (!(Number(reply[1]) > 0)) return undefined;
     return this.party(node, gatewayId);
   }
