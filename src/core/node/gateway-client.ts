@@ -54,7 +54,7 @@ const OPEN_TIMEOUT_MS = 10_000;
  * lives, so a gateway that died is noticed in seconds rather than after SILENCE_MS.
  */
 const PONG_WAIT_MS = 1500;
-const PROBE_TIMEOUT_MS = 3000;
+const PROBE_TIMEOUT_MS = 5000;
 /** Trying the next gateway of a cluster after one is unreachable waits about this long. */
 const FAILOVER_DELAY_MS = 200;
 
