@@ -1,6 +1,8 @@
 /**
- * The node registry: one suite over every backend (memory, SQLite in memory), then what
- * only SQLite has: a file that survives reopening, bad stored data, schema versions.
+ * The node registry: one suite over every backend (memory, SQLite in memory, Redis on a
+ * real redis-server this test starts), then what only SQLite has (a file that survives
+ * reopening, bad stored data, schema versions) and what only Redis has (presence that
+ * expires, a registry shared by several gateways, Redis going away).
  */
 import { createECDH } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -8,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { RedisServer } from '../e2e/support/redis-server.ts';
 import {
   encodeBase64url,
   generateNodeKeyPair,
@@ -19,8 +22,10 @@ import {
   MemoryRegistry,
   type PushSubscriptionData,
   REGISTRY_SCHEMA_VERSION,
+  RedisRegistry,
   type Registration,
   type Registry,
+  RegistryUnavailableError,
   SqliteRegistry,
 } from '../src/node/registry/index.ts';
 
@@ -100,15 +105,30 @@ beforeAll(async () => {
   ]);
 });
 
-const backends: { name: string; open: () => Registry }[] = [
+let redis: RedisServer;
+let redisPrefixes = 0;
+
+beforeAll(async () => {
+  redis = await RedisServer.start();
+});
+afterAll(async () => {
+  await redis?.close();
+});
+
+/** A Redis registry under a prefix of its own, so tests never see each other's keys. */
+const openRedis = (options: { presenceTtlMs?: number } = {}) =>
+  RedisRegistry.connect(redis.url, { prefix: `t${++redisPrefixes}:`, ...options });
+
+const backends: { name: string; open: () => Registry | Promise<Registry> }[] = [
   { name: 'memory', open: () => new MemoryRegistry() },
   { name: 'sqlite', open: () => SqliteRegistry.open(':memory:') },
+  { name: 'redis', open: () => openRedis() },
 ];
 
 describe.each(backends)('$name registry', ({ open }) => {
   let registry: Registry;
-  beforeEach(() => {
-    registry = open();
+  beforeEach(async () => {
+    registry = await open();
   });
   afterEach(async () => {
     await registry.close();
@@ -401,5 +421,63 @@ describe('sqlite registry file', () => {
     const check = new Database(file, { readonly: true });
     expect(check.pragma('user_version', { simple: true })).toBe(REGISTRY_SCHEMA_VERSION + 1);
     check.close();
+  });
+});
+
+describe('redis registry', () => {
+  it('is one registry for every gateway that shares the Redis and prefix', async () => {
+    const first = await RedisRegistry.connect(redis.url, { prefix: 'shared:' });
+    const second = await RedisRegistry.connect(redis.url, { prefix: 'shared:' });
+    try {
+      await first.upsert(registration(a, { push: PUSH }));
+      expect(await second.setSession(a.id, 'gw-2', T0 + 1)).toBe(true);
+      expect(await first.get(a.id, T0)).toMatchObject({ gatewayId: 'gw-2', push: PUSH });
+      expect((await second.findByIp6(a.ip6, T0))?.id).toBe(a.id);
+      expect(await first.countSessions('gw-2', T0)).toBe(1);
+    } finally {
+      await first.close();
+      await second.close();
+    }
+  });
+
+  it('forgets a session whose gateway stops refreshing it, and a refresh keeps it', async () => {
+    const registry = await openRedis({ presenceTtlMs: 300 });
+    try {
+      const now = Date.now();
+      await registry.upsert(registration(a, { expiresAt: now + TTL }));
+      await registry.upsert(registration(b, { expiresAt: now + TTL }));
+      expect(await registry.setSession(a.id, 'gw-1', now)).toBe(true);
+      expect(await registry.setSession(b.id, 'gw-1', now)).toBe(true);
+      // gw-1 keeps refreshing a's presence (as it does while a's session lives), not b's.
+      for (let i = 0; i < 6; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        await registry.setSession(a.id, 'gw-1', Date.now());
+      }
+      expect((await registry.get(a.id))?.gatewayId).toBe('gw-1');
+      expect((await registry.get(b.id))?.gatewayId).toBeNull();
+      expect(await registry.countSessions('gw-1')).toBe(1);
+      // The registration itself outlives its presence.
+      expect(await registry.get(b.id)).toBeDefined();
+    } finally {
+      await registry.close();
+    }
+  });
+
+  it('says Redis is unreachable while it is down, and works again once it is back', async () => {
+    const own = await RedisServer.start({ persist: true });
+    const registry = await RedisRegistry.connect(own.url);
+    try {
+      await registry.upsert(registration(a, { push: PUSH }));
+      await own.stop();
+      await expect(registry.get(a.id, T0)).rejects.toThrow(RegistryUnavailableError);
+      await expect(registry.upsert(registration(b))).rejects.toThrow(RegistryUnavailableError);
+      await own.restart();
+      await expect
+        .poll(() => registry.get(a.id, T0).catch(() => 'down'), { timeout: 10_000 })
+        .toMatchObject({ id: a.id, push: PUSH });
+    } finally {
+      await registry.close();
+      await own.close();
+    }
   });
 });

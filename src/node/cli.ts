@@ -1,6 +1,6 @@
 /**
  * `rtcmesh`: the gateway and node tools.
- *   rtcmesh gateway [--listen HOST:PORT] [--data DIR] [--public-url URL] [--pwa-dir DIR]
+ *   rtcmesh gateway [--listen HOST:PORT] [--data DIR] [--public-url URL] [--redis URL] …
  *   rtcmesh id [--data DIR]
  */
 import { parseArgs } from 'node:util';
@@ -26,11 +26,14 @@ import {
   parseIpAddress,
   parseListen,
   parsePublicUrl,
+  parseRedisUrl,
   parseTurnUrl,
   setLimit,
 } from './gateway/config.ts';
 import { Gateway } from './gateway/gateway.ts';
 import { loadOrCreateIdentity } from './identity-store.ts';
+import { DEFAULT_PRESENCE_TTL_MS, DEFAULT_REDIS_PREFIX } from './registry/index.ts';
+import { redactUrl } from './registry/redis-registry.ts';
 
 const USAGE = `rtcmesh ${VERSION}: a private mesh over WebRTC
 
@@ -60,6 +63,9 @@ Gateway options (flag, environment variable, default):
   --udp HOST:PORT      RTCMESH_UDP          <listen host>:${DEFAULT_UDP_PORT}  (WebRTC for every node)
   --public-ip IP       RTCMESH_PUBLIC_IP    the --udp host  (the address nodes reach)
   --registry KIND      RTCMESH_REGISTRY     sqlite  (in the data directory; or memory)
+  --redis URL          RTCMESH_REDIS        none: cluster mode, registry and signaling on this Redis
+                                            (redis://host:port); gateways on one Redis are one mesh
+  --redis-prefix P     RTCMESH_REDIS_PREFIX rtcmesh:  (keys and channels; one cluster per prefix)
   --dial-timeout TIME  RTCMESH_DIAL_TIMEOUT 60s  (how long a call may ring)
   --limit NAME=VALUE   (repeatable)         any of the limits in the README, e.g. maxSessions=5000
   --turn HOST:PORT     RTCMESH_TURN         the --udp host, its port + 1  (STUN/TURN relay)
@@ -88,6 +94,8 @@ async function runGateway(args: string[]): Promise<void> {
       udp: { type: 'string' },
       'public-ip': { type: 'string' },
       registry: { type: 'string' },
+      redis: { type: 'string' },
+      'redis-prefix': { type: 'string' },
       'dial-timeout': { type: 'string' },
       limit: { type: 'string', multiple: true },
       turn: { type: 'string' },
@@ -120,6 +128,16 @@ async function runGateway(args: string[]): Promise<void> {
   if (registry !== 'sqlite' && registry !== 'memory')
     throw new ConfigError(`--registry must be sqlite or memory, not "${registry}"`);
   config.registry = registry;
+  const redis = values.redis ?? env.RTCMESH_REDIS;
+  if (redis) {
+    if (values.registry ?? env.RTCMESH_REGISTRY)
+      throw new ConfigError('--redis keeps the registry on Redis: leave out --registry');
+    config.redis = {
+      url: parseRedisUrl(redis),
+      prefix: values['redis-prefix'] ?? env.RTCMESH_REDIS_PREFIX ?? DEFAULT_REDIS_PREFIX,
+      presenceTtlMs: DEFAULT_PRESENCE_TTL_MS,
+    };
+  }
   const dialTimeout = values['dial-timeout'] ?? env.RTCMESH_DIAL_TIMEOUT;
   if (dialTimeout) config.limits.dialTimeoutMs = parseDuration(dialTimeout, '--dial-timeout');
   for (const setting of values.limit ?? []) setLimit(config.limits, setting, config.turn.limits);
@@ -147,7 +165,7 @@ async function runGateway(args: string[]): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   console.log(
-    `rtcmesh gateway ${gateway.identity.id} listening on ${gateway.publicUrl}, WebRTC on udp ${config.publicIp ?? config.udp.host}:${gateway.udpPort}${turn} (data in ${config.dataDir})`,
+    `rtcmesh gateway ${gateway.identity.id} listening on ${gateway.publicUrl}, WebRTC on udp ${config.publicIp ?? config.udp.host}:${gateway.udpPort}${turn} (data in ${config.dataDir})${config.redis ? `, in the cluster on ${redactUrl(config.redis.url)}` : ''}`,
   );
 }
 

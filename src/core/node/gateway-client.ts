@@ -14,6 +14,7 @@ import {
   type ConnectResponse,
   connectResponseSchema,
   type GatewayToNode,
+  gatewayInfoSchema,
   gatewayToNodeSchema,
   type NodeToGateway,
   type PushSubscriptionJson,
@@ -48,11 +49,30 @@ const PING_EVERY_MS = 5000;
 /** No word from the gateway for this long: the session is dead. */
 const SILENCE_MS = 15_000;
 const OPEN_TIMEOUT_MS = 10_000;
+/**
+ * A ping unanswered this long makes the node ask the gateway over HTTP whether it still
+ * lives, so a gateway that died is noticed in seconds rather than after SILENCE_MS.
+ */
+const PONG_WAIT_MS = 1500;
+const PROBE_TIMEOUT_MS = 5000;
+/** Trying the next gateway of a cluster after one is unreachable waits about this long. */
+const FAILOVER_DELAY_MS = 200;
+
+/** The gateway could not be reached at all (or said it cannot serve): try another. */
+class GatewayUnreachable extends Error {}
 
 export class GatewayClient {
   status: GatewayStatus = 'offline';
   iceServers: IceServer[] = [];
   gatewayId: string | null = null;
+  /**
+   * The gateway in use: the one given, or in cluster mode another of its cluster (learned
+   * from /v1/info) while that one is unreachable. Requests are signed for this one.
+   */
+  gatewayUrl: string;
+  private gateways: string[];
+  /** Gateways tried in a row without success, each unreachable. */
+  private failovers = 0;
   private pc: PeerConnectionLike | undefined;
   private ctl: DataChannelLike | undefined;
   private generation = 0;
@@ -63,7 +83,10 @@ export class GatewayClient {
   private lastHeard = 0;
   private pingCount = 0;
 
-  constructor(private readonly options: GatewayClientOptions) {}
+  constructor(private readonly options: GatewayClientOptions) {
+    this.gatewayUrl = options.gatewayUrl;
+    this.gateways = [options.gatewayUrl];
+  }
 
   start(): void {
     if (this.running) return;
@@ -125,10 +148,38 @@ export class GatewayClient {
       this.lastHeard = Date.now();
       this.pingTimer = setInterval(() => this.heartbeat(), PING_EVERY_MS);
       this.backoff.reset();
+      this.failovers = 0;
       this.setStatus('connected', `connected to gateway ${response.gateway}`);
+      void this.learnGateways(generation);
     } catch (err) {
       if (generation !== this.generation) return;
-      this.lost(err instanceof Error ? err.message : String(err));
+      const reason = err instanceof Error ? err.message : String(err);
+      // Unreachable, and the cluster has others: try the next one soon, before backing off.
+      if (err instanceof GatewayUnreachable && this.failovers < this.gateways.length - 1) {
+        this.failovers++;
+        const at = this.gateways.indexOf(this.gatewayUrl);
+        this.gatewayUrl = this.gateways[(at + 1) % this.gateways.length] ?? this.gatewayUrl;
+        this.lost(
+          `${reason}; trying ${this.gatewayUrl}`,
+          FAILOVER_DELAY_MS * (0.5 + Math.random()),
+        );
+        return;
+      }
+      this.failovers = 0;
+      this.lost(reason);
+    }
+  }
+
+  /** Cluster mode: the cluster's gateways, from /v1/info, to fail over to. */
+  private async learnGateways(generation: number): Promise<void> {
+    try {
+      const res = await (this.options.fetch ?? fetch)(new URL('/v1/info', this.gatewayUrl).href);
+      const info = parseValue(gatewayInfoSchema, await res.json());
+      if (!info.ok || !info.value.gateways || generation !== this.generation) return;
+      const urls = info.value.gateways.map((g) => g.url).filter((u) => /^https?:\/\//.test(u));
+      this.gateways = [...new Set([this.options.gatewayUrl, this.gatewayUrl, ...urls])];
+    } catch {
+      // Keep what we knew: failover is a bonus, the session works without it.
     }
   }
 
@@ -163,22 +214,28 @@ export class GatewayClient {
     path: string,
     json: unknown,
   ): Promise<{ ok: true; value: unknown } | { ok: false; status: number; error: string }> {
-    const url = new URL(path, this.options.gatewayUrl).href;
+    const gatewayUrl = this.gatewayUrl;
+    const url = new URL(path, gatewayUrl).href;
     const doFetch = this.options.fetch ?? fetch;
+    const authorization = await createAuthorization(
+      this.options.identity.key,
+      audienceOf(gatewayUrl),
+    );
     const res = await doFetch(url, {
       method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        authorization: await createAuthorization(
-          this.options.identity.key,
-          audienceOf(this.options.gatewayUrl),
-        ),
-      },
+      headers: { 'content-type': 'application/json', authorization },
       body: JSON.stringify(json),
+    }).catch((err: unknown) => {
+      throw new GatewayUnreachable(`cannot reach ${gatewayUrl}: ${(err as Error).message}`);
     });
     const body: unknown = await res.json().catch(() => undefined);
     if (res.ok) return { ok: true, value: body };
     const error = (body as { error?: { message?: string } } | undefined)?.error?.message;
+    // Down behind a proxy, full, or cut off from its cluster: another gateway may serve.
+    if (res.status === 502 || res.status === 503 || res.status === 504)
+      throw new GatewayUnreachable(
+        `${gatewayUrl} answered ${res.status}: ${error ?? res.statusText}`,
+      );
     return { ok: false, status: res.status, error: error ?? res.statusText };
   }
 
@@ -199,7 +256,24 @@ export class GatewayClient {
       this.lost('the gateway stopped answering');
       return;
     }
-    this.send({ t: 'ping', n: ++this.pingCount });
+    const sentAt = Date.now();
+    if (!this.send({ t: 'ping', n: ++this.pingCount })) return;
+    const generation = this.generation;
+    setTimeout(() => {
+      if (generation === this.generation && this.lastHeard < sentAt) void this.probe(generation);
+    }, PONG_WAIT_MS);
+  }
+
+  /** The gateway's HTTP side does not answer either: it is gone; reconnect (or fail over). */
+  private async probe(generation: number): Promise<void> {
+    const url = new URL('/v1/info', this.gatewayUrl).href;
+    const alive = await (this.options.fetch ?? fetch)(url, {
+      signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
+    }).then(
+      (res) => res.ok,
+      () => false,
+    );
+    if (!alive && generation === this.generation) this.lost('the gateway does not answer');
   }
 
   private lost(reason: string, delayMs = this.backoff.next()): void {

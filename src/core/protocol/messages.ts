@@ -164,6 +164,11 @@ export const gatewayInfoSchema = z.object({
   version: z.string(),
   /** The gateway's VAPID public key (RFC 8292): the applicationServerKey to subscribe with. */
   vapidPublicKey: z.string(),
+  /** Cluster mode: the cluster's live gateways; a node fails over between them. */
+  gateways: z
+    .array(z.object({ id: z.string().max(64), url: z.string().max(512) }))
+    .max(64)
+    .optional(),
 });
 export type GatewayInfo = z.infer<typeof gatewayInfoSchema>;
 

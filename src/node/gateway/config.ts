@@ -23,9 +23,34 @@ export interface GatewayConfig {
   publicIp: string | undefined;
   /** Embedded SQLite in the data directory, or memory only (nothing kept across restarts). */
   registry: 'sqlite' | 'memory';
+  /** Cluster mode: the registry and the signaling bus on this Redis (replaces `registry`). */
+  redis: RedisConfig | undefined;
   limits: GatewayLimits;
   turn: TurnConfig;
   push: PushConfig;
+}
+
+/** Cluster mode (DESIGN §5): several gateways on one Redis serve one mesh. */
+export interface RedisConfig {
+  /** `redis://[user:password@]host[:port][/db]` or `rediss://…` */
+  url: string;
+  /** Key and channel prefix: gateways with the same Redis and prefix are one cluster. */
+  prefix: string;
+  /** How long a node's presence lasts without its gateway refreshing it. */
+  presenceTtlMs: number;
+}
+
+/** Checks a --redis URL. */
+export function parseRedisUrl(text: string): string {
+  let url: URL;
+  try {
+    url = new URL(text.trim());
+  } catch {
+    throw new ConfigError(`--redis must be a URL such as redis://127.0.0.1:6379, not "${text}"`);
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:')
+    throw new ConfigError(`--redis must be a redis:// or rediss:// URL, not ${url.protocol}`);
+  return text.trim();
 }
 
 /** Web Push to wake nodes whose app is closed (DESIGN §2). */
@@ -72,6 +97,7 @@ export function defaultConfig(): GatewayConfig {
     udp: { host: listen.host, port: DEFAULT_UDP_PORT },
     publicIp: undefined,
     registry: 'sqlite',
+    redis: undefined,
     limits: { ...DEFAULT_LIMITS },
     turn: {
       listen: undefined,

@@ -40,14 +40,17 @@ import { loadOrCreateCertificate, type StoredCertificate } from '../certificate-
 import { loadOrCreateIdentity } from '../identity-store.ts';
 import {
   MemoryRegistry,
+  RedisRegistry,
   type Registration,
   type Registry,
+  RegistryUnavailableError,
   SqliteRegistry,
 } from '../registry/index.ts';
 import { issueCredentials } from '../turn/credentials.ts';
 import { loadOrCreateTurnSecret } from '../turn/secret-store.ts';
 import { TurnServer } from '../turn/server.ts';
 import { readJsonBody } from './body.ts';
+import { Cluster, type ClusterGateway, type HttpDialAction } from './cluster.ts';
 import {
   ConfigError,
   defaultTurnListen,
@@ -115,7 +118,12 @@ export interface GatewayInfo {
   version: string;
   /** The VAPID public key (base64url raw point) nodes subscribe to push with. */
   vapidPublicKey: string;
+  /** Cluster mode: the live gateways of the cluster, this one first (nodes fail over). */
+  gateways?: ClusterGateway[];
 }
+
+/** How often a cluster gateway refreshes the presence of its sessions in Redis. */
+const PRESENCE_REFRESH_MS = 10_000;
 
 /** /v1/dials/:id, /v1/dials/:id/answer, /v1/dials/:id/reject */
 const DIAL_PATH = /^\/v1\/dials\/([A-Za-z0-9_-]{16,64})(?:\/(answer|reject))?$/;
@@ -175,6 +183,7 @@ export class Gateway {
     private readonly registry: Registry,
     private readonly relay: Relay,
     private readonly push: PushSender,
+    private readonly cluster: Cluster | undefined,
   ) {
     const limits = config.limits;
     this.limiters = {
@@ -189,6 +198,10 @@ export class Gateway {
       limits,
       (callee, payload) => this.wakeByPush(callee, payload),
       this.records,
+      cluster && {
+        find: (callee) => cluster.remoteParty(callee.id, callee.gatewayId),
+        dialStarted: (dialId, ttlMs) => cluster.rememberDial(dialId, ttlMs),
+      },
     );
     const pwaBuilt = existsSync(join(config.pwaDir, 'index.html'));
     this.staticFiles = pwaBuilt ? new StaticFiles(config.pwaDir) : undefined;
@@ -221,16 +234,48 @@ export class Gateway {
       keyFile,
     });
     const relay = await startRelay(config, port);
-    const registry =
-      config.registry === 'memory'
+    // Cluster mode: the registry and the signaling bus on Redis; handlers reach the gateway
+    // once it exists (nothing arrives before its channel is subscribed, and the gateway is
+    // made right after).
+    let gateway: Gateway | undefined;
+    const cluster = config.redis
+      ? await Cluster.start({
+          url: config.redis.url,
+          prefix: config.redis.prefix,
+          gatewayId: identity.id,
+          routeTtlMs: config.limits.dialTimeoutMs + 30_000,
+          handlers: {
+            deliverLocal: (node, msg) => gateway?.deliverLocal(node, msg) ?? false,
+            fromRemote: (party, msg) => gateway?.signaling.handle(party, msg),
+            remoteGone: (node, dialId) => gateway?.signaling.remoteGone(node, dialId),
+            remoteConnected: (party) => gateway?.signaling.calleeConnected(party),
+            httpDial: async (node, dialId, request) =>
+              gateway
+                ? gateway.settleDial(node, dialId, request)
+                : { ok: false, status: 503, code: 'unavailable', message: 'starting' },
+            ready: () => gateway?.assertSessions(),
+          },
+        }).catch(async (err: unknown) => {
+          await relay.server?.close();
+          throw new ConfigError(`--redis: ${(err as Error).message}`);
+        })
+      : undefined;
+    const registry = cluster
+      ? new RedisRegistry(cluster.client, {
+          prefix: config.redis?.prefix,
+          presenceTtlMs: config.redis?.presenceTtlMs,
+        })
+      : config.registry === 'memory'
         ? new MemoryRegistry()
         : SqliteRegistry.open(join(config.dataDir, 'registry.sqlite'));
+    const localVapid = await loadOrCreateVapidKeys(config.dataDir);
     const push = new PushSender({
-      vapid: await loadOrCreateVapidKeys(config.dataDir),
+      // A subscription is bound to the key it was made with: a cluster signs with one key.
+      vapid: cluster ? await cluster.sharedVapidKeys(localVapid) : localVapid,
       subject: vapidSubject(config.publicUrl),
       allowPrivate: config.push.allowPrivateEndpoints,
     });
-    const gateway = new Gateway(config, identity, certificate, rtc, registry, relay, push);
+    gateway = new Gateway(config, identity, certificate, rtc, registry, relay, push, cluster);
     try {
       await new Promise<void>((resolve, reject) => {
         gateway.server.once('error', reject);
@@ -241,10 +286,12 @@ export class Gateway {
       });
     } catch (err) {
       await relay.server?.close();
+      await cluster?.close();
       throw err;
     }
     gateway.url =
       config.publicUrl ?? localUrl(config.listen, (gateway.server.address() as AddressInfo).port);
+    cluster?.announce(gateway.url);
     gateway.startTimers();
     return gateway;
   }
@@ -279,6 +326,7 @@ export class Gateway {
       ip6: this.identity.ip6,
       version: VERSION,
       vapidPublicKey: this.push.publicKey,
+      ...(this.cluster ? { gateways: this.cluster.list } : {}),
     };
   }
 
@@ -293,6 +341,7 @@ export class Gateway {
     await Promise.all([closed, this.relay.server?.close()]);
     clearTimeout(timer);
     await this.registry.close();
+    await this.cluster?.close();
     cleanupRtc();
   }
 
@@ -336,6 +385,27 @@ export class Gateway {
       'Dials the callee answered.',
       () => this.signaling.stats.dialsAnswered,
     );
+    const cluster = this.cluster;
+    if (cluster) {
+      m.gauge('rtcmesh_cluster_redis_up', 'Whether Redis answers (cluster mode).', () =>
+        cluster.up ? 1 : 0,
+      );
+      m.gauge(
+        'rtcmesh_cluster_gateways',
+        'Live gateways of the cluster, as last read from Redis.',
+        () => cluster.list.length,
+      );
+      m.gauge(
+        'rtcmesh_cluster_dials_forwarded_total',
+        'Dials forwarded to a node on another gateway.',
+        () => cluster.stats.forwarded,
+      );
+      m.gauge(
+        'rtcmesh_cluster_redis_reconnects_total',
+        'Times the connection to Redis came back.',
+        () => cluster.stats.redisReconnects,
+      );
+    }
     const turn = this.relay.server;
     if (!turn) return;
     m.gauge('rtcmesh_turn_allocations', 'TURN allocations now.', () => turn.allocationCount);
@@ -383,6 +453,8 @@ export class Gateway {
       }, 5000),
       setInterval(() => void this.sweep(), 60_000),
     );
+    if (this.cluster)
+      this.timers.push(setInterval(() => void this.refreshPresence(), PRESENCE_REFRESH_MS));
     for (const t of this.timers) t.unref();
     void this.sweep();
   }
@@ -394,6 +466,52 @@ export class Gateway {
       .catch((err: unknown) => console.error('rtcmesh: registry sweep failed', err));
     this.registrations = await this.registry.count(now).catch(() => this.registrations);
     for (const l of Object.values(this.limiters)) l.sweep(now);
+  }
+
+  /**
+   * Cluster mode: keeps the presence of every open session alive in Redis (it expires unless
+   * refreshed, so a gateway that dies leaves no node falsely "connected" for long).
+   */
+  private async refreshPresence(): Promise<void> {
+    const cluster = this.cluster;
+    if (!cluster?.up) return;
+    const now = Date.now();
+    await Promise.all(
+      [...this.sessions.values()]
+        .filter((s) => s.isOpen)
+        .map(async (s) => {
+          // False when the registration is gone (a Redis that lost its data): write it again.
+          if (!(await this.registry.setSession(s.id, this.identity.id, now)))
+            await this.registerSession(s, now);
+        }),
+    ).catch((err: unknown) => logRegistryError('refreshing presence', err));
+  }
+
+  /** Redis is back: this gateway's sessions are asserted again (registration and presence). */
+  assertSessions(): void {
+    void this.refreshPresence();
+  }
+
+  /** The registration of a session's node (its record), keeping a stored push subscription. */
+  private async registerSession(session: GatewaySession, now: number): Promise<void> {
+    const existing = await this.registry.get(session.id, now);
+    const record = session.record;
+    await this.registry.upsert({
+      id: session.id,
+      ip6: record.ip6,
+      record: record.jws,
+      ...(record.name !== undefined ? { name: record.name } : {}),
+      gatewayId: session.isOpen ? this.identity.id : (existing?.gatewayId ?? null),
+      lastSeen: now,
+      expiresAt: Math.max(existing?.expiresAt ?? 0, now + this.config.limits.registrationTtlMs),
+      push: existing?.push ?? null,
+    });
+  }
+
+  /** Cluster mode: a message from another gateway for a node whose session is here. */
+  deliverLocal(id: NodeId, msg: GatewayToNode): boolean {
+    const session = this.sessions.get(id);
+    return session?.isOpen === true && session.send(msg);
   }
 
   private party(id: NodeId): DialParty | undefined {
@@ -443,7 +561,30 @@ export class Gateway {
       const path = url.pathname;
       if (path === '/healthz' || path === '/metrics' || path.startsWith('/v1/')) {
         route = path.startsWith('/v1/') ? path.split('/').slice(0, 3).join('/') : path;
-        return await this.api(req, res, path);
+        if (path.startsWith('/v1/')) {
+          // A page served by one gateway of a cluster signals through another when its own
+          // is down. Requests carry no cookies; a signed token (audience: this gateway) is
+          // what authorizes them, so any origin may make them.
+          res.setHeader('access-control-allow-origin', '*');
+          if (req.method === 'OPTIONS') {
+            res.writeHead(204, {
+              'access-control-allow-methods': 'GET, POST',
+              'access-control-allow-headers': 'authorization, content-type',
+              'access-control-max-age': '600',
+            });
+            res.end();
+            return;
+          }
+        }
+        return await this.api(req, res, path).catch((err: unknown) => {
+          if (err instanceof RegistryUnavailableError)
+            throw new HttpError(
+              503,
+              'unavailable',
+              `the cluster's registry is unreachable (Redis is down); try again shortly`,
+            );
+          throw err;
+        });
       }
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         throw new HttpError(405, 'method-not-allowed', `${req.method} is not allowed here`);
@@ -540,9 +681,13 @@ export class Gateway {
       this.config.limits.messagesPerSession,
       {
         open: (s) => {
-          void this.registry.setSession(s.id, this.identity.id, Date.now());
-          // A node woken by push (or reconnecting while rung) gets the calls waiting for it.
+          void this.registry
+            .setSession(s.id, this.identity.id, Date.now())
+            .catch((err: unknown) => logRegistryError('recording a session', err));
+          // A node woken by push (or reconnecting while rung) gets the calls waiting for it,
+          // here and, in a cluster, on every other gateway.
           this.signaling.calleeConnected(this.sessionParty(s));
+          this.cluster?.nodeConnected(s.id);
         },
         message: (s, msg) => this.onMessage(s, msg),
         invalid: () => this.countRefused({ reason: 'invalid-message' }),
@@ -550,7 +695,10 @@ export class Gateway {
           if (this.sessions.get(s.id) !== s) return; // replaced by a newer session
           this.sessions.delete(s.id);
           this.signaling.partyGone(this.sessionParty(s));
-          void this.registry.setSession(s.id, null, Date.now(), this.identity.id);
+          this.cluster?.nodeGone(s.id);
+          void this.registry
+            .setSession(s.id, null, Date.now(), this.identity.id)
+            .catch((err: unknown) => logRegistryError('ending a session', err));
         },
       },
     );
@@ -559,17 +707,24 @@ export class Gateway {
     this.sessions.set(caller.id, session);
     previous?.close('replaced');
     const now = Date.now();
-    const existing = await this.registry.get(caller.id, now);
-    await this.registry.upsert({
-      id: caller.id,
-      ip6: record.ip6,
-      record: record.jws,
-      ...(record.name !== undefined ? { name: record.name } : {}),
-      gatewayId: existing?.gatewayId ?? null,
-      lastSeen: now,
-      expiresAt: now + this.config.limits.registrationTtlMs,
-      push: existing?.push ?? null,
-    });
+    try {
+      const existing = await this.registry.get(caller.id, now);
+      await this.registry.upsert({
+        id: caller.id,
+        ip6: record.ip6,
+        record: record.jws,
+        ...(record.name !== undefined ? { name: record.name } : {}),
+        gatewayId: existing?.gatewayId ?? null,
+        lastSeen: now,
+        expiresAt: now + this.config.limits.registrationTtlMs,
+        push: existing?.push ?? null,
+      });
+    } catch (err) {
+      // Cluster mode with Redis away: the session still works here, and is registered once
+      // Redis is back (assertSessions).
+      if (!(err instanceof RegistryUnavailableError)) throw err;
+      logRegistryError('registering a session', err);
+    }
     const response: ConnectResponse = {
       answer: association.answer,
       record: await createNodeRecord(this.identity, {
@@ -600,16 +755,17 @@ export class Gateway {
           return;
         }
         this.signaling.dial(party, msg).catch((err: unknown) => {
-          console.error('rtcmesh: dial failed', err);
           session.send({
             t: 'dial-failed',
             dialId: msg.dialId,
             code: 'gateway',
-            message: 'the gateway could not route the call',
+            message: routeFailure(err),
           });
         });
         return;
       default:
+        // Cluster mode: the callee's side of a dial another gateway owns goes back there.
+        if (this.cluster?.forwardFromNode(session.id, msg)) return;
         this.signaling.handle(party, msg);
     }
   }
@@ -680,22 +836,49 @@ export class Gateway {
     if (!this.limiters.dialIp.take(this.clientIp(req)))
       throw new HttpError(429, 'rate-limited', 'too many requests from your address');
     const callee = await this.authenticate(req);
-    const settled = <T>(lookup: DialLookup<T>): T => {
-      if (!lookup.ok) throw new HttpError(lookup.status, lookup.code, lookup.message);
-      return lookup.value;
-    };
     const maxBytes = this.config.limits.maxBodyBytes;
-    if (action === undefined)
-      return sendJson(res, 200, settled(this.signaling.pendingFor(callee.id, dialId)));
-    if (action === 'answer') {
+    let request: HttpDialAction;
+    if (action === undefined) request = { action: 'get' };
+    else if (action === 'answer') {
       const body = await readJsonBody(req, dialAnswerRequestSchema, maxBytes);
       await this.verifiedRecord(body.record, callee.id, body.answer);
-      settled(this.signaling.settleOverHttp(callee.id, { t: 'answer', dialId, ...body }));
-      return sendJson(res, 200, { dialId, answered: true });
+      request = { action: 'answer', ...body };
+    } else
+      request = {
+        action: 'reject',
+        ...(await readJsonBody(req, dialRejectRequestSchema, maxBytes)),
+      };
+    let lookup = await this.settleDial(callee.id, dialId, request);
+    // Cluster mode: a dial another gateway owns is settled there.
+    if (!lookup.ok && lookup.status === 404 && this.cluster)
+      lookup = (await this.cluster.httpDial(callee.id, dialId, request)) ?? lookup;
+    if (!lookup.ok) throw new HttpError(lookup.status, lookup.code, lookup.message);
+    if (action === undefined) return sendJson(res, 200, lookup.value);
+    sendJson(
+      res,
+      200,
+      action === 'answer' ? { dialId, answered: true } : { dialId, rejected: true },
+    );
+  }
+
+  /** A callee's HTTP request about a dial this gateway owns (the record already checked). */
+  async settleDial(
+    calleeId: NodeId,
+    dialId: string,
+    request: HttpDialAction,
+  ): Promise<DialLookup<unknown>> {
+    if (request.action === 'get') return this.signaling.pendingFor(calleeId, dialId);
+    if (request.action === 'answer') {
+      const { answer, record } = request;
+      return this.signaling.settleOverHttp(calleeId, { t: 'answer', dialId, answer, record });
     }
-    const body = await readJsonBody(req, dialRejectRequestSchema, maxBytes);
-    settled(this.signaling.settleOverHttp(callee.id, { t: 'reject', dialId, ...body }));
-    sendJson(res, 200, { dialId, rejected: true });
+    const { reason, message } = request;
+    return this.signaling.settleOverHttp(calleeId, {
+      t: 'reject',
+      dialId,
+      reason,
+      ...(message !== undefined ? { message } : {}),
+    });
   }
 
   /** POST /v1/dial: for nodes without a session; waits for the answer (bounded). */
@@ -720,13 +903,7 @@ export class Gateway {
           if (!res.writableFinished) this.signaling.handle(party, { t: 'cancel', dialId });
         });
         this.signaling.dial(party, { t: 'dial', dialId, ...body }).catch((err: unknown) => {
-          console.error('rtcmesh: dial failed', err);
-          resolve({
-            t: 'dial-failed',
-            dialId,
-            code: 'gateway',
-            message: 'the gateway could not route the call',
-          });
+          resolve({ t: 'dial-failed', dialId, code: 'gateway', message: routeFailure(err) });
         });
       },
     );
@@ -735,4 +912,22 @@ export class Gateway {
     const response: HttpDialResponse = { dialId, answer: outcome.answer, record: outcome.record };
     sendJson(res, 200, response);
   }
+}
+
+/** What a caller is told when its dial could not be routed. */
+function routeFailure(err: unknown): string {
+  if (err instanceof RegistryUnavailableError)
+    return "the cluster's registry is unreachable (Redis is down); try again shortly";
+  console.error('rtcmesh: dial failed', err);
+  return 'the gateway could not route the call';
+}
+
+let lastRegistryWarning = 0;
+
+/** Registry errors in the background: said at most every few seconds, never thrown. */
+function logRegistryError(what: string, err: unknown): void {
+  const now = Date.now();
+  if (now - lastRegistryWarning < 5000) return;
+  lastRegistryWarning = now;
+  console.warn(`rtcmesh: ${what} failed: ${(err as Error).message ?? String(err)}`);
 }

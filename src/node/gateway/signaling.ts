@@ -39,6 +39,15 @@ export interface DialParty {
  */
 export type Waker = (callee: Registration, payload: PushPayload) => Promise<string | undefined>;
 
+/**
+ * Cluster mode: the party for a callee whose session is on another gateway (undefined when
+ * it has none there), and where to remember a dial that other gateways may be asked about.
+ */
+export interface RemoteParties {
+  find(callee: Registration): Promise<DialParty | undefined>;
+  dialStarted(dialId: string, ttlMs: number): Promise<void>;
+}
+
 type IncomingDialMessage = Extract<GatewayToNode, { t: 'incoming' }>;
 
 interface Dial {
@@ -97,6 +106,7 @@ export class Signaling {
     private readonly wake?: Waker,
     /** Records already verified (a node sends the same one with every dial). */
     private readonly records = new RecordCache(),
+    private readonly remote?: RemoteParties,
   ) {}
 
   get pending(): number {
@@ -142,7 +152,7 @@ export class Signaling {
     if (!registration) return fail('not-found', `no node ${msg.to} is known to this gateway`);
     const calleeId = registration.id;
     if (calleeId === caller.id) return fail('invalid', 'a node cannot dial itself');
-    const callee = this.findSession(calleeId);
+    const callee = this.findSession(calleeId) ?? (await this.remote?.find(registration));
     const wake = this.wake;
     if (!callee && !(registration.push && wake))
       return fail('offline', `node ${calleeId} is not connected`);
@@ -176,6 +186,12 @@ export class Signaling {
     this.adjustPending(caller.id, 1);
     this.adjustPending(calleeId, 1);
     this.stats.dialsStarted++;
+    // Other gateways of a cluster may be asked about this dial over HTTP (a woken node's
+    // service worker declines at its own gateway): they find its owner through Redis.
+    if (this.remote && !this.findSession(calleeId))
+      void this.remote
+        .dialStarted(dial.id, this.limits.dialTimeoutMs + TRICKLE_AFTER_ANSWER_MS)
+        .catch(() => undefined);
     if (callee) {
       callee.deliver(dial.incoming);
       caller.deliver({ t: 'ringing', dialId: dial.id });
@@ -319,6 +335,13 @@ export class Signaling {
         }
         return;
     }
+  }
+
+  /** Cluster mode: the remote callee of a dial is not (or no longer) reachable. */
+  remoteGone(calleeId: NodeId, dialId: string): void {
+    const dial = this.dials.get(dialId);
+    if (!dial || dial.answered || dial.callee.id !== calleeId || !dial.calleeAttached) return;
+    this.finish(dial, 'offline', `node ${calleeId} went away before answering`);
   }
 
   /** A party went away: end its dials. */

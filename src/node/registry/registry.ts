@@ -1,8 +1,8 @@
 /**
  * The gateway's node registry (DESIGN §5): who is registered, at which mesh address, with
  * which record, on which gateway's session, and how to wake them by push. Two backends
- * share this contract and one test suite: MemoryRegistry and SqliteRegistry (Redis later,
- * for cluster mode).
+ * share this contract and one test suite: MemoryRegistry, SqliteRegistry and RedisRegistry
+ * (cluster mode).
  *
  * Expiry follows the identity code (a record's `exp`): a registration is live while
  * `now < expiresAt` and gone from `expiresAt` on, whether or not it has been swept yet.
@@ -65,6 +65,14 @@ export interface Registry {
   /** Count of live registrations whose gatewayId equals the argument. */
   countSessions(gatewayId: string, now?: number): Promise<number>;
   close(): Promise<void>;
+}
+
+/**
+ * The registry's store cannot be reached now (Redis is down): the request may succeed later.
+ * Distinct from a bug, so the gateway can say so clearly instead of "internal error".
+ */
+export class RegistryUnavailableError extends Error {
+  override readonly name = 'RegistryUnavailableError';
 }
 
 /** The canonical text of any valid IPv6 form, or undefined when the text is not one. */

@@ -1,0 +1,264 @@
+/**
+ * Cluster mode (DESIGN §5), as people would use it: real headless Chromium, two real gateway
+ * processes on one real redis-server. Each browser's page is served by its own gateway.
+ *
+ * - two browsers on two gateways dial each other and exchange messages;
+ * - gateway 2 is killed: its browser's node reconnects to gateway 1 (cross-origin, from
+ *   the page gateway 2 served) within 10 seconds and can be dialed;
+ * - Redis restarts: the gateways recover, and a browser registered for push (its app
+ *   closed) is still woken by a dial from the other gateway, accepts and talks.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { expect, openApp, test, waitForServiceWorker } from './fixtures.ts';
+import { launchOptions, PERMISSIONS } from './support/browser.ts';
+import { type GatewayProcess, startGateway } from './support/gateway-process.ts';
+import {
+  deliverToServiceWorker,
+  PushService,
+  standInPushManager,
+  type TestSubscription,
+} from './support/push-service.ts';
+import { RedisServer } from './support/redis-server.ts';
+
+interface GatewayInfo {
+  id: string;
+  vapidPublicKey: string;
+  gateways?: { id: string; url: string }[];
+}
+
+async function info(gateway: GatewayProcess): Promise<GatewayInfo> {
+  return (await (await fetch(`${gateway.url}/v1/info`)).json()) as GatewayInfo;
+}
+
+async function metric(gateway: GatewayProcess, name: string): Promise<number> {
+  const text = await (await fetch(`${gateway.url}/metrics`)).text();
+  return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+}
+
+/** Two gateways on one Redis, each listing both (nodes learn the list as they connect). */
+async function startCluster(redis: RedisServer, args: string[] = []) {
+  const gateways = await Promise.all(
+    [1, 2].map(() => startGateway({ args: ['--redis', redis.url, ...args] })),
+  );
+  for (const g of gateways)
+    await expect.poll(async () => (await info(g)).gateways?.length, { timeout: 15_000 }).toBe(2);
+  return gateways as [GatewayProcess, GatewayProcess];
+}
+
+/** A browser context with the app open at `gateway`, connected. */
+async function openNode(browser: Browser, gateway: GatewayProcess) {
+  const context = await browser.newContext({ permissions: PERMISSIONS });
+  const page = await context.newPage();
+  const identity = await openApp(page, gateway.url);
+  await expect(page.getByTestId('status')).toHaveText('connected');
+  return { context, page, ...identity };
+}
+
+/** Which gateway the page's node holds its session with, when connected. */
+function sessionGateway(page: Page): Promise<{ id: string | null; url: string } | null> {
+  return page.evaluate(() => {
+    const node = (
+      globalThis as unknown as {
+        rtcmesh?: {
+          node?: { gateway: { status: string; gatewayId: string | null; gatewayUrl: string } };
+        };
+      }
+    ).rtcmesh?.node;
+    if (node?.gateway.status !== 'connected') return null;
+    return { id: node.gateway.gatewayId, url: node.gateway.gatewayUrl };
+  });
+}
+
+async function dial(page: Page, to: string): Promise<void> {
+  await page.getByTestId('dial-to').fill(to);
+  await page.getByRole('button', { name: 'Dial', exact: true }).click();
+}
+
+async function chat(from: Page, to: Page, text: string): Promise<void> {
+  await from.locator('article.link[data-open="true"] .compose input').fill(text);
+  await from.locator('article.link[data-open="true"] .compose button').click();
+  await expect(to.locator('article.link .messages li.theirs').last()).toContainText(text);
+}
+
+/** A dials B, B accepts in its app, and they chat both ways. */
+async function callAndTalk(
+  a: { page: Page; id: string },
+  b: { page: Page; id: string },
+  words: string,
+): Promise<void> {
+  await dial(a.page, b.id);
+  await expect(b.page.getByTestId('incoming')).toBeVisible();
+  await expect(b.page.getByTestId('incoming-id')).toHaveText(a.id);
+  await b.page.getByRole('button', { name: 'Accept' }).click();
+  await expect(a.page.getByTestId('dial-result')).toHaveAttribute('data-code', 'connected');
+  await chat(a.page, b.page, `${words} from A`);
+  await chat(b.page, a.page, `${words} from B`);
+}
+
+// Two gateways, Redis and up to four browser contexts per test: on a loaded 2-core machine
+// that takes longer than the suite's default budget (no assertion here is about time but the
+// issue's "within 10 seconds").
+test.describe.configure({ mode: 'parallel', timeout: 180_000 });
+
+test('two browsers on two gateways dial each other and exchange messages', async ({ browser }) => {
+  const redis = await RedisServer.start();
+  const [g1, g2] = await startCluster(redis);
+  try {
+    const [a, b] = await Promise.all([openNode(browser, g1), openNode(browser, g2)]);
+    expect(await sessionGateway(a.page)).toEqual({ id: g1.id, url: g1.url });
+    expect(await sessionGateway(b.page)).toEqual({ id: g2.id, url: g2.url });
+    await callAndTalk(a, b, 'hello across gateways');
+    // Peer to peer: the gateways only signalled.
+    await expect(a.page.locator('article.link .path')).toHaveAttribute('data-local', 'host');
+    await expect(a.page.locator('article.link .path')).toHaveAttribute('data-remote', 'host');
+    // And the other way round: B (on gateway 2) calls A (on gateway 1).
+    const [c, d] = await Promise.all([openNode(browser, g1), openNode(browser, g2)]);
+    await callAndTalk(d, c, 'hello back');
+    await Promise.all([a, b, c, d].map((n) => n.context.close()));
+  } finally {
+    await Promise.all([g1.stop(), g2.stop()]);
+    await redis.close();
+  }
+});
+
+test('gateway 2 is killed: its node reconnects to gateway 1 within 10 seconds and can be dialed', async ({
+  browser,
+}) => {
+  const redis = await RedisServer.start();
+  const [g1, g2] = await startCluster(redis);
+  try {
+    const [a, b] = await Promise.all([openNode(browser, g1), openNode(browser, g2)]);
+    expect(await sessionGateway(b.page)).toEqual({ id: g2.id, url: g2.url });
+    const killed = Date.now();
+    g2.process.kill('SIGKILL');
+    // The page stays the one gateway 2 served; its node now signals through gateway 1.
+    await expect
+      .poll(() => sessionGateway(b.page), { timeout: 10_000, intervals: [100] })
+      .toEqual({ id: g1.id, url: g1.url });
+    expect(Date.now() - killed).toBeLessThan(10_000);
+    await expect(b.page.getByTestId('status')).toHaveText('connected');
+    await callAndTalk(a, b, 'after the failover');
+    await Promise.all([a.context.close(), b.context.close()]);
+  } finally {
+    await Promise.all([g1.stop(), g2.stop()]);
+    await redis.close();
+  }
+});
+
+/** B: a real profile (its service worker outlives its pages), subscribed to `push` at `gateway`. */
+async function sleepingBrowser(gateway: GatewayProcess, push: PushService) {
+  const profile = mkdtempSync(join(tmpdir(), 'rtcmesh-profile-'));
+  const context: BrowserContext = await chromium.launchPersistentContext(profile, {
+    ...launchOptions(),
+    permissions: [...PERMISSIONS, 'notifications'],
+  });
+  const subscription: TestSubscription = push.subscribe();
+  await context.addInitScript(standInPushManager, subscription);
+  const app = context.pages()[0] ?? (await context.newPage());
+  const { id } = await openApp(app, gateway.url);
+  await waitForServiceWorker(app);
+  await expect(app.getByTestId('status')).toHaveText('connected');
+  await app.getByText('Share, keys and certificate').click();
+  await app.getByTestId('push-enabled').check();
+  await expect(app.getByTestId('push-status')).toHaveAttribute('data-state', 'on');
+  // A tab that is not the app keeps CDP reachable once the app is closed.
+  const cdp = await context.newCDPSession(await context.newPage());
+  push.route(subscription, await deliverToServiceWorker(cdp, gateway.url));
+  const serviceWorker = () => {
+    const running = context
+      .serviceWorkers()
+      .filter((w) => w.url().startsWith(gateway.url))
+      .pop();
+    return running ? Promise.resolve(running) : context.waitForEvent('serviceworker');
+  };
+  return {
+    context,
+    id,
+    app,
+    subscription,
+    serviceWorker,
+    close: async () => {
+      await context.close();
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+test('Redis restarts: the gateways recover, and a push-registered node can still be woken', async ({
+  browser,
+}) => {
+  // Redis as deployed for a cluster: with persistence, so registrations and push
+  // subscriptions outlive a Redis restart (presence the gateways assert again themselves).
+  const redis = await RedisServer.start({ persist: true });
+  const push = await PushService.start();
+  const [g1, g2] = await startCluster(redis, ['--push-allow-private']);
+  let b: Awaited<ReturnType<typeof sleepingBrowser>> | undefined;
+  try {
+    const a = await openNode(browser, g1);
+    b = await sleepingBrowser(g2, push);
+    // B subscribed with the key gateway 2 gave it; gateway 1 signs with the same one.
+    const vapidKey = (await info(g2)).vapidPublicKey;
+    expect((await info(g1)).vapidPublicKey).toBe(vapidKey);
+    await b.app.close();
+    await expect.poll(() => metric(g2, 'rtcmesh_sessions')).toBe(0);
+
+    await redis.restart();
+    for (const g of [g1, g2])
+      await expect
+        .poll(() => metric(g, 'rtcmesh_cluster_redis_reconnects_total'), { timeout: 15_000 })
+        .toBe(1);
+    for (const g of [g1, g2])
+      await expect.poll(() => metric(g, 'rtcmesh_cluster_redis_up')).toBe(1);
+
+    // A, on gateway 1, dials B: asleep, registered at gateway 2: gateway 1 wakes it by push.
+    await dial(a.page, b.id);
+    await expect(a.page.getByTestId('dial-result')).toHaveAttribute('data-code', 'waking');
+    const received = await push.nextPush(b.subscription);
+    expect(received.vapidKey).toBe(vapidKey);
+    expect(push.refused).toEqual([]);
+    const payload = JSON.parse(received.plaintext) as { dialId: string; from: string };
+    expect(payload).toMatchObject({ t: 'incoming', from: a.id });
+
+    // What a click on Accept runs (CDP cannot click a notification; see push.spec.ts).
+    const worker = await b.serviceWorker();
+    await expect
+      .poll(() =>
+        worker.evaluate(
+          (dialId) =>
+            (
+              self as unknown as { rtcmesh: { handledPushes: { dialId: string | null }[] } }
+            ).rtcmesh.handledPushes.some((p) => p.dialId === dialId),
+          payload.dialId,
+        ),
+      )
+      .toBe(true);
+    const data = { dialId: payload.dialId, from: a.id, name: '', expiresAt: 0 };
+    const result = await worker.evaluate(
+      (d) =>
+        (
+          self as unknown as {
+            rtcmesh: { notificationAction(a: string, d: unknown): Promise<{ url?: string }> };
+          }
+        ).rtcmesh.notificationAction('accept', d),
+      data,
+    );
+    expect(result.url).toBe(`/#answer=${payload.dialId}`);
+    // B's app opens at gateway 2 and connects there; gateway 1, which holds the call, hears
+    // of it through Redis and hands B the call.
+    const app = await b.context.newPage();
+    await app.goto(`${g2.url}${result.url}`);
+    await expect(a.page.getByTestId('dial-result')).toHaveAttribute('data-code', 'connected');
+    expect(await sessionGateway(app)).toEqual({ id: g2.id, url: g2.url });
+    await expect(app.locator(`article.link[data-peer="${a.id}"]`)).toBeVisible();
+    await chat(a.page, app, 'hello, sleeper on the other gateway');
+    await chat(app, a.page, 'woken across the cluster');
+    await a.context.close();
+  } finally {
+    await b?.close();
+    await Promise.all([g1.stop(), g2.stop(), push.close()]);
+    await redis.close();
+  }
+});
