@@ -94,7 +94,12 @@ export interface NodeClientOptions {
 
 export class NodeClient {
   readonly tabId = encodeBase64url(crypto.getRandomValues(new Uint8Array(12)));
-  private state: NodeStatus = { status: 'offline', detail: 'starting', gatewayId: null };
+  private state: NodeStatus = {
+    status: 'offline',
+    detail: 'starting',
+    gatewayId: null,
+    gatewayUrl: null,
+  };
   private readonly links = new Map<number, LinkView>();
   private readonly streams = new Map<number, Set<MeshStream>>();
   private readonly services = new Map<string, (stream: MeshStream) => void>();
@@ -119,10 +124,16 @@ export class NodeClient {
   }
 
   /** What push.ts, the page and the benchmarks read about the gateway session. */
-  get gateway(): { status: GatewayStatus; gatewayId: string | null; reconnectNow(): void } {
+  get gateway(): {
+    status: GatewayStatus;
+    gatewayId: string | null;
+    gatewayUrl: string | null;
+    reconnectNow(): void;
+  } {
     return {
       status: this.state.status,
       gatewayId: this.state.gatewayId,
+      gatewayUrl: this.state.gatewayUrl,
       reconnectNow: () => this.send((api) => api.reconnectNow()),
     };
   }
@@ -179,6 +190,7 @@ export class NodeClient {
       status: 'reconnecting',
       detail: 'the node worker stopped; starting a new one',
       gatewayId: null,
+      gatewayUrl: null,
     });
   }
 

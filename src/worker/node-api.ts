@@ -20,6 +20,8 @@ export interface NodeStatus {
   status: GatewayStatus;
   detail: string;
   gatewayId: string | null;
+  /** The gateway in use (in cluster mode, possibly another than the page's own). */
+  gatewayUrl: string | null;
 }
 
 /** A peer link; `serial` tells one link to a peer from the next. */

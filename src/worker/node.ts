@@ -59,7 +59,12 @@ export class BrowserNode implements NodeApi, RtcPlatform {
   private relayOnly = false;
   private wanted = true;
   private started = false;
-  private status: NodeStatus = { status: 'offline', detail: 'waiting for a tab', gatewayId: null };
+  private status: NodeStatus = {
+    status: 'offline',
+    detail: 'waiting for a tab',
+    gatewayId: null,
+    gatewayUrl: null,
+  };
   private readonly tabs = new Map<string, Tab>();
   private readonly calls = new Map<string, AbortController>();
   private readonly ringing = new Map<string, { call: IncomingCall; tabId: string }>();
@@ -243,7 +248,12 @@ export class BrowserNode implements NodeApi, RtcPlatform {
       decide: (caller, dialId) => this.decide(caller, dialId),
     });
     mesh.on('status', (status, detail) => {
-      this.status = { status, detail, gatewayId: mesh.gateway.gatewayId };
+      this.status = {
+        status,
+        detail,
+        gatewayId: mesh.gateway.gatewayId,
+        gatewayUrl: mesh.gateway.gatewayUrl,
+      };
       this.broadcast((events) => events.status(this.status));
       if (status === 'connected') this.dialAgain();
     });
