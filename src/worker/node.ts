@@ -386,17 +386,22 @@ export class BrowserNode implements NodeApi, RtcPlatform {
   /** Every tab asks its own settings; one "accept" accepts, declines from all decline. */
   private async decide(caller: VerifiedRecord, dialId: string): Promise<CallDecision> {
     const tabs = await this.liveTabs();
-    const answers = await Promise.all(
-      tabs.map((t) =>
-        Promise.race([
-          Promise.resolve(t.events.decide(caller, dialId)).catch(() => 'ask' as const),
-          new Promise<'ask'>((r) => setTimeout(() => r('ask'), DECIDE_TIMEOUT_MS)),
-        ]),
-      ),
-    );
-    if (answers.includes('accept')) return 'accept';
-    if (answers.length > 0 && answers.every((a) => a === 'decline')) return 'decline';
-    return 'ask';
+    if (tabs.length === 0) return 'ask';
+    return new Promise<CallDecision>((resolve) => {
+      const answers: CallDecision[] = [];
+      const timer = setTimeout(() => resolve('ask'), DECIDE_TIMEOUT_MS);
+      const settle = (answer: CallDecision) => {
+        answers.push(answer);
+        // The first "accept" answers at once: no need to wait for slower tabs.
+        if (answer === 'accept') resolve('accept');
+        else if (answers.length === tabs.length)
+          resolve(answers.every((a) => a === 'decline') ? 'decline' : 'ask');
+        else return;
+        clearTimeout(timer);
+      };
+      for (const tab of tabs)
+        Promise.resolve(tab.events.decide(caller, dialId)).then(settle, () => settle('ask'));
+    });
   }
 
   /** An incoming call is announced once, in the tab the user used last. */

@@ -269,8 +269,12 @@ export class MeshNode {
       );
       await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
       const dial = this.outgoing.get(dialId);
-      for (const c of dial?.pendingCandidates ?? [])
-        await pc.addIceCandidate(c).catch(() => undefined);
+      // A batch at once (each may be a round trip to the browser's RTC host tab), until no
+      // more arrived meanwhile.
+      while (dial && dial.pendingCandidates.length > 0) {
+        const batch = dial.pendingCandidates.splice(0);
+        await Promise.all(batch.map((c) => pc.addIceCandidate(c).catch(() => undefined)));
+      }
       if (dial) dial.answered = true;
       await channelOpen(control, LINK_OPEN_TIMEOUT_MS).catch((err: Error) => {
         throw new DialError('timeout', `no connection to ${answer.record.id}: ${err.message}`);
@@ -503,7 +507,9 @@ export class MeshNode {
         this.gateway.send({ t: 'candidate', dialId, candidate });
       });
       await pc.setRemoteDescription({ type: 'offer', sdp: dial.offer });
-      for (const c of dial.pendingCandidates) await pc.addIceCandidate(c).catch(() => undefined);
+      await Promise.all(
+        dial.pendingCandidates.map((c) => pc.addIceCandidate(c).catch(() => undefined)),
+      );
       await pc.setLocalDescription();
       const answer = pc.localDescription?.sdp ?? '';
       if (!this.gateway.send({ t: 'answer', dialId, answer, record: await this.ownRecord() })) {
