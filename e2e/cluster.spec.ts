@@ -1,27 +1,10 @@
-/**
- * Cluster mode (DESIGN §5), as people would use it: real headless Chromium, two real gateway
- * processes on one real redis-server. Each browser's page is served by its own gateway.
- *
- * - two browsers on two gateways dial each other and exchange messages;
- * - gateway 2 is killed: its browser's node reconnects to gateway 1 (cross-origin, from
- *   the page gateway 2 served) within 10 seconds and can be dialed;
- * - Redis restarts: the gateways recover, and a browser registered for push (its app
- *   closed) is still woken by a dial from the other gateway, accepts and talks.
- */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
-import { expect, openApp, test, waitForServiceWorker } from './fixtures.ts';
-import { launchOptions, PERMISSIONS } from './support/browser.ts';
-import { type GatewayProcess, startGateway } from './support/gateway-process.ts';
-import {
-  deliverToServiceWorker,
-  PushService,
-  standInPushManager,
-  type TestSubscription,
-} from './support/push-service.ts';
+import type { Browser, Page } from 'playwright-core';
+import { chat, dial, expect, openApp, test } from './fixtures.ts';
+import { PERMISSIONS } from './support/browser.ts';
+import { type GatewayProcess, metric, startGateway } from './support/gateway-process.ts';
+import { PushService } from './support/push-service.ts';
 import { RedisServer } from './support/redis-server.ts';
+import { SleepingBrowser } from './support/sleeping-browser.ts';
 
 interface GatewayInfo {
   id: string;
@@ -31,11 +14,6 @@ interface GatewayInfo {
 
 async function info(gateway: GatewayProcess): Promise<GatewayInfo> {
   return (await (await fetch(`${gateway.url}/v1/info`)).json()) as GatewayInfo;
-}
-
-async function metric(gateway: GatewayProcess, name: string): Promise<number> {
-  const text = await (await fetch(`${gateway.url}/metrics`)).text();
-  return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
 }
 
 /** Two gateways on one Redis, each listing both (nodes learn the list as they connect). */
@@ -70,17 +48,6 @@ function sessionGateway(page: Page): Promise<{ id: string | null; url: string } 
     if (node?.gateway.status !== 'connected') return null;
     return { id: node.gateway.gatewayId, url: node.gateway.gatewayUrl };
   });
-}
-
-async function dial(page: Page, to: string): Promise<void> {
-  await page.getByTestId('dial-to').fill(to);
-  await page.getByRole('button', { name: 'Dial', exact: true }).click();
-}
-
-async function chat(from: Page, to: Page, text: string): Promise<void> {
-  await from.locator('article.link[data-open="true"] .compose input').fill(text);
-  await from.locator('article.link[data-open="true"] .compose button').click();
-  await expect(to.locator('article.link .messages li.theirs').last()).toContainText(text);
 }
 
 /** A dials B, B accepts in its app, and they chat both ways. */
@@ -148,45 +115,6 @@ test('gateway 2 is killed: its node reconnects to gateway 1 within 10 seconds an
   }
 });
 
-/** B: a real profile (its service worker outlives its pages), subscribed to `push` at `gateway`. */
-async function sleepingBrowser(gateway: GatewayProcess, push: PushService) {
-  const profile = mkdtempSync(join(tmpdir(), 'rtcmesh-profile-'));
-  const context: BrowserContext = await chromium.launchPersistentContext(profile, {
-    ...launchOptions(),
-    permissions: [...PERMISSIONS, 'notifications'],
-  });
-  const subscription: TestSubscription = push.subscribe();
-  await context.addInitScript(standInPushManager, subscription);
-  const app = context.pages()[0] ?? (await context.newPage());
-  const { id } = await openApp(app, gateway.url);
-  await waitForServiceWorker(app);
-  await expect(app.getByTestId('status')).toHaveText('connected');
-  await app.getByText('Share, keys and certificate').click();
-  await app.getByTestId('push-enabled').check();
-  await expect(app.getByTestId('push-status')).toHaveAttribute('data-state', 'on');
-  // A tab that is not the app keeps CDP reachable once the app is closed.
-  const cdp = await context.newCDPSession(await context.newPage());
-  push.route(subscription, await deliverToServiceWorker(cdp, gateway.url));
-  const serviceWorker = () => {
-    const running = context
-      .serviceWorkers()
-      .filter((w) => w.url().startsWith(gateway.url))
-      .pop();
-    return running ? Promise.resolve(running) : context.waitForEvent('serviceworker');
-  };
-  return {
-    context,
-    id,
-    app,
-    subscription,
-    serviceWorker,
-    close: async () => {
-      await context.close();
-      rmSync(profile, { recursive: true, force: true });
-    },
-  };
-}
-
 test('Redis restarts: the gateways recover, and a push-registered node can still be woken', async ({
   browser,
 }) => {
@@ -195,15 +123,14 @@ test('Redis restarts: the gateways recover, and a push-registered node can still
   const redis = await RedisServer.start({ persist: true });
   const push = await PushService.start();
   const [g1, g2] = await startCluster(redis, ['--push-allow-private']);
-  let b: Awaited<ReturnType<typeof sleepingBrowser>> | undefined;
+  let b: SleepingBrowser | undefined;
   try {
     const a = await openNode(browser, g1);
-    b = await sleepingBrowser(g2, push);
+    b = await SleepingBrowser.open(g2, push);
     // B subscribed with the key gateway 2 gave it; gateway 1 signs with the same one.
     const vapidKey = (await info(g2)).vapidPublicKey;
     expect((await info(g1)).vapidPublicKey).toBe(vapidKey);
-    await b.app.close();
-    await expect.poll(() => metric(g2, 'rtcmesh_sessions')).toBe(0);
+    await b.closeApp(g2, 0);
 
     await redis.restart();
     for (const g of [g1, g2])

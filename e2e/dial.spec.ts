@@ -1,6 +1,6 @@
 /** Dialing another node by ID or mesh IPv6 through a real gateway, as two users would. */
-import type { Browser, Page } from '@playwright/test';
-import { expect, openApp, test } from './fixtures.ts';
+import type { Browser } from '@playwright/test';
+import { chat, dial, expect, openApp, test } from './fixtures.ts';
 import { PERMISSIONS } from './support/browser.ts';
 
 async function twoNodes(browser: Browser, url: string) {
@@ -12,17 +12,6 @@ async function twoNodes(browser: Browser, url: string) {
     return { context, page, ...identity };
   };
   return Promise.all([open(), open()]);
-}
-
-async function dial(page: Page, to: string): Promise<void> {
-  await page.getByTestId('dial-to').fill(to);
-  await page.getByRole('button', { name: 'Dial', exact: true }).click();
-}
-
-async function chat(from: Page, to: Page, text: string): Promise<void> {
-  await from.locator('article.link[data-open="true"] .compose input').fill(text);
-  await from.locator('article.link[data-open="true"] .compose button').click();
-  await expect(to.locator('article.link .messages li.theirs').last()).toContainText(text);
 }
 
 for (const by of ['ID', 'IPv6'] as const) {

@@ -37,3 +37,16 @@ export async function waitForServiceWorker(page: Page): Promise<void> {
     }
   });
 }
+
+/** Dials `to` from the page's dial box. */
+export async function dial(page: Page, to: string): Promise<void> {
+  await page.getByTestId('dial-to').fill(to);
+  await page.getByRole('button', { name: 'Dial', exact: true }).click();
+}
+
+/** `from` sends a chat line on its open link; `to` shows it. */
+export async function chat(from: Page, to: Page, text: string): Promise<void> {
+  await from.locator('article.link[data-open="true"] .compose input').fill(text);
+  await from.locator('article.link[data-open="true"] .compose button').click();
+  await expect(to.locator('article.link .messages li.theirs').last()).toContainText(text);
+}

@@ -3,18 +3,15 @@
  * peer connections, and every tab dials, chats and gets calls through the one node.
  */
 import type { Browser, BrowserContext, Page } from '@playwright/test';
-import { expect, openApp, test } from './fixtures.ts';
+import { dial, expect, openApp, test } from './fixtures.ts';
 import { PERMISSIONS } from './support/browser.ts';
-import type { GatewayProcess } from './support/gateway-process.ts';
+import { type GatewayProcess, metric } from './support/gateway-process.ts';
 import { RawChromium } from './support/raw-chromium.ts';
 
 // Several tabs and two devices per test: more steps than most specs.
 test.describe.configure({ timeout: 150_000 });
 
-async function sessions(gateway: GatewayProcess): Promise<number> {
-  const metrics = await (await fetch(`${gateway.url}/metrics`)).text();
-  return Number(/^rtcmesh_sessions (\d+)$/m.exec(metrics)?.[1]);
-}
+const sessions = (gateway: GatewayProcess) => metric(gateway, 'rtcmesh_sessions');
 
 /** A browser context (one device) with `tabs` tabs of the app, all showing connected. */
 async function device(
@@ -51,9 +48,8 @@ async function deviceWithThreeTabsAndPeer(browser: Browser, url: string, bAccept
   return { a, b, bPage };
 }
 
-async function dial(page: Page, to: string): Promise<void> {
-  await page.getByTestId('dial-to').fill(to);
-  await page.getByRole('button', { name: 'Dial', exact: true }).click();
+async function dialConnected(page: Page, to: string): Promise<void> {
+  await dial(page, to);
   await expect(page.getByTestId('dial-result')).toHaveAttribute('data-code', 'connected');
 }
 
@@ -96,7 +92,7 @@ test('three tabs are one node: one gateway session, and every tab dials and chat
   await expect.poll(() => sessions(gateway)).toBe(2);
 
   for (const [i, page] of a.pages.entries()) {
-    await dial(page, b.id);
+    await dialConnected(page, b.id);
     await chat(page, b.id, bPage, `hello from tab ${i + 1}`);
     await chat(bPage, a.id, page, `hello back to tab ${i + 1}`);
   }
@@ -114,7 +110,7 @@ test('closing the host tab: the other tabs reconnect within 5 s, dial, and the c
   const host = await hostTab(a.pages);
   const [chatter, dialer] = a.pages.filter((p) => p !== host) as [Page, Page];
 
-  await dial(chatter, b.id);
+  await dialConnected(chatter, b.id);
   await chat(chatter, b.id, bPage, 'before');
   await chat(bPage, a.id, chatter, 'before, back');
 
@@ -141,7 +137,7 @@ test('closing the host tab: the other tabs reconnect within 5 s, dial, and the c
   // A remaining tab takes the host role.
   await hostTab([chatter, dialer]);
 
-  await dial(dialer, b.id);
+  await dialConnected(dialer, b.id);
   await chat(dialer, b.id, bPage, 'from the dialer');
   // The open chat carries on from the tab that had it.
   await chat(chatter, b.id, bPage, 'after');
@@ -154,8 +150,7 @@ test('closing the host tab: the other tabs reconnect within 5 s, dial, and the c
 test('an incoming call is announced in one tab, not in three', async ({ browser, gateway }) => {
   const { a, b, bPage } = await deviceWithThreeTabsAndPeer(browser, gateway.url, false);
 
-  await bPage.getByTestId('dial-to').fill(a.id);
-  await bPage.getByRole('button', { name: 'Dial', exact: true }).click();
+  await dial(bPage, a.id);
   const ringing = async () =>
     (await Promise.all(a.pages.map((p) => p.getByTestId('incoming').isVisible()))).filter(Boolean)
       .length;
@@ -207,10 +202,10 @@ test('the tab that started the node worker crashes: the other tabs start a new o
   expect(seenByDialer.tabs).toHaveLength(2);
   expect(seenByDialer.hostTab).not.toBeNull();
   expect(seenByDialer.hostTab).toBe(seenByOther.hostTab);
-  await dial(dialer, b.id);
+  await dialConnected(dialer, b.id);
   await chat(dialer, b.id, bPage, 'after the crash');
   await chat(bPage, a.id, dialer, 'after the crash, back');
-  await dial(other, b.id);
+  await dialConnected(other, b.id);
   await chat(other, b.id, bPage, 'from the other tab');
   await expect.poll(() => sessions(gateway)).toBe(2);
   await a.context.close();
@@ -228,7 +223,7 @@ test('without SharedWorker the node runs in one tab; another says so and "Use he
   const b = await device(browser, gateway.url, 1, { acceptEveryone: true });
   const bPage = b.pages[0] as Page;
   await expect(bPage.getByTestId('status')).toHaveText('connected');
-  await dial(first, b.id);
+  await dialConnected(first, b.id);
   await chat(first, b.id, bPage, 'from the first tab');
 
   const second = await a.context.newPage();
@@ -242,7 +237,7 @@ test('without SharedWorker the node runs in one tab; another says so and "Use he
   await expect(second.getByTestId('status')).toHaveText('connected');
   await expect(first.getByTestId('status')).toHaveText('elsewhere');
   await expect(first.getByText('active in another tab')).toBeVisible();
-  await dial(second, b.id);
+  await dialConnected(second, b.id);
   await chat(second, b.id, bPage, 'from the second tab');
   await chat(bPage, a.id, second, 'back to the second tab');
   await expect.poll(() => sessions(gateway)).toBe(2);

@@ -122,3 +122,9 @@ export async function startGateway(options: StartGatewayOptions = {}): Promise<G
     },
   };
 }
+
+/** One value of the gateway's /metrics (NaN when absent). */
+export async function metric(gateway: GatewayProcess, name: string): Promise<number> {
+  const text = await (await fetch(`${gateway.url}/metrics`)).text();
+  return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+}
