@@ -44,8 +44,9 @@ export interface ChannelHandOver {
 const isData = (value: unknown): value is ChannelData =>
   typeof value === 'string' || value instanceof ArrayBuffer;
 
+const encoder = new TextEncoder();
 const sizeOf = (data: ChannelData): number =>
-  typeof data === 'string' ? new TextEncoder().encode(data).length : data.byteLength;
+  typeof data === 'string' ? encoder.encode(data).length : data.byteLength;
 
 /** The channel worker's real channel's low-water mark: it reports drain below this. */
 const BRIDGE_LOW_WATER = 256 * 1024;
@@ -138,6 +139,7 @@ export class PortDataChannel implements DataChannelLike {
   private held: ChannelData[] | undefined;
   private handedOver = false;
   private readonly listeners = new Map<string, Set<Listener>>();
+  private readonly statusPort: MessagePort | undefined;
 
   constructor(
     private readonly port: MessagePort,
@@ -151,13 +153,13 @@ export class PortDataChannel implements DataChannelLike {
     this.state = snapshot.readyState;
     if (options.hold) this.held = [];
     port.onmessage = (ev: MessageEvent) => this.receive(ev.data);
+    this.statusPort = options.status;
     if (options.status) {
       const status = options.status;
       status.onmessage = (ev: MessageEvent) => {
         const notice = ev.data as ChannelNotice;
         if (notice.c === 'open' || notice.c === 'close') this.onNotice(notice);
       };
-      this.statusPort = status;
     }
     // Messages that arrived before this owner: deliver them first, in order.
     const pending = options.pending ?? [];
@@ -166,8 +168,6 @@ export class PortDataChannel implements DataChannelLike {
         for (const d of pending) this.receive(d);
       });
   }
-
-  private statusPort: MessagePort | undefined;
 
   get readyState(): DataChannelLike['readyState'] {
     return this.state;

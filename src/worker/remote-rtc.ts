@@ -18,9 +18,6 @@ import type {
   StatsReportLike,
 } from '../core/node/rtc.ts';
 
-/** Channels the node worker reads itself; every other label is a stream, read by a tab. */
-const WORKER_CHANNELS = new Set(['ctl', 'mesh']);
-
 type Listener = (ev: never) => void;
 
 class RemotePeerConnection implements PeerConnectionLike {
@@ -52,8 +49,9 @@ class RemotePeerConnection implements PeerConnectionLike {
         if (changed) this.emit('connectionstatechange', {});
         if (gathering) this.emit('icegatheringstatechange', {});
       },
+      // A channel the peer opens is always a stream (negotiated channels fire no event).
       datachannel: ({ snapshot, data, status }) =>
-        this.emit('datachannel', { channel: this.adopt(data, status, snapshot) }),
+        this.emit('datachannel', { channel: this.adopt(data, status, snapshot, true) }),
     };
     void host.createPeerConnection(pcId, config, proxy(events));
   }
@@ -68,13 +66,20 @@ class RemotePeerConnection implements PeerConnectionLike {
       transfer({ data: data.port1, status: status.port1 }, [data.port1, status.port1]),
     );
     const reliable = init.maxRetransmits === undefined && init.maxPacketLifeTime === undefined;
-    return this.adopt(data.port2, status.port2, {
-      label,
-      ordered: init.ordered ?? true,
-      maxRetransmits: reliable ? null : (init.maxRetransmits ?? null),
-      maxPacketLifeTime: reliable ? null : (init.maxPacketLifeTime ?? null),
-      readyState: this.connectionState === 'closed' ? 'closed' : 'connecting',
-    });
+    // The negotiated channels (ctl, a link's mesh channel) are the worker's own; every other
+    // one is a stream, held until a tab takes it.
+    return this.adopt(
+      data.port2,
+      status.port2,
+      {
+        label,
+        ordered: init.ordered ?? true,
+        maxRetransmits: reliable ? null : (init.maxRetransmits ?? null),
+        maxPacketLifeTime: reliable ? null : (init.maxPacketLifeTime ?? null),
+        readyState: this.connectionState === 'closed' ? 'closed' : 'connecting',
+      },
+      !init.negotiated,
+    );
   }
 
   async setLocalDescription(description?: SessionDescription): Promise<void> {
@@ -130,11 +135,8 @@ class RemotePeerConnection implements PeerConnectionLike {
     for (const l of [...(this.listeners.get(type) ?? [])]) (l as (ev: unknown) => void)(ev);
   }
 
-  private adopt(data: MessagePort, status: MessagePort, snapshot: ChannelSnapshot) {
-    const channel = new PortDataChannel(data, snapshot, {
-      status,
-      hold: !WORKER_CHANNELS.has(snapshot.label),
-    });
+  private adopt(data: MessagePort, status: MessagePort, snapshot: ChannelSnapshot, hold: boolean) {
+    const channel = new PortDataChannel(data, snapshot, { status, hold });
     this.channels.add(channel);
     channel.addEventListener('close', () => this.channels.delete(channel));
     return channel;
