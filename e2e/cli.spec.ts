@@ -28,12 +28,13 @@ type NodeWindow = Window & {
   };
 };
 
+/** Runs the CLI; libdatachannel's warnings go to its stderr, which a failure prints. */
 function cli(args: string[], gatewayUrl: string, input?: string) {
   const data = mkdtempSync(join(tmpdir(), 'rtcmesh-cli-'));
   const child = spawn(
     process.execPath,
     [RTCMESH_BIN, ...args, '--gateway', gatewayUrl, '--data', data],
-    { stdio: ['pipe', 'pipe', 'pipe'] },
+    { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, RTCMESH_RTC_LOG: 'warning' } },
   );
   let out = '';
   let err = '';
@@ -108,7 +109,7 @@ test('the browser listens; the CLI dials it and the user accepts', async ({ page
   try {
     await expect(page.getByTestId('incoming')).toBeVisible();
     await page.getByRole('button', { name: 'Accept' }).click();
-    expect(await dialer.exited).toBe(0);
+    expect(await dialer.exited, `rtcmesh dial failed:\n${dialer.err()}`).toBe(0);
     expect(dialer.out()).toBe('hello from the terminal\n');
   } finally {
     await dialer.stop();

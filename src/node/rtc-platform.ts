@@ -1,14 +1,35 @@
 /** The Node RtcPlatform: node-datachannel's W3C polyfill with the node's PEM certificate. */
+import { initLogger, type LogLevel } from 'node-datachannel';
 import { RTCPeerConnection } from 'node-datachannel/polyfill';
-import type { PeerConnectionLike, RtcPlatform, SessionDescription } from '../core/node/rtc.ts';
+import type {
+  CandidateInit,
+  PeerConnectionLike,
+  RtcPlatform,
+  SessionDescription,
+} from '../core/node/rtc.ts';
 
 const DESCRIPTION_TIMEOUT_MS = 5000;
+
+const LOG_LEVELS: readonly LogLevel[] = ['Verbose', 'Debug', 'Info', 'Warning', 'Error', 'Fatal'];
+
+/** RTCMESH_RTC_LOG=debug (or verbose, info, warning…) prints libdatachannel's log on stderr. */
+function startRtcLog(): void {
+  const wanted = process.env.RTCMESH_RTC_LOG?.toLowerCase();
+  if (!wanted) return;
+  const level = LOG_LEVELS.find((l) => l.toLowerCase() === wanted);
+  if (!level) {
+    console.error(`rtcmesh: RTCMESH_RTC_LOG must be one of ${LOG_LEVELS.join(', ')}`);
+    return;
+  }
+  initLogger(level, (at, message) => console.error(`rtc ${at}: ${message}`));
+}
 
 export function nodeRtcPlatform(options: {
   certFile: string;
   keyFile: string;
   bindAddress?: string;
 }): RtcPlatform {
+  startRtcLog();
   return {
     createPeerConnection: ({ iceServers, iceTransportPolicy }) => {
       // The polyfill passes unknown options through to libdatachannel's configuration.
@@ -25,7 +46,7 @@ export function nodeRtcPlatform(options: {
         keyPemFile: options.keyFile,
         ...(options.bindAddress ? { bindAddress: options.bindAddress } : {}),
       } as ConstructorParameters<typeof RTCPeerConnection>[0]) as unknown as PeerConnectionLike;
-      return withSettledLocalDescription(pc);
+      return withCandidatesAfterRemoteDescription(withSettledLocalDescription(pc));
     },
   };
 }
@@ -49,6 +70,47 @@ function withSettledLocalDescription(pc: PeerConnectionLike): PeerConnectionLike
           throw new Error(`no local ${expected} after ${DESCRIPTION_TIMEOUT_MS} ms`);
         await new Promise((r) => setTimeout(r, 2));
       }
+    },
+  });
+  return pc;
+}
+
+type CandidateEvent = { candidate: { toJSON(): CandidateInit } | null };
+
+/**
+ * libdatachannel hands a remote description to ICE before it records the description's
+ * DTLS fingerprint, on another thread than the one doing ICE and DTLS. A peer that already
+ * has our candidates (a browser answering our dial) can finish ICE and its DTLS handshake in
+ * between, and libdatachannel then refuses the peer's certificate ("DTLS alert: unknown CA").
+ * So our candidates are given out only once a remote description is applied: until then the
+ * peer has no address to reach us at.
+ */
+function withCandidatesAfterRemoteDescription(pc: PeerConnectionLike): PeerConnectionLike {
+  const listeners: ((ev: CandidateEvent) => void)[] = [];
+  let held: CandidateEvent[] | null = [];
+  const addEventListener = pc.addEventListener.bind(pc) as (
+    type: string,
+    listener: (ev: CandidateEvent) => void,
+  ) => void;
+  addEventListener('icecandidate', (ev) => {
+    if (held) held.push(ev);
+    else for (const listener of listeners) listener(ev);
+  });
+  const setRemoteDescription = pc.setRemoteDescription.bind(pc);
+  Object.defineProperties(pc, {
+    addEventListener: {
+      value: (type: string, listener: (ev: CandidateEvent) => void) => {
+        if (type === 'icecandidate') listeners.push(listener);
+        else addEventListener(type, listener);
+      },
+    },
+    setRemoteDescription: {
+      value: async (description: SessionDescription) => {
+        await setRemoteDescription(description);
+        const release = held ?? [];
+        held = null;
+        for (const ev of release) for (const listener of listeners) listener(ev);
+      },
     },
   });
   return pc;
