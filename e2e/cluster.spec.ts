@@ -189,3 +189,76 @@ test('Redis restarts: the gateways recover, and a push-registered node can still
     await redis.close();
   }
 });
+
+/** The cluster's gateways as the page's node keeps them in IndexedDB, sorted. */
+function keptGateways(page: Page): Promise<string[]> {
+  return page.evaluate(
+    () =>
+      new Promise<string[]>((resolve, reject) => {
+        const open = indexedDB.open('rtcmesh');
+        open.onerror = () => reject(open.error);
+        open.onsuccess = () => {
+          const db = open.result;
+          const get = db.transaction('gateways').objectStore('gateways').get('cluster');
+          get.onsuccess = () => {
+            db.close();
+            resolve([...((get.result as string[] | undefined) ?? [])].sort());
+          };
+          get.onerror = () => reject(get.error);
+        };
+      }),
+  );
+}
+
+test("B's own gateway dies while B sleeps: woken through another, B declines, then answers from its cached app", async ({
+  browser,
+}) => {
+  const redis = await RedisServer.start();
+  const push = await PushService.start();
+  const [g1, g2] = await startCluster(redis, ['--push-allow-private']);
+  let b: SleepingBrowser | undefined;
+  try {
+    const a = await openNode(browser, g1);
+    b = await SleepingBrowser.open(g2, push);
+    // B's node learned the cluster as it connected, and keeps the list.
+    const app = b.app;
+    if (!app) throw new Error('no app');
+    await expect.poll(() => keptGateways(app)).toEqual([g1.url, g2.url].sort());
+    await b.closeApp(g2, 0);
+    g2.process.kill('SIGKILL');
+
+    // Declined on the notification: the service worker cannot reach gateway 2 (its own
+    // origin) and declines at gateway 1, which holds the call.
+    await dial(a.page, b.id);
+    const first = JSON.parse((await push.nextPush(b.subscription)).plaintext) as {
+      dialId: string;
+      from: string;
+    };
+    expect(await b.handledPush(first.dialId)).toBe('notified');
+    const declined = await b.clickNotification('decline', { ...first, name: '', expiresAt: 0 });
+    expect(declined).toEqual({ done: 'declined', status: 200 });
+    await expect(a.page.getByTestId('dial-result')).toHaveAttribute('data-code', 'declined');
+
+    // Accepted: the app opens at gateway 2's address, from its cache, and its node reaches
+    // the cluster through gateway 1 to answer.
+    await dial(a.page, b.id);
+    const second = JSON.parse((await push.nextPush(b.subscription, 1)).plaintext) as {
+      dialId: string;
+      from: string;
+    };
+    expect(await b.handledPush(second.dialId)).toBe('notified');
+    const accepted = await b.clickNotification('accept', { ...second, name: '', expiresAt: 0 });
+    expect(accepted.url).toBe(`/#answer=${second.dialId}`);
+    const woken = await b.context.newPage();
+    await woken.goto(`${g2.url}${accepted.url}`);
+    await expect(a.page.getByTestId('dial-result')).toHaveAttribute('data-code', 'connected');
+    expect(await sessionGateway(woken)).toEqual({ id: g1.id, url: g1.url });
+    await chat(a.page, woken, 'your gateway is gone');
+    await chat(woken, a.page, 'the cluster still found me');
+    await a.context.close();
+  } finally {
+    await b?.close();
+    await Promise.all([g1.stop(), g2.stop(), push.close()]);
+    await redis.close();
+  }
+});

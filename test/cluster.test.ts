@@ -4,14 +4,19 @@
  * gateway's node fails over; a dial while Redis is down gets a clear error, and the cluster
  * works again once Redis is back.
  */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type GatewayProcess, startGateway } from '../e2e/support/gateway-process.ts';
+import { type GatewayProcess, RTCMESH_BIN, startGateway } from '../e2e/support/gateway-process.ts';
 import { PushService } from '../e2e/support/push-service.ts';
 import { RedisServer } from '../e2e/support/redis-server.ts';
 import { createAuthorization, type NodeId } from '../src/core/identity/index.ts';
 import { DialError } from '../src/core/node/errors.ts';
 import { MeshNode } from '../src/core/node/mesh-node.ts';
 import type { StreamMessage } from '../src/core/node/stream.ts';
+import { GATEWAYS_FILE } from '../src/node/gateway-store.ts';
 import { RedisRegistry } from '../src/node/registry/index.ts';
 import { makeNodeIdentity, startNodeNode } from './support/node-node.ts';
 
@@ -61,6 +66,33 @@ async function echo(from: MeshNode, to: string, text: string): Promise<StreamMes
   const { value } = await stream.readable.getReader().read();
   stream.close();
   return value as StreamMessage;
+}
+
+/** `rtcmesh node` as a user runs it, serving echo; `connected` resolves with its log line. */
+function runCliNode(gateway: string, data: string) {
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [RTCMESH_BIN, 'listen', 'echo', '--exec', 'cat', '--gateway', gateway, '--data', data],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let err = '';
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const connected = new Promise<string>((resolve, reject) => {
+    child.stderr?.on('data', (d: Buffer) => {
+      err += d.toString();
+      const line = /^rtcmesh: node .* connected to .*$/m.exec(err)?.[0];
+      if (line) resolve(line);
+    });
+    void exited.then(() => reject(new Error(`rtcmesh exited:\n${err}`)));
+  });
+  return {
+    connected,
+    id: () => /node (\S+) \(/.exec(err)?.[1] ?? '',
+    stop: async () => {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
 }
 
 async function info(gateway: GatewayProcess) {
@@ -172,6 +204,47 @@ describe('failover and Redis restarts', { timeout: 90_000 }, () => {
     } finally {
       b.node.stop();
       c.node.stop();
+      await Promise.all([g1.stop(), g2.stop()]);
+      await redis.close();
+    }
+  });
+
+  it('rtcmesh node started while its --gateway is down reaches the cluster through the gateways it kept', async () => {
+    const redis = await RedisServer.start();
+    const [g1, g2] = (await startCluster(redis, 2)) as [GatewayProcess, GatewayProcess];
+    const data = mkdtempSync(join(tmpdir(), 'rtcmesh-node-'));
+    const c = await startNodeNode(g1.url);
+    try {
+      // First run: it connects to gateway 2 and keeps the cluster's list in its data directory.
+      const first = runCliNode(g2.url, data);
+      await first.connected;
+      await expect
+        .poll(() => readFileSync(join(data, GATEWAYS_FILE), 'utf8'), { timeout: 10_000 })
+        .toContain(g1.url);
+      await first.stop();
+      g2.process.kill('SIGKILL');
+      // Second run, same --gateway, now dead: it connects through gateway 1 and is reachable.
+      const second = runCliNode(g2.url, data);
+      try {
+        expect(await second.connected).toContain(`connected to ${g1.url}`);
+        await expect
+          .poll(
+            async () => {
+              // cat answers in bytes.
+              const back = await echo(c.node, second.id(), 'found').catch((e: Error) => e.message);
+              return typeof back === 'string' ? back : new TextDecoder().decode(back);
+            },
+            {
+              timeout: 10_000,
+            },
+          )
+          .toBe('found');
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      c.node.stop();
+      rmSync(data, { recursive: true, force: true });
       await Promise.all([g1.stop(), g2.stop()]);
       await redis.close();
     }

@@ -42,10 +42,12 @@ interface RtcmeshDB extends DBSchema {
   identity: { key: 'node'; value: IdentitySummary };
   messages: { key: number; value: ChatMessage; indexes: { peer: string } };
   contacts: { key: string; value: Contact };
+  /** Cluster mode: the cluster's gateway URLs, to fail over to when the app's own is down. */
+  gateways: { key: 'cluster'; value: string[] };
 }
 
 export const DB_NAME = 'rtcmesh';
-const DB_VERSION = 2;
+const DB_VERSION = 3;
 
 let db: Promise<IDBPDatabase<RtcmeshDB>> | undefined;
 
@@ -63,6 +65,7 @@ export function openNodeDb(): Promise<IDBPDatabase<RtcmeshDB>> {
           .createIndex('peer', 'peer');
         database.createObjectStore('contacts', { keyPath: 'id' });
       }
+      if (oldVersion < 3) database.createObjectStore('gateways');
     },
     blocking() {
       // A newer version of the app wants to upgrade the schema: let it.

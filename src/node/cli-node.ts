@@ -10,6 +10,7 @@ import { DialError } from '../core/node/errors.ts';
 import { type AcceptPolicy, decideByPolicy, MeshNode } from '../core/node/mesh-node.ts';
 import type { MeshStream } from '../core/node/stream.ts';
 import { loadOrCreateCertificate } from './certificate-store.ts';
+import { loadKnownGateways, saveKnownGateways } from './gateway-store.ts';
 import { loadOrCreateIdentity } from './identity-store.ts';
 import { pumpIn, pumpOut } from './pipe.ts';
 import { nodeRtcPlatform } from './rtc-platform.ts';
@@ -35,6 +36,12 @@ export async function startCliNode(options: CliNodeOptions): Promise<MeshNode> {
   const known = new Set(options.known);
   const node = new MeshNode({
     gatewayUrl: options.gateway,
+    // Cluster mode: the others, should --gateway be the one that is down.
+    knownGateways: await loadKnownGateways(options.dataDir, options.gateway),
+    onGateways: (urls) =>
+      void saveKnownGateways(options.dataDir, options.gateway, urls).catch((err: unknown) =>
+        log(`could not keep the cluster's gateways: ${(err as Error).message}`),
+      ),
     identity,
     fingerprints: [certificate.fingerprint],
     rtc: nodeRtcPlatform({ certFile: certificate.certFile, keyFile }),
@@ -53,7 +60,11 @@ export async function startCliNode(options: CliNodeOptions): Promise<MeshNode> {
       () =>
         reject(
           new Error(
-            `could not reach the gateway at ${options.gateway} in ${CONNECT_TIMEOUT_MS / 1000} s`,
+            `could not reach the gateway at ${options.gateway}${
+              node.gateway.knownGateways.length > 1
+                ? ` nor the others of its cluster (${node.gateway.knownGateways.slice(1).join(', ')})`
+                : ''
+            } in ${CONNECT_TIMEOUT_MS / 1000} s`,
           ),
         ),
       CONNECT_TIMEOUT_MS,
@@ -61,7 +72,7 @@ export async function startCliNode(options: CliNodeOptions): Promise<MeshNode> {
     node.on('status', (status, detail) => {
       if (status === 'connected') {
         clearTimeout(timer);
-        if (!first) log(`connected again to ${options.gateway}`);
+        if (!first) log(`connected again to ${node.gateway.gatewayUrl}`);
         first = false;
         resolve();
       } else if (!first && status === 'reconnecting') log(`${detail}`);
@@ -74,7 +85,7 @@ export async function startCliNode(options: CliNodeOptions): Promise<MeshNode> {
     node.stop();
     throw err;
   }
-  log(`node ${identity.id} (${identity.ip6}) connected to ${options.gateway}`);
+  log(`node ${identity.id} (${identity.ip6}) connected to ${node.gateway.gatewayUrl}`);
   return node;
 }
 

@@ -7,8 +7,9 @@
 import * as z from 'zod';
 import { answerUrl, type ServiceWorkerCallMessage } from '../browser/call-messages.ts';
 import { openNodeDb } from '../browser/db.ts';
+import { loadKnownGateways } from '../browser/gateway-store.ts';
 import { loadNodeIdentity } from '../browser/identity-store.ts';
-import { createAuthorization } from '../core/identity/index.ts';
+import { audienceOf, createAuthorization } from '../core/identity/index.ts';
 import {
   dialIdSchema,
   type PushPayload,
@@ -129,20 +130,31 @@ async function onPush(text: string): Promise<void> {
   handled(payload.dialId, 'notified');
 }
 
-/** Declines over HTTP, signed with this node's key (DESIGN §2): the caller is told at once. */
+/**
+ * Declines over HTTP, signed with this node's key (DESIGN §2): the caller is told at once.
+ * In cluster mode any gateway passes the decline to the one holding the call, so when the
+ * app's own gateway is down the others the node last knew of are tried in turn.
+ */
 async function decline(dialId: string): Promise<NotificationActionResult> {
   const identity = await loadNodeIdentity();
   if (!identity) return { done: 'failed', message: 'this browser has no node identity' };
-  const origin = self.location.origin;
-  const res = await fetch(`${origin}/v1/dials/${encodeURIComponent(dialId)}/reject`, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      authorization: await createAuthorization(identity.key, origin),
-    },
-    body: JSON.stringify({ reason: 'declined' }),
-  });
-  return { done: 'declined', status: res.status };
+  const gateways = [...new Set([self.location.origin, ...(await loadKnownGateways())])];
+  const unreachable: string[] = [];
+  for (const gateway of gateways) {
+    const res = await fetch(new URL(`/v1/dials/${encodeURIComponent(dialId)}/reject`, gateway), {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        authorization: await createAuthorization(identity.key, audienceOf(gateway)),
+      },
+      body: JSON.stringify({ reason: 'declined' }),
+    }).catch((err: unknown) => `${gateway}: ${err instanceof Error ? err.message : String(err)}`);
+    if (typeof res === 'string') unreachable.push(res);
+    // Down behind a proxy, or cut off from its cluster: another gateway may pass it on.
+    else if (res.status >= 502 && res.status <= 504) unreachable.push(`${gateway}: ${res.status}`);
+    else return { done: 'declined', status: res.status };
+  }
+  return { done: 'failed', message: `no gateway reachable (${unreachable.join('; ')})` };
 }
 
 /** Focuses a window of the app and hands it the call, or opens one that answers it. */

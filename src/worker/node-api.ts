@@ -68,6 +68,8 @@ export interface NodeInspection {
   status: NodeStatus;
   hostTab: string | null;
   gatewayStarted: boolean;
+  /** The gateways the node fails over between (its own first; cluster mode adds the rest). */
+  gateways: readonly string[];
   tabs: string[];
   links: { peer: string; open: boolean; streams: number }[];
   handedStreams: number;

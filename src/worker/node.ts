@@ -5,6 +5,7 @@
  * in the RTC host tab, and streams go to the tab that dialed or listens as data ports.
  */
 import { type Remote, releaseProxy, transfer } from 'comlink';
+import { loadKnownGateways, saveKnownGateways } from '../browser/gateway-store.ts';
 import {
   loadOrCreateNodeIdentity,
   saveIdentitySummary,
@@ -96,9 +97,11 @@ export class BrowserNode implements NodeApi, RtcPlatform {
     const summary = await this.identity();
     await saveIdentitySummary(summary);
     // Every tab (and every new worker's first tabs, at once) offers the certificate: one node.
-    this.meshMade ??= this.loadIdentity().then((identity) => {
-      this.mesh = this.makeNode(identity);
-    });
+    this.meshMade ??= Promise.all([this.loadIdentity(), loadKnownGateways()]).then(
+      ([identity, gateways]) => {
+        this.mesh = this.makeNode(identity, gateways);
+      },
+    );
     await this.meshMade;
     return summary;
   }
@@ -224,6 +227,7 @@ export class BrowserNode implements NodeApi, RtcPlatform {
       status: this.status,
       hostTab: this.host?.tabId ?? null,
       gatewayStarted: this.started,
+      gateways: [...(this.mesh?.gateway.knownGateways ?? [])],
       tabs: (await this.liveTabs()).map((t) => t.id),
       links: (this.mesh?.allLinks() ?? []).map((l) => ({
         peer: l.id,
@@ -238,7 +242,7 @@ export class BrowserNode implements NodeApi, RtcPlatform {
     return this.requireNode().registerPush(push);
   }
 
-  private makeNode(identity: NodeIdentity): MeshNode {
+  private makeNode(identity: NodeIdentity, knownGateways: string[]): MeshNode {
     const mesh = new MeshNode({
       gatewayUrl: self.location.origin,
       identity,
@@ -246,6 +250,10 @@ export class BrowserNode implements NodeApi, RtcPlatform {
       rtc: this,
       relayOnly: () => this.relayOnly,
       decide: (caller, dialId) => this.decide(caller, dialId),
+      // Kept so that the app, opened from its cache while its own gateway is down, finds
+      // the rest of the cluster.
+      knownGateways,
+      onGateways: (urls) => void saveKnownGateways(urls),
     });
     mesh.on('status', (status, detail) => {
       this.status = {

@@ -43,6 +43,13 @@ export interface GatewayClientOptions {
   onMessage: (msg: GatewayToNode) => void;
   onStatus: (status: GatewayStatus, detail: string) => void;
   fetch?: typeof fetch;
+  /**
+   * Cluster mode: gateways of the cluster learned in an earlier run, to fail over to
+   * before /v1/info can be asked (the given gateway may be the one that is down).
+   */
+  knownGateways?: readonly string[];
+  /** The cluster's gateways changed (learned from /v1/info): worth keeping for next time. */
+  onGateways?: (urls: string[]) => void;
 }
 
 const PING_EVERY_MS = 5000;
@@ -57,6 +64,10 @@ const PONG_WAIT_MS = 1500;
 const PROBE_TIMEOUT_MS = 5000;
 /** Trying the next gateway of a cluster after one is unreachable waits about this long. */
 const FAILOVER_DELAY_MS = 200;
+
+function isHttpUrl(url: string): boolean {
+  return /^https?:\/\//.test(url);
+}
 
 /** The gateway could not be reached at all (or said it cannot serve): try another. */
 class GatewayUnreachable extends Error {}
@@ -85,7 +96,14 @@ export class GatewayClient {
 
   constructor(private readonly options: GatewayClientOptions) {
     this.gatewayUrl = options.gatewayUrl;
-    this.gateways = [options.gatewayUrl];
+    this.gateways = [
+      ...new Set([options.gatewayUrl, ...(options.knownGateways ?? []).filter(isHttpUrl)]),
+    ];
+  }
+
+  /** The gateways this client fails over between: the given one first. */
+  get knownGateways(): readonly string[] {
+    return this.gateways;
   }
 
   start(): void {
@@ -176,8 +194,11 @@ export class GatewayClient {
       const res = await (this.options.fetch ?? fetch)(new URL('/v1/info', this.gatewayUrl).href);
       const info = parseValue(gatewayInfoSchema, await res.json());
       if (!info.ok || !info.value.gateways || generation !== this.generation) return;
-      const urls = info.value.gateways.map((g) => g.url).filter((u) => /^https?:\/\//.test(u));
-      this.gateways = [...new Set([this.options.gatewayUrl, this.gatewayUrl, ...urls])];
+      const urls = info.value.gateways.map((g) => g.url).filter(isHttpUrl);
+      const known = [...new Set([this.options.gatewayUrl, this.gatewayUrl, ...urls])];
+      if (known.join(' ') === this.gateways.join(' ')) return;
+      this.gateways = known;
+      this.options.onGateways?.(known);
     } catch {
       // Keep what we knew: failover is a bonus, the session works without it.
     }

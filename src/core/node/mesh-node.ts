@@ -60,6 +60,10 @@ export interface MeshNodeOptions {
   idleMs?: number;
   /** Reach peers only through a relay (hides this node's addresses from them); read at each call. */
   relayOnly?: () => boolean;
+  /** Cluster mode: gateways kept from an earlier run, to fail over to at once. */
+  knownGateways?: readonly string[];
+  /** The cluster's gateways as learned: keep them for the next run. */
+  onGateways?: (urls: string[]) => void;
 }
 
 export interface MeshNodeEvents {
@@ -132,6 +136,8 @@ export class MeshNode {
         for (const l of this.listeners.status) l(status, detail);
       },
       ...(options.fetch ? { fetch: options.fetch } : {}),
+      ...(options.knownGateways ? { knownGateways: options.knownGateways } : {}),
+      ...(options.onGateways ? { onGateways: options.onGateways } : {}),
     });
   }
 

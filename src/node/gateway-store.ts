@@ -1,0 +1,36 @@
+/**
+ * The cluster's gateways as a CLI node last learned them (cluster mode), in the data
+ * directory, so that a node started while its `--gateway` is down reaches another of the
+ * cluster. Kept with the gateway they were learned through: another `--gateway` ignores them.
+ */
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as z from 'zod';
+
+export const GATEWAYS_FILE = 'gateways.json';
+
+const keptSchema = z.object({ gateway: z.string(), gateways: z.array(z.string()).max(64) });
+
+/** The gateways kept for `gateway`, or none (a missing or unreadable file costs only failover). */
+export async function loadKnownGateways(dataDir: string, gateway: string): Promise<string[]> {
+  try {
+    const kept = keptSchema.safeParse(
+      JSON.parse(await readFile(join(dataDir, GATEWAYS_FILE), 'utf8')),
+    );
+    return kept.success && kept.data.gateway === gateway ? kept.data.gateways : [];
+  } catch {
+    return [];
+  }
+}
+
+export async function saveKnownGateways(
+  dataDir: string,
+  gateway: string,
+  gateways: readonly string[],
+): Promise<void> {
+  const file = join(dataDir, GATEWAYS_FILE);
+  // Written whole, then renamed: a crash mid-write never leaves half a list.
+  const temporary = `${file}.${process.pid}.tmp`;
+  await writeFile(temporary, `${JSON.stringify({ gateway, gateways }, null, 2)}\n`);
+  await rename(temporary, file);
+}
