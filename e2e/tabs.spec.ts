@@ -147,6 +147,59 @@ test('closing the host tab: the other tabs reconnect within 5 s, dial, and the c
   await b.context.close();
 });
 
+/** Stores a certificate with `days` left as the device's, as a year of use would leave it. */
+async function storeCertificateExpiringIn(page: Page, days: number): Promise<void> {
+  await page.evaluate(async (days) => {
+    const certificate = await RTCPeerConnection.generateCertificate({
+      name: 'ECDSA',
+      namedCurve: 'P-256',
+      expires: days * 24 * 3600 * 1000,
+    } as AlgorithmIdentifier);
+    const db = await new Promise<IDBDatabase>((resolve, reject) => {
+      const req = indexedDB.open('rtcmesh');
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+    await new Promise<void>((resolve, reject) => {
+      const tx = db.transaction('certificates', 'readwrite');
+      tx.objectStore('certificates').put({ certificate, expires: certificate.expires }, 'dtls');
+      tx.oncomplete = () => resolve();
+      tx.onerror = () => reject(tx.error);
+    });
+    db.close();
+  }, days);
+}
+
+test('a new tab renews the certificate while the host tab keeps the old one: either hosting, the node stays reachable', async ({
+  browser,
+  gateway,
+}) => {
+  const a = await device(browser, gateway.url, 1);
+  const b = await device(browser, gateway.url, 1, { acceptEveryone: true });
+  const [first] = a.pages as [Page];
+  const bPage = b.pages[0] as Page;
+  const oldFingerprint = await first.getByTestId('node-fingerprint').textContent();
+  await storeCertificateExpiringIn(first, 10);
+  // The second tab finds the stored certificate near its end and renews it; the first tab
+  // still hosts the connections with the certificate it loaded.
+  const second = await a.context.newPage();
+  await openApp(second, gateway.url);
+  expect(await second.getByTestId('node-fingerprint').textContent()).not.toBe(oldFingerprint);
+  await dialConnected(second, b.id);
+  await chat(second, b.id, bPage, 'hosted under the old certificate');
+  // The host goes away: the renewing tab hosts, with the new certificate, and the node is
+  // still itself to the gateway and to its peers.
+  await first.close();
+  await hostTab([second]);
+  await expect.poll(() => sessions(gateway)).toBe(2);
+  await expect(second.getByTestId('status')).toHaveText('connected');
+  await dialConnected(second, b.id);
+  await chat(second, b.id, bPage, 'hosted under the new certificate');
+  await chat(bPage, a.id, second, 'and back');
+  await a.context.close();
+  await b.context.close();
+});
+
 test('an incoming call is announced in one tab, not in three', async ({ browser, gateway }) => {
   const { a, b, bPage } = await deviceWithThreeTabsAndPeer(browser, gateway.url, false);
 

@@ -47,13 +47,22 @@ interface Tab {
 
 /** A tab that does not answer "how should this call be treated?" in time counts as "ask". */
 const DECIDE_TIMEOUT_MS = 3000;
+/** A node record lists at most this many DTLS fingerprints (core/identity/record.ts). */
+const MAX_RECORD_FINGERPRINTS = 4;
 /** How often streams handed to tabs are checked for a tab that went away. */
 const SWEEP_MS = 5000;
 
 export class BrowserNode implements NodeApi, RtcPlatform {
   private identityPromise: Promise<NodeIdentity> | undefined;
+  /** The newest certificate a tab offered: the one this device's identity shows. */
   private fingerprints: string[] = [];
   private certificateExpires: number | null = null;
+  /**
+   * Every unexpired certificate the tabs offered, by fingerprints: a tab that renewed the
+   * certificate holds the new one while older tabs (the host among them) still use theirs,
+   * and whichever tab hosts next, records must cover its certificate.
+   */
+  private readonly certificates = new Map<string, { fingerprints: string[]; expires: number }>();
   private mesh: MeshNode | undefined;
   private meshMade: Promise<void> | undefined;
   private host: RemoteRtcHost | undefined;
@@ -92,8 +101,12 @@ export class BrowserNode implements NodeApi, RtcPlatform {
   }
 
   async useCertificate(fingerprints: string[], expires: number): Promise<IdentitySummary> {
-    this.fingerprints = [...fingerprints];
-    this.certificateExpires = expires;
+    this.certificates.set(fingerprints.join(' '), { fingerprints: [...fingerprints], expires });
+    if (this.certificateExpires === null || expires >= this.certificateExpires) {
+      this.fingerprints = [...fingerprints];
+      this.certificateExpires = expires;
+    }
+    this.mesh?.useFingerprints(this.recordFingerprints());
     const summary = await this.identity();
     await saveIdentitySummary(summary);
     // Every tab (and every new worker's first tabs, at once) offers the certificate: one node.
@@ -246,7 +259,7 @@ export class BrowserNode implements NodeApi, RtcPlatform {
     const mesh = new MeshNode({
       gatewayUrl: self.location.origin,
       identity,
-      fingerprints: this.fingerprints,
+      fingerprints: this.recordFingerprints(),
       rtc: this,
       relayOnly: () => this.relayOnly,
       decide: (caller, dialId) => this.decide(caller, dialId),
@@ -283,6 +296,16 @@ export class BrowserNode implements NodeApi, RtcPlatform {
     for (const service of this.listening) mesh.listen(service, (s) => void this.deliver(s));
     if (this.host) this.startGateway(mesh);
     return mesh;
+  }
+
+  /** The fingerprints records list: those of every certificate a tab may host with. */
+  private recordFingerprints(): string[] {
+    const now = Date.now();
+    const live = [...this.certificates.values()]
+      .filter((c) => c.expires > now)
+      .sort((a, b) => b.expires - a.expires);
+    // Newest first, and no more than a record holds (renewals are a year apart).
+    return [...new Set(live.flatMap((c) => c.fingerprints))].slice(0, MAX_RECORD_FINGERPRINTS);
   }
 
   private requireNode(): MeshNode {

@@ -118,6 +118,8 @@ export class MeshNode {
   private readonly links = new Map<NodeId, PeerLink>();
   private readonly services = new Map<string, (stream: MeshStream) => void>();
   private record: { jws: string; exp: number } | undefined;
+  /** What records list: the DTLS fingerprints of the certificates `rtc` may use. */
+  private fingerprints: readonly string[];
   private readonly listeners: { [K in keyof MeshNodeEvents]: Set<MeshNodeEvents[K]> } = {
     status: new Set(),
     incoming: new Set(),
@@ -126,6 +128,7 @@ export class MeshNode {
   };
 
   constructor(private readonly options: MeshNodeOptions) {
+    this.fingerprints = options.fingerprints;
     this.gateway = new GatewayClient({
       gatewayUrl: options.gatewayUrl,
       identity: options.identity,
@@ -332,15 +335,28 @@ export class MeshNode {
     dial.reject(err);
   }
 
+  /**
+   * The certificates `rtc` may use changed (a renewal): records list these from now on.
+   * Whoever already holds the old record keeps it; it only matters for new connections.
+   */
+  useFingerprints(fingerprints: readonly string[]): void {
+    if (fingerprints.join(' ') === this.fingerprints.join(' ')) return;
+    this.fingerprints = [...fingerprints];
+    this.record = undefined;
+  }
+
   private async ownRecord(): Promise<string> {
     const now = Math.floor(Date.now() / 1000);
     if (!this.record || this.record.exp - now < RECORD_REFRESH_S) {
+      const fingerprints = this.fingerprints;
       const jws = await createNodeRecord(this.options.identity, {
-        fingerprints: this.options.fingerprints,
+        fingerprints,
         ...(this.options.name ? { name: this.options.name } : {}),
       });
       const { exp } = await verifyNodeRecord(jws);
-      this.record = { jws, exp };
+      // Kept unless the fingerprints changed meanwhile (then the next call makes a new one).
+      if (fingerprints === this.fingerprints) this.record = { jws, exp };
+      return jws;
     }
     return this.record.jws;
   }
