@@ -18,12 +18,15 @@ import { background } from './timers.ts';
 export const DEFAULT_IDLE_MS = 120_000;
 const STREAM_OPEN_TIMEOUT_MS = 20_000;
 const SERVICE_NAME = /^[\w.-]{1,64}$/;
+/** How long a connection that is still connecting may stay "failed" before the link gives up. */
+const CONNECTING_FAILED_GRACE_MS = 5000;
 
 export class PeerLink {
   private readonly closeListeners = new Set<() => void>();
   private readonly streams = new Set<MeshStream>();
   private closed = false;
   private idleTimer: ReturnType<typeof setTimeout> | undefined;
+  private failedTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     readonly peer: VerifiedRecord,
@@ -36,7 +39,15 @@ export class PeerLink {
   ) {
     control.addEventListener('close', () => this.close());
     pc.addEventListener('connectionstatechange', () => {
-      if (pc.connectionState === 'failed' || pc.connectionState === 'closed') this.close();
+      clearTimeout(this.failedTimer);
+      if (pc.connectionState === 'closed') this.close();
+      else if (pc.connectionState === 'failed') {
+        // Before the link opens, Chromium reports "failed" whenever every pair so far has
+        // failed (a peer's loopback candidate, say) and goes back to "connecting" as the next
+        // candidate arrives: only a failure that lasts ends a link still connecting.
+        if (control.readyState === 'open') this.close();
+        else this.failedTimer = background(() => this.close(), CONNECTING_FAILED_GRACE_MS);
+      }
     });
     pc.addEventListener('datachannel', (ev) => {
       const stream = this.adopt(ev.channel);
@@ -88,6 +99,7 @@ export class PeerLink {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.idleTimer);
+    clearTimeout(this.failedTimer);
     for (const stream of this.streams) stream.close();
     try {
       this.control.close();
