@@ -255,7 +255,8 @@ export class RedisRegistry implements Registry {
     try {
       return await command();
     } catch (err) {
-      if (this.client.status !== 'ready')
+      // The socket can be gone a moment before ioredis leaves 'ready': its error says so.
+      if (this.client.status !== 'ready' || isConnectionError(err))
         throw new RegistryUnavailableError(`Redis is unreachable: ${(err as Error).message}`);
       throw err;
     }
@@ -264,6 +265,17 @@ export class RedisRegistry implements Registry {
   private assertOpen(): void {
     if (this.closed) throw new Error('the registry is closed');
   }
+}
+
+/** ioredis's errors for a connection that is gone (as opposed to an answer from Redis). */
+function isConnectionError(err: unknown): boolean {
+  const message = err instanceof Error ? err.message : '';
+  const code = (err as NodeJS.ErrnoException | undefined)?.code ?? '';
+  return (
+    /Stream isn't writeable|Connection is closed|Reached the max retries per request/.test(
+      message,
+    ) || ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'].includes(code)
+  );
 }
 
 /**
