@@ -54,13 +54,11 @@ const SWEEP_MS = 5000;
 
 export class BrowserNode implements NodeApi, RtcPlatform {
   private identityPromise: Promise<NodeIdentity> | undefined;
-  /** The newest certificate a tab offered: the one this device's identity shows. */
-  private fingerprints: string[] = [];
-  private certificateExpires: number | null = null;
   /**
-   * Every unexpired certificate the tabs offered, by fingerprints: a tab that renewed the
-   * certificate holds the new one while older tabs (the host among them) still use theirs,
-   * and whichever tab hosts next, records must cover its certificate.
+   * Every certificate the tabs offered, by fingerprints: a tab that renewed the certificate
+   * holds the new one while older tabs (the host among them) still use theirs, and
+   * whichever tab hosts next, records must cover its certificate. The newest is the one
+   * this device's identity shows.
    */
   private readonly certificates = new Map<string, { fingerprints: string[]; expires: number }>();
   private mesh: MeshNode | undefined;
@@ -97,15 +95,16 @@ export class BrowserNode implements NodeApi, RtcPlatform {
   }
 
   async identity(): Promise<IdentitySummary> {
-    return summaryOf(await this.loadIdentity(), this.fingerprints, this.certificateExpires);
+    const newest = this.newestCertificates()[0];
+    return summaryOf(
+      await this.loadIdentity(),
+      newest?.fingerprints ?? [],
+      newest?.expires ?? null,
+    );
   }
 
   async useCertificate(fingerprints: string[], expires: number): Promise<IdentitySummary> {
     this.certificates.set(fingerprints.join(' '), { fingerprints: [...fingerprints], expires });
-    if (this.certificateExpires === null || expires >= this.certificateExpires) {
-      this.fingerprints = [...fingerprints];
-      this.certificateExpires = expires;
-    }
     this.mesh?.useFingerprints(this.recordFingerprints());
     const summary = await this.identity();
     await saveIdentitySummary(summary);
@@ -298,13 +297,16 @@ export class BrowserNode implements NodeApi, RtcPlatform {
     return mesh;
   }
 
+  /** The certificates the tabs offered, newest first. */
+  private newestCertificates(): { fingerprints: string[]; expires: number }[] {
+    return [...this.certificates.values()].sort((a, b) => b.expires - a.expires);
+  }
+
   /** The fingerprints records list: those of every certificate a tab may host with. */
   private recordFingerprints(): string[] {
     const now = Date.now();
-    const live = [...this.certificates.values()]
-      .filter((c) => c.expires > now)
-      .sort((a, b) => b.expires - a.expires);
-    // Newest first, and no more than a record holds (renewals are a year apart).
+    const live = this.newestCertificates().filter((c) => c.expires > now);
+    // No more than a record holds (renewals are a year apart).
     return [...new Set(live.flatMap((c) => c.fingerprints))].slice(0, MAX_RECORD_FINGERPRINTS);
   }
 
