@@ -196,7 +196,10 @@ export class GatewayClient {
       if (!info.ok || !info.value.gateways || generation !== this.generation) return;
       const urls = info.value.gateways.map((g) => g.url).filter(isHttpUrl);
       const known = [...new Set([this.options.gatewayUrl, this.gatewayUrl, ...urls])];
-      if (known.join(' ') === this.gateways.join(' ')) return;
+      // The same gateways (in another order, as after a start from the kept list): nothing
+      // new to keep.
+      if (known.length === this.gateways.length && known.every((u) => this.gateways.includes(u)))
+        return;
       this.gateways = known;
       this.options.onGateways?.(known);
     } catch {
