@@ -50,6 +50,29 @@ function sessionGateway(page: Page): Promise<{ id: string | null; url: string } 
   });
 }
 
+/**
+ * A dials B, who is asleep: the push (the `nth` for B) reaches B's service worker, which
+ * shows the call. Returns the push and what its notification carries.
+ */
+async function ringAsleep(
+  a: { page: Page; id: string },
+  b: SleepingBrowser,
+  push: PushService,
+  nth: number,
+) {
+  await dial(a.page, b.id);
+  await expect(a.page.getByTestId('dial-result')).toHaveAttribute('data-code', 'waking');
+  const received = await push.nextPush(b.subscription, nth);
+  const payload = JSON.parse(received.plaintext) as { t: string; dialId: string; from: string };
+  expect(payload).toMatchObject({ t: 'incoming', from: a.id });
+  expect(await b.handledPush(payload.dialId)).toBe('notified');
+  return {
+    received,
+    dialId: payload.dialId,
+    data: { dialId: payload.dialId, from: payload.from, name: '', expiresAt: 0 },
+  };
+}
+
 /** A dials B, B accepts in its app, and they chat both ways. */
 async function callAndTalk(
   a: { page: Page; id: string },
@@ -141,38 +164,12 @@ test('Redis restarts: the gateways recover, and a push-registered node can still
       await expect.poll(() => metric(g, 'rtcmesh_cluster_redis_up')).toBe(1);
 
     // A, on gateway 1, dials B: asleep, registered at gateway 2: gateway 1 wakes it by push.
-    await dial(a.page, b.id);
-    await expect(a.page.getByTestId('dial-result')).toHaveAttribute('data-code', 'waking');
-    const received = await push.nextPush(b.subscription);
-    expect(received.vapidKey).toBe(vapidKey);
+    const call = await ringAsleep(a, b, push, 0);
+    expect(call.received.vapidKey).toBe(vapidKey);
     expect(push.refused).toEqual([]);
-    const payload = JSON.parse(received.plaintext) as { dialId: string; from: string };
-    expect(payload).toMatchObject({ t: 'incoming', from: a.id });
-
     // What a click on Accept runs (CDP cannot click a notification; see push.spec.ts).
-    const worker = await b.serviceWorker();
-    await expect
-      .poll(() =>
-        worker.evaluate(
-          (dialId) =>
-            (
-              self as unknown as { rtcmesh: { handledPushes: { dialId: string | null }[] } }
-            ).rtcmesh.handledPushes.some((p) => p.dialId === dialId),
-          payload.dialId,
-        ),
-      )
-      .toBe(true);
-    const data = { dialId: payload.dialId, from: a.id, name: '', expiresAt: 0 };
-    const result = await worker.evaluate(
-      (d) =>
-        (
-          self as unknown as {
-            rtcmesh: { notificationAction(a: string, d: unknown): Promise<{ url?: string }> };
-          }
-        ).rtcmesh.notificationAction('accept', d),
-      data,
-    );
-    expect(result.url).toBe(`/#answer=${payload.dialId}`);
+    const result = await b.clickNotification('accept', call.data);
+    expect(result.url).toBe(`/#answer=${call.dialId}`);
     // B's app opens at gateway 2 and connects there; gateway 1, which holds the call, hears
     // of it through Redis and hands B the call.
     const app = await b.context.newPage();
@@ -229,25 +226,15 @@ test("B's own gateway dies while B sleeps: woken through another, B declines, th
 
     // Declined on the notification: the service worker cannot reach gateway 2 (its own
     // origin) and declines at gateway 1, which holds the call.
-    await dial(a.page, b.id);
-    const first = JSON.parse((await push.nextPush(b.subscription)).plaintext) as {
-      dialId: string;
-      from: string;
-    };
-    expect(await b.handledPush(first.dialId)).toBe('notified');
-    const declined = await b.clickNotification('decline', { ...first, name: '', expiresAt: 0 });
+    const first = await ringAsleep(a, b, push, 0);
+    const declined = await b.clickNotification('decline', first.data);
     expect(declined).toEqual({ done: 'declined', status: 200 });
     await expect(a.page.getByTestId('dial-result')).toHaveAttribute('data-code', 'declined');
 
     // Accepted: the app opens at gateway 2's address, from its cache, and its node reaches
     // the cluster through gateway 1 to answer.
-    await dial(a.page, b.id);
-    const second = JSON.parse((await push.nextPush(b.subscription, 1)).plaintext) as {
-      dialId: string;
-      from: string;
-    };
-    expect(await b.handledPush(second.dialId)).toBe('notified');
-    const accepted = await b.clickNotification('accept', { ...second, name: '', expiresAt: 0 });
+    const second = await ringAsleep(a, b, push, 1);
+    const accepted = await b.clickNotification('accept', second.data);
     expect(accepted.url).toBe(`/#answer=${second.dialId}`);
     const woken = await b.context.newPage();
     await woken.goto(`${g2.url}${accepted.url}`);

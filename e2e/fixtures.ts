@@ -50,3 +50,26 @@ export async function chat(from: Page, to: Page, text: string): Promise<void> {
   await from.locator('article.link[data-open="true"] .compose button').click();
   await expect(to.locator('article.link .messages li.theirs').last()).toContainText(text);
 }
+
+/** Stores a certificate with `days` left as the device's, as a year of use would leave it. */
+export async function storeCertificateExpiringIn(page: Page, days: number): Promise<void> {
+  await page.evaluate(async (days) => {
+    const certificate = await RTCPeerConnection.generateCertificate({
+      name: 'ECDSA',
+      namedCurve: 'P-256',
+      expires: days * 24 * 3600 * 1000,
+    } as AlgorithmIdentifier);
+    const db = await new Promise<IDBDatabase>((resolve, reject) => {
+      const req = indexedDB.open('rtcmesh');
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+    await new Promise<void>((resolve, reject) => {
+      const tx = db.transaction('certificates', 'readwrite');
+      tx.objectStore('certificates').put({ certificate, expires: certificate.expires }, 'dtls');
+      tx.oncomplete = () => resolve();
+      tx.onerror = () => reject(tx.error);
+    });
+    db.close();
+  }, days);
+}

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { expect, openApp, test } from './fixtures.ts';
+import { expect, openApp, storeCertificateExpiringIn, test } from './fixtures.ts';
 import { launchOptions, PERMISSIONS } from './support/browser.ts';
 import { expectedIdentity, exportedNodeKey } from './support/independent-identity.ts';
 
@@ -60,26 +60,7 @@ test('keeps the same identity and certificate after the browser restarts', async
 test('renews a certificate near its end without changing the ID', async ({ page }) => {
   const first = await openApp(page);
   const oldFingerprint = await page.getByTestId('node-fingerprint').textContent();
-  // Replace the stored certificate with one that has 10 days left, as a year of use would.
-  await page.evaluate(async () => {
-    const certificate = await RTCPeerConnection.generateCertificate({
-      name: 'ECDSA',
-      namedCurve: 'P-256',
-      expires: 10 * 24 * 3600 * 1000,
-    } as AlgorithmIdentifier);
-    const db = await new Promise<IDBDatabase>((resolve, reject) => {
-      const req = indexedDB.open('rtcmesh');
-      req.onsuccess = () => resolve(req.result);
-      req.onerror = () => reject(req.error);
-    });
-    await new Promise<void>((resolve, reject) => {
-      const tx = db.transaction('certificates', 'readwrite');
-      tx.objectStore('certificates').put({ certificate, expires: certificate.expires }, 'dtls');
-      tx.oncomplete = () => resolve();
-      tx.onerror = () => reject(tx.error);
-    });
-    db.close();
-  });
+  await storeCertificateExpiringIn(page, 10);
   await page.reload();
   await expect(page.locator('body[data-ready="true"]')).toBeAttached();
   await expect(page.getByTestId('node-id')).toHaveText(first.id);

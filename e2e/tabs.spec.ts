@@ -3,7 +3,7 @@
  * peer connections, and every tab dials, chats and gets calls through the one node.
  */
 import type { Browser, BrowserContext, Page } from '@playwright/test';
-import { dial, expect, openApp, test } from './fixtures.ts';
+import { dial, expect, openApp, storeCertificateExpiringIn, test } from './fixtures.ts';
 import { PERMISSIONS } from './support/browser.ts';
 import { type GatewayProcess, metric } from './support/gateway-process.ts';
 import { RawChromium } from './support/raw-chromium.ts';
@@ -146,29 +146,6 @@ test('closing the host tab: the other tabs reconnect within 5 s, dial, and the c
   await a.context.close();
   await b.context.close();
 });
-
-/** Stores a certificate with `days` left as the device's, as a year of use would leave it. */
-async function storeCertificateExpiringIn(page: Page, days: number): Promise<void> {
-  await page.evaluate(async (days) => {
-    const certificate = await RTCPeerConnection.generateCertificate({
-      name: 'ECDSA',
-      namedCurve: 'P-256',
-      expires: days * 24 * 3600 * 1000,
-    } as AlgorithmIdentifier);
-    const db = await new Promise<IDBDatabase>((resolve, reject) => {
-      const req = indexedDB.open('rtcmesh');
-      req.onsuccess = () => resolve(req.result);
-      req.onerror = () => reject(req.error);
-    });
-    await new Promise<void>((resolve, reject) => {
-      const tx = db.transaction('certificates', 'readwrite');
-      tx.objectStore('certificates').put({ certificate, expires: certificate.expires }, 'dtls');
-      tx.oncomplete = () => resolve();
-      tx.onerror = () => reject(tx.error);
-    });
-    db.close();
-  }, days);
-}
 
 test('a new tab renews the certificate while the host tab keeps the old one: either hosting, the node stays reachable', async ({
   browser,
