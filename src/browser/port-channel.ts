@@ -13,7 +13,9 @@
  * Backpressure crosses the port as a running count: `sent` says how many bytes have left
  * the real channel's buffer, so `bufferedAmount` here is what was sent and has not left yet.
  */
+
 import type { DataChannelLike } from '../core/node/rtc.ts';
+import { Listeners } from './listeners.ts';
 
 /** What a channel looks like at hand-over: its options and state. */
 export interface ChannelSnapshot {
@@ -138,7 +140,7 @@ export class PortDataChannel implements DataChannelLike {
   private leftBytes = 0;
   private held: ChannelData[] | undefined;
   private handedOver = false;
-  private readonly listeners = new Map<string, Set<Listener>>();
+  private readonly listeners = new Listeners();
   private readonly statusPort: MessagePort | undefined;
 
   constructor(
@@ -230,20 +232,15 @@ export class PortDataChannel implements DataChannelLike {
   }
 
   addEventListener(type: string, listener: Listener): void {
-    let set = this.listeners.get(type);
-    if (!set) {
-      set = new Set();
-      this.listeners.set(type, set);
-    }
-    set.add(listener);
+    this.listeners.add(type, listener);
   }
 
   removeEventListener(type: string, listener: Listener): void {
-    this.listeners.get(type)?.delete(listener);
+    this.listeners.remove(type, listener);
   }
 
   private emit(type: string, data?: unknown): void {
-    for (const l of [...(this.listeners.get(type) ?? [])]) l({ data });
+    this.listeners.emit(type, { data });
   }
 
   private receive(value: unknown): void {

@@ -6,6 +6,7 @@
  * gateway session and the links notice and recover as they would from a network failure.
  */
 import { proxy, type Remote, releaseProxy, transfer } from 'comlink';
+import { Listeners } from '../browser/listeners.ts';
 import { type ChannelSnapshot, PortDataChannel } from '../browser/port-channel.ts';
 import type { PeerConfig, PeerEvents, RtcHostApi, StatRecord } from '../browser/rtc-host-api.ts';
 import type {
@@ -25,7 +26,7 @@ class RemotePeerConnection implements PeerConnectionLike {
   remoteDescription: SessionDescription | null = null;
   connectionState = 'new';
   iceGatheringState = 'new';
-  private readonly listeners = new Map<string, Set<Listener>>();
+  private readonly listeners = new Listeners();
   private readonly channels = new Set<PortDataChannel>();
 
   constructor(
@@ -123,16 +124,11 @@ class RemotePeerConnection implements PeerConnectionLike {
   }
 
   addEventListener(type: string, listener: Listener): void {
-    let set = this.listeners.get(type);
-    if (!set) {
-      set = new Set();
-      this.listeners.set(type, set);
-    }
-    set.add(listener);
+    this.listeners.add(type, listener);
   }
 
   private emit(type: string, ev: unknown): void {
-    for (const l of [...(this.listeners.get(type) ?? [])]) (l as (ev: unknown) => void)(ev);
+    this.listeners.emit(type, ev);
   }
 
   private adopt(data: MessagePort, status: MessagePort, snapshot: ChannelSnapshot, hold: boolean) {
