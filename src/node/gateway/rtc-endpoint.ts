@@ -62,16 +62,17 @@ export class RtcEndpoint {
       keyPemFile: this.config.keyFile,
       maxMessageSize: 262_144,
     });
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       const ctl = pc.createDataChannel('ctl', { negotiated: true, id: 0 });
       // The answer's only candidate is ours, so there is no gathering to wait for.
       const described = new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('no answer was made')), ANSWER_TIMEOUT_MS);
-        pc.onLocalDescription(() => {
-          clearTimeout(timer);
-          resolve();
-        });
+        timer = setTimeout(() => reject(new Error('no answer was made')), ANSWER_TIMEOUT_MS);
+        pc.onLocalDescription(() => resolve());
       });
+      // libdatachannel throws synchronously on an offer it refuses: the wait above must then
+      // not reject later with nobody listening (that ended the process: issue #12).
+      described.catch(() => {});
       pc.setRemoteDescription(withoutCandidates(offer), 'offer');
       if (pc.localDescription()?.type !== 'answer') await described;
       const local = pc.localDescription();
@@ -80,6 +81,8 @@ export class RtcEndpoint {
     } catch (err) {
       pc.close();
       throw err;
+    } finally {
+      clearTimeout(timer);
     }
   }
 }
