@@ -190,7 +190,7 @@ describe('push-woken dials', () => {
     push.answerWith(callee.subscription, 410);
     const first = await caller.node.connect(callee.identity.id).catch((e: unknown) => e);
     expect((first as DialError).code).toBe('offline');
-    expect((first as DialError).message).toMatch(/410.*dropped/);
+    expect((first as DialError).message).toMatch(/gone.*dropped/);
     const second = await caller.node.connect(callee.identity.id).catch((e: unknown) => e);
     expect((second as DialError).code).toBe('offline');
     expect((second as DialError).message).toMatch(/is not connected$/);

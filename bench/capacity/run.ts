@@ -54,10 +54,12 @@ const TARGETS = { nodes: 10_000, associations: 1000, dialsPerS: 300 };
  * Everything else keeps its default.
  */
 const LIMITS = [
-  'connectPerIp.perSecond=1000000',
-  'connectPerIp.burst=1000000',
-  'dialPerIp.perSecond=1000000',
-  'dialPerIp.burst=1000000',
+  'newNodesPerIp.perSecond=1000000',
+  'newNodesPerIp.burst=1000000',
+  'maxConnectingPerIp=100000',
+  'maxConnectionsPerIp=100000',
+  'maxPendingDialsPerIp=100000',
+  'maxPendingDialsPerIpAndCallee=100000',
   'dialPerId.perSecond=1000',
   'dialPerId.burst=1000',
   'messagesPerSession.perSecond=1000',

@@ -4,6 +4,7 @@
  *   rtcmesh id [--data DIR]
  */
 import { parseArgs } from 'node:util';
+import { parseNodeId } from '../core/identity/index.ts';
 import type { AcceptPolicy } from '../core/node/mesh-node.ts';
 import { VERSION } from '../core/version.ts';
 import {
@@ -35,7 +36,7 @@ import { loadOrCreateIdentity } from './identity-store.ts';
 import { DEFAULT_PRESENCE_TTL_MS, DEFAULT_REDIS_PREFIX } from './registry/index.ts';
 import { redactUrl } from './registry/redis-registry.ts';
 
-const USAGE = `rtcmesh ${VERSION}: a private mesh over WebRTC
+const COMMANDS = `rtcmesh ${VERSION}: a private mesh over WebRTC
 
 Usage:
   rtcmesh gateway [options]         run a gateway serving the PWA and the API
@@ -46,16 +47,18 @@ Usage:
   rtcmesh dial PEER SERVICE [node options]
                                     pipe stdin/stdout through a stream to PEER (node ID or mesh IPv6)
   rtcmesh --version | --help
+`;
 
-Node options (flag, environment variable, default):
+const NODE_OPTIONS = `Node options (flag, environment variable, default):
   --gateway URL        RTCMESH_GATEWAY      ${DEFAULT_GATEWAY}
   --data DIR           RTCMESH_NODE_DATA    ${DEFAULT_NODE_DATA}
   --accept POLICY      RTCMESH_ACCEPT       everyone for listen, known otherwise (everyone, known or ask;
                                             a terminal cannot ask, so ask declines)
   --known ID           (repeatable)         peers the known policy accepts
   --name NAME                               a name peers see in your record
+`;
 
-Gateway options (flag, environment variable, default):
+const GATEWAY_OPTIONS = `Gateway options (flag, environment variable, default):
   --listen HOST:PORT   RTCMESH_LISTEN       ${DEFAULT_LISTEN}
   --data DIR           RTCMESH_DATA         ${DEFAULT_DATA_DIR}
   --public-url URL     RTCMESH_PUBLIC_URL   http://<listen address>
@@ -76,7 +79,22 @@ Gateway options (flag, environment variable, default):
   --turn-rfc5766-channels  RTCMESH_TURN_RFC5766_CHANNELS=1  let old clients bind channels 0x5000–0x7FFF
   --push-allow-private RTCMESH_PUSH_ALLOW_PRIVATE=1  send Web Push to loopback, private and plain-http
                                             endpoints too (a local push service in tests)
+  --trust-proxy        RTCMESH_TRUST_PROXY=1  behind a reverse proxy: per-address limits use the
+                                            last X-Forwarded-For address
+  --allow ID           RTCMESH_ALLOW=ID,…   private mesh: only these node IDs may connect, register
+                       (repeatable)         and dial (default: anyone)
 `;
+
+const USAGE = `${COMMANDS}\n${NODE_OPTIONS}\n${GATEWAY_OPTIONS}`;
+
+/** `rtcmesh COMMAND --help`: that command's usage and options. */
+const HELP: Record<string, string> = {
+  gateway: `Usage: rtcmesh gateway [options]\n\nRuns a gateway: serves the PWA and the API, WebRTC for every node, a STUN/TURN relay.\n\n${GATEWAY_OPTIONS}`,
+  id: "Usage: rtcmesh id [--data DIR]\n\nPrints this node's ID and mesh IPv6 address, making its key on first use.\n\n  --data DIR           RTCMESH_DATA         ./data\n",
+  node: `Usage: rtcmesh node [node options]\n\nStays online as a mesh node (accepting calls by the accept policy).\n\n${NODE_OPTIONS}`,
+  listen: `Usage: rtcmesh listen SERVICE [--exec CMD] [node options]\n\nServes SERVICE: pipes each incoming stream to stdin/stdout, or runs CMD per stream.\n\n${NODE_OPTIONS}`,
+  dial: `Usage: rtcmesh dial PEER SERVICE [node options]\n\nPipes stdin/stdout through a stream to PEER's SERVICE (PEER: node ID or mesh IPv6).\n\n${NODE_OPTIONS}`,
+};
 
 function fail(message: string, code = 2): never {
   console.error(`rtcmesh: ${message}`);
@@ -105,6 +123,8 @@ async function runGateway(args: string[]): Promise<void> {
       'turn-allow-private': { type: 'boolean' },
       'turn-rfc5766-channels': { type: 'boolean' },
       'push-allow-private': { type: 'boolean' },
+      'trust-proxy': { type: 'boolean' },
+      allow: { type: 'string', multiple: true },
     },
     strict: true,
   });
@@ -147,7 +167,26 @@ async function runGateway(args: string[]): Promise<void> {
     values['push-allow-private'] === true ||
     pushAllowPrivate === '1' ||
     pushAllowPrivate === 'true';
+  const trustProxy = env.RTCMESH_TRUST_PROXY;
+  config.trustProxy = values['trust-proxy'] === true || trustProxy === '1' || trustProxy === 'true';
+  const allowed = [
+    ...(values.allow ?? []),
+    ...(env.RTCMESH_ALLOW ?? '').split(/[\s,]+/).filter(Boolean),
+  ];
+  if (allowed.length) {
+    const ids = allowed.map((text) => {
+      const id = parseNodeId(text.trim());
+      if (!id)
+        throw new ConfigError(`--allow takes node IDs (52 base32 characters), not "${text}"`);
+      return id;
+    });
+    config.allow = new Set(ids);
+  }
   const gateway = await Gateway.start(config);
+  // The last resort: an error that escaped every handler is logged and counted, and the
+  // gateway keeps serving everyone else (one bad request must not end every session).
+  process.on('unhandledRejection', (err) => gateway.fault('unhandled-rejection', err));
+  process.on('uncaughtException', (err) => gateway.fault('uncaught-exception', err));
   const turn = gateway.turnAddress
     ? `, TURN on udp ${gateway.turnAddress}`
     : `, TURN at ${config.turn.url}`;
@@ -244,6 +283,11 @@ function nodeOptions(
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
+  const help = command !== undefined ? HELP[command] : undefined;
+  if (help && (rest.includes('--help') || rest.includes('-h'))) {
+    process.stdout.write(help);
+    return;
+  }
   switch (command) {
     case 'node': {
       const { options, positionals } = nodeOptions(rest, 'known');

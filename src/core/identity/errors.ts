@@ -13,7 +13,7 @@ export type IdentityErrorCode =
   | 'wrong-peer' // a valid record, but of another node than the one expected
   | 'fingerprint-not-listed' // the DTLS fingerprint in use is not one the record lists
   | 'wrong-audience' // a request token made for another gateway
-  | 'lifetime-too-long' // a request token valid for longer than allowed
+  | 'lifetime-too-long' // a request token or record valid for longer than allowed
   | 'replayed'; // a request token whose jti was already seen
 
 export class IdentityError extends Error {

@@ -30,6 +30,7 @@ export {
 export {
   checkRecordClaims,
   createNodeRecord,
+  MAX_RECORD_LIFETIME_S,
   RECORD_LIFETIME_S,
   RecordCache,
   type VerifiedRecord,

@@ -13,6 +13,11 @@ import type { NodeIdentity } from './node-key.ts';
 export const RECORD_VERSION = 1;
 /** Default record life; a node signs a fresh one whenever it connects or dials. */
 export const RECORD_LIFETIME_S = 24 * 60 * 60;
+/**
+ * The longest validity a record may claim (`exp - iat`). A record is a replayable
+ * statement: one signed for a century would bind a stolen or retired certificate forever.
+ */
+export const MAX_RECORD_LIFETIME_S = 3 * 24 * 60 * 60;
 /** Tolerated clock difference between nodes. */
 export const CLOCK_SKEW_S = 60;
 
@@ -139,6 +144,11 @@ export function checkRecordClaims(record: VerifiedRecord, options: VerifyRecordO
     );
   if (iat > now + CLOCK_SKEW_S)
     throw new IdentityError('not-yet-valid', `node record of ${id} is issued in the future`);
+  if (exp - iat > MAX_RECORD_LIFETIME_S)
+    throw new IdentityError(
+      'lifetime-too-long',
+      `node record of ${id} claims ${Math.round((exp - iat) / 86400)} days of validity; at most ${MAX_RECORD_LIFETIME_S / 86400} are accepted`,
+    );
   if (options.expectedId && options.expectedId !== id) {
     throw new IdentityError(
       'wrong-peer',

@@ -26,6 +26,13 @@ export interface GatewayConfig {
   /** Cluster mode: the registry and the signaling bus on this Redis (replaces `registry`). */
   redis: RedisConfig | undefined;
   limits: GatewayLimits;
+  /**
+   * Behind a reverse proxy: per-address limits use the address the proxy saw (the last
+   * `X-Forwarded-For` entry) instead of the proxy's own.
+   */
+  trustProxy: boolean;
+  /** Private mesh: only these node IDs may connect, register and dial (undefined: anyone). */
+  allow: ReadonlySet<string> | undefined;
   turn: TurnConfig;
   push: PushConfig;
 }
@@ -99,6 +106,8 @@ export function defaultConfig(): GatewayConfig {
     registry: 'sqlite',
     redis: undefined,
     limits: { ...DEFAULT_LIMITS },
+    trustProxy: false,
+    allow: undefined,
     turn: {
       listen: undefined,
       secret: undefined,

@@ -50,6 +50,7 @@ import { issueCredentials } from '../turn/credentials.ts';
 import { loadOrCreateTurnSecret } from '../turn/secret-store.ts';
 import { TurnServer } from '../turn/server.ts';
 import { readJsonBody } from './body.ts';
+import { addressKey, clientAddress } from './client-address.ts';
 import { Cluster, type ClusterGateway, type HttpDialAction } from './cluster.ts';
 import {
   ConfigError,
@@ -128,6 +129,26 @@ const PRESENCE_REFRESH_MS = 10_000;
 /** /v1/dials/:id, /v1/dials/:id/answer, /v1/dials/:id/reject */
 const DIAL_PATH = /^\/v1\/dials\/([A-Za-z0-9_-]{16,64})(?:\/(answer|reject))?$/;
 
+/**
+ * The route label of a request: one of a fixed list, never the path a client chose (a label
+ * per path was a table any stranger could grow without bound).
+ */
+function routeOf(path: string): string {
+  if (path === '/healthz' || path === '/metrics') return path;
+  if (!path.startsWith('/v1/')) return 'static';
+  if (['/v1/info', '/v1/connect', '/v1/dial', '/v1/register'].includes(path)) return path;
+  const dial = DIAL_PATH.exec(path);
+  if (dial) return dial[2] ? `/v1/dials/:id/${dial[2]}` : '/v1/dials/:id';
+  return '/v1/other';
+}
+
+/** Sent with every response: the app must not be framed by other sites (clickjacking). */
+const SECURITY_HEADERS = {
+  'x-frame-options': 'DENY',
+  'content-security-policy': "frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+} as const;
+
 /** RFC 8292 `sub`: how a push service can reach whoever runs this gateway. */
 function vapidSubject(publicUrl: string | undefined): string {
   return publicUrl?.startsWith('https:') ? publicUrl : 'mailto:rtcmesh-gateway@localhost';
@@ -156,6 +177,10 @@ export class Gateway {
   private readonly countRefused = this.metrics.counter(
     'rtcmesh_refused_total',
     'Requests and messages refused, by reason.',
+  );
+  private readonly countFault = this.metrics.counter(
+    'rtcmesh_faults_total',
+    'Errors that escaped every handler (logged; the gateway kept serving), by kind.',
   );
   private readonly countPush = this.metrics.counter(
     'rtcmesh_push_total',
@@ -187,9 +212,9 @@ export class Gateway {
   ) {
     const limits = config.limits;
     this.limiters = {
-      connectIp: new RateLimiter(limits.connectPerIp),
+      authFailuresIp: new RateLimiter(limits.authFailuresPerIp),
+      newNodesIp: new RateLimiter(limits.newNodesPerIp),
       connectId: new RateLimiter(limits.connectPerId),
-      dialIp: new RateLimiter(limits.dialPerIp),
       dialId: new RateLimiter(limits.dialPerId),
     };
     this.signaling = new Signaling(
@@ -210,16 +235,51 @@ export class Gateway {
         `rtcmesh: no built PWA in ${config.pwaDir} (run npm run build); serving the API only`,
       );
     this.defineMetrics();
-    this.server = createServer((req, res) => {
+    // Timeouts are checked every 2 s (Node's default, 30 s, lets a stuck client keep its
+    // connection for that much longer than the limits say).
+    this.server = createServer({ connectionsCheckingInterval: 2000 }, (req, res) => {
+      req.socket.setTimeout(0);
       this.handle(req, res).catch((err: unknown) => {
         console.error('rtcmesh: request failed', err);
         if (!res.headersSent) sendError(res, new HttpError(500, 'internal', 'internal error'));
         else res.destroy();
       });
     });
-    // Slow or stuck clients must not hold connections forever.
-    this.server.requestTimeout = Math.max(30_000, limits.dialTimeoutMs + 5000);
-    this.server.headersTimeout = 10_000;
+    // Slow or stuck clients must not hold connections forever: a whole request (headers and
+    // body; not the wait for a dial's answer) must arrive in time, and connections are capped
+    // in all and per address.
+    this.server.requestTimeout = limits.requestTimeoutMs;
+    this.server.headersTimeout = Math.min(10_000, limits.requestTimeoutMs);
+    this.server.maxConnections = limits.maxConnections;
+    const perAddress = new Map<string, number>();
+    this.server.on('connection', (socket) => {
+      const key = addressKey(socket.remoteAddress ?? 'unknown');
+      const n = (perAddress.get(key) ?? 0) + 1;
+      if (n > limits.maxConnectionsPerIp) {
+        this.countRefused({ reason: 'too-many-connections' });
+        socket.destroy();
+        return;
+      }
+      perAddress.set(key, n);
+      // A connection that never sends a request is closed too (headersTimeout counts only
+      // from a request's first byte); a request lifts this, and keep-alive sets its own.
+      socket.setTimeout(limits.requestTimeoutMs);
+      socket.once('close', () => {
+        const left = (perAddress.get(key) ?? 1) - 1;
+        if (left <= 0) perAddress.delete(key);
+        else perAddress.set(key, left);
+      });
+    });
+  }
+
+  /**
+   * The last-resort policy for an error that escaped every handler: the process that runs
+   * the gateway calls this from its unhandledRejection / uncaughtException handlers, so one
+   * bad input logs and counts instead of ending every session.
+   */
+  fault(kind: 'unhandled-rejection' | 'uncaught-exception', err: unknown): void {
+    this.countFault({ kind });
+    console.error(`rtcmesh: ${kind} (the gateway keeps serving):`, err);
   }
 
   static async start(config: GatewayConfig): Promise<Gateway> {
@@ -437,6 +497,13 @@ export class Gateway {
     );
   }
 
+  /** Sessions from one client address whose association is not up yet. */
+  private connecting(source: string): number {
+    let n = 0;
+    for (const s of this.sessions.values()) if (s.isConnecting && s.remoteAddress === source) n++;
+    return n;
+  }
+
   private openSessions(): number {
     let n = 0;
     for (const s of this.sessions.values()) if (s.isOpen) n++;
@@ -522,7 +589,11 @@ export class Gateway {
   private sessionParty(session: GatewaySession): DialParty {
     let party = this.parties.get(session);
     if (!party) {
-      party = { id: session.id, deliver: (msg) => session.send(msg) };
+      party = {
+        id: session.id,
+        source: session.remoteAddress,
+        deliver: (msg) => session.send(msg),
+      };
       this.parties.set(session, party);
     }
     return party;
@@ -547,20 +618,30 @@ export class Gateway {
       const current = await this.registry.get(callee.id);
       if (current?.push?.endpoint === subscription.endpoint)
         await this.registry.setPush(callee.id, null);
-      return `${outcome.message} (its push subscription is gone and was dropped)`;
+      return 'its push subscription is gone (the push service said so) and was dropped';
     }
+    // The push service's own words stay in the log: they may say more about the service,
+    // or about the callee, than a caller should learn.
     console.warn(`rtcmesh: push to ${callee.id} ${outcome.result}: ${outcome.message}`);
-    return outcome.message;
+    return outcome.result === 'refused'
+      ? 'its push service is not one this gateway may reach'
+      : 'its push service did not take the message';
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let route = 'static';
     res.once('finish', () => this.countRequest({ route, status: String(res.statusCode) }));
+    for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
     try {
-      const url = new URL(req.url ?? '/', 'http://gateway');
+      let url: URL;
+      try {
+        url = new URL(req.url ?? '/', 'http://gateway');
+      } catch {
+        throw new HttpError(400, 'bad-url', 'the request target is not a valid path');
+      }
       const path = url.pathname;
+      route = routeOf(path);
       if (path === '/healthz' || path === '/metrics' || path.startsWith('/v1/')) {
-        route = path.startsWith('/v1/') ? path.split('/').slice(0, 3).join('/') : path;
         if (path.startsWith('/v1/')) {
           // A page served by one gateway of a cluster signals through another when its own
           // is down. Requests carry no cookies; a signed token (audience: this gateway) is
@@ -596,7 +677,13 @@ export class Gateway {
     } catch (err) {
       if (!(err instanceof HttpError)) throw err;
       if (err.status === 429 || err.status === 401 || err.status === 403 || err.status === 413)
-        this.countRefused({ reason: err.code });
+        this.countRefused({ reason: refusedReason(err.code) });
+      // Refused before its body was read: close the connection rather than wait for the rest
+      // of a body that may come one byte a second.
+      if (!req.complete) {
+        res.setHeader('connection', 'close');
+        res.once('finish', () => req.socket.destroySoon());
+      }
       sendError(res, err);
     }
   }
@@ -625,30 +712,62 @@ export class Gateway {
     throw new HttpError(404, 'not-found', `no API endpoint ${path}`);
   }
 
-  private clientIp(req: IncomingMessage): string {
-    return req.socket.remoteAddress ?? 'unknown';
+  /** The limits key of a request's client: its address (IPv6: /64), behind --trust-proxy the forwarded one. */
+  private clientKey(req: IncomingMessage): string {
+    return addressKey(clientAddress(req, this.config.trustProxy));
   }
 
-  private async authenticate(req: IncomingMessage): Promise<VerifiedRequest> {
+  /**
+   * The signed caller of a request. Failures are charged to the client's address (beyond its
+   * allowance they get 429); requests that authenticate are never refused for what others at
+   * the same address did. Then the allowlist (private mesh) and the caller's own rate.
+   */
+  private async authenticate(
+    req: IncomingMessage,
+    rate: 'connect' | 'dial',
+  ): Promise<VerifiedRequest> {
+    let caller: VerifiedRequest;
     try {
-      return await verifyAuthorization(req.headers.authorization, {
+      caller = await verifyAuthorization(req.headers.authorization, {
         audience: this.url,
         replayGuard: this.replayGuard,
         maxLifetimeS: this.config.limits.maxTokenLifetimeS,
       });
     } catch (err) {
+      if (!this.limiters.authFailuresIp.take(this.clientKey(req)))
+        throw new HttpError(429, 'rate-limited', 'too many failed requests from your address');
       if (err instanceof IdentityError) throw new HttpError(401, `token-${err.code}`, err.message);
       throw new HttpError(503, 'unavailable', (err as Error).message);
     }
+    if (this.config.allow && !this.config.allow.has(caller.id))
+      throw new HttpError(403, 'not-allowed', `node ${caller.id} is not allowed on this gateway`);
+    const limiter = rate === 'connect' ? this.limiters.connectId : this.limiters.dialId;
+    if (!limiter.take(caller.id))
+      throw new HttpError(429, 'rate-limited', 'too many requests for this node; wait a little');
+    return caller;
+  }
+
+  /**
+   * A node ID this gateway has no registration for costs its client's address a token, and
+   * is refused while the registry is full: identities are free, so this is what bounds how
+   * many one address can make (docs/design.md §8). Known IDs pass.
+   */
+  private async admitNode(req: IncomingMessage, existing: Registration | undefined): Promise<void> {
+    if (existing) return;
+    if (!this.limiters.newNodesIp.take(this.clientKey(req)))
+      throw new HttpError(429, 'rate-limited', 'too many new nodes from your address');
+    if (this.registrations >= this.config.limits.maxRegistrations) {
+      // The count is refreshed every minute; look again before refusing.
+      this.registrations = await this.registry.count(Date.now()).catch(() => this.registrations);
+      if (this.registrations >= this.config.limits.maxRegistrations)
+        throw new HttpError(503, 'full', 'this gateway has no room for another node');
+    }
+    this.registrations++;
   }
 
   /** POST /v1/connect: a node's gathered offer in, the gateway's answer out (DESIGN §2). */
   private async connect(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (!this.limiters.connectIp.take(this.clientIp(req)))
-      throw new HttpError(429, 'rate-limited', 'too many connects from your address');
-    const caller = await this.authenticate(req);
-    if (!this.limiters.connectId.take(caller.id))
-      throw new HttpError(429, 'rate-limited', 'too many connects for this node');
+    const caller = await this.authenticate(req, 'connect');
     const body = await readJsonBody(req, connectRequestSchema, this.config.limits.maxBodyBytes);
     let record: Awaited<ReturnType<typeof verifyNodeRecord>>;
     try {
@@ -663,6 +782,11 @@ export class Gateway {
     if (!this.sessions.has(caller.id) && this.sessions.size >= this.config.limits.maxSessions) {
       throw new HttpError(503, 'full', 'this gateway has no room for another session');
     }
+    const source = this.clientKey(req);
+    if (this.connecting(source) >= this.config.limits.maxConnectingPerIp)
+      throw new HttpError(429, 'rate-limited', 'too many connects in progress from your address');
+    const existing = await this.registry.get(caller.id, Date.now());
+    await this.admitNode(req, existing);
     let association: Awaited<ReturnType<RtcEndpoint['accept']>>;
     try {
       association = await this.rtc.accept(body.offer, caller.id.slice(0, 8));
@@ -676,7 +800,7 @@ export class Gateway {
     const session = new GatewaySession(
       caller.id,
       record,
-      this.clientIp(req),
+      source,
       association,
       this.config.limits.messagesPerSession,
       {
@@ -708,7 +832,6 @@ export class Gateway {
     previous?.close('replaced');
     const now = Date.now();
     try {
-      const existing = await this.registry.get(caller.id, now);
       await this.registry.upsert({
         id: caller.id,
         ip6: record.ip6,
@@ -792,11 +915,7 @@ export class Gateway {
    * A null `push` removes the subscription.
    */
   private async register(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (!this.limiters.connectIp.take(this.clientIp(req)))
-      throw new HttpError(429, 'rate-limited', 'too many requests from your address');
-    const node = await this.authenticate(req);
-    if (!this.limiters.connectId.take(node.id))
-      throw new HttpError(429, 'rate-limited', 'too many requests for this node');
+    const node = await this.authenticate(req, 'connect');
     const body = await readJsonBody(req, registerRequestSchema, this.config.limits.maxBodyBytes);
     const record = await this.verifiedRecord(body.record, node.id);
     if (body.push) {
@@ -808,6 +927,7 @@ export class Gateway {
     }
     const now = Date.now();
     const existing = await this.registry.get(node.id, now);
+    await this.admitNode(req, existing);
     const expiresAt = now + this.config.limits.registrationTtlMs;
     await this.registry.upsert({
       id: node.id,
@@ -833,9 +953,7 @@ export class Gateway {
     dialId: string,
     action: 'answer' | 'reject' | undefined,
   ): Promise<void> {
-    if (!this.limiters.dialIp.take(this.clientIp(req)))
-      throw new HttpError(429, 'rate-limited', 'too many requests from your address');
-    const callee = await this.authenticate(req);
+    const callee = await this.authenticate(req, 'dial');
     const maxBytes = this.config.limits.maxBodyBytes;
     let request: HttpDialAction;
     if (action === undefined) request = { action: 'get' };
@@ -883,17 +1001,14 @@ export class Gateway {
 
   /** POST /v1/dial: for nodes without a session; waits for the answer (bounded). */
   private async httpDial(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (!this.limiters.dialIp.take(this.clientIp(req)))
-      throw new HttpError(429, 'rate-limited', 'too many dials from your address');
-    const caller = await this.authenticate(req);
-    if (!this.limiters.dialId.take(caller.id))
-      throw new HttpError(429, 'rate-limited', 'too many dials for this node');
+    const caller = await this.authenticate(req, 'dial');
     const body = await readJsonBody(req, httpDialRequestSchema, this.config.limits.maxBodyBytes);
     const dialId = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('base64url');
     const outcome = await new Promise<Extract<GatewayToNode, { t: 'answer' | 'dial-failed' }>>(
       (resolve) => {
         const party: DialParty = {
           id: caller.id,
+          source: this.clientKey(req),
           deliver: (msg) => {
             if (msg.t === 'answer' || msg.t === 'dial-failed') resolve(msg);
           },
@@ -930,4 +1045,9 @@ function logRegistryError(what: string, err: unknown): void {
   if (now - lastRegistryWarning < 5000) return;
   lastRegistryWarning = now;
   console.warn(`rtcmesh: ${what} failed: ${(err as Error).message ?? String(err)}`);
+}
+
+/** A bounded label for a refusal: error codes are the gateway's own, but say so explicitly. */
+function refusedReason(code: string): string {
+  return /^[a-z0-9-]{1,40}$/.test(code) ? code : 'other';
 }

@@ -37,6 +37,7 @@ export class GatewaySession {
   constructor(
     readonly id: NodeId,
     readonly record: VerifiedRecord,
+    /** The client's address key (client-address.ts): what its per-address limits count. */
     readonly remoteAddress: string,
     association: Association,
     messagesPerSecond: RateLimit,
@@ -62,6 +63,11 @@ export class GatewaySession {
 
   get isOpen(): boolean {
     return this.state === 'open';
+  }
+
+  /** Connected over HTTP, but the association and its ctl are not up yet. */
+  get isConnecting(): boolean {
+    return this.state === 'connecting';
   }
 
   /** Round-trip time and the node's address as the association sees them. */

@@ -30,6 +30,8 @@ import type { GatewayLimits } from './limits.ts';
 /** Whoever takes part in a dial: a node's ctl session, or an HTTP request waiting for its answer. */
 export interface DialParty {
   readonly id: NodeId;
+  /** The client address key (client-address.ts) it comes from, for per-address shares. */
+  readonly source?: string;
   deliver(msg: GatewayToNode): void;
 }
 
@@ -85,7 +87,12 @@ export interface SignalingStats {
 
 export class Signaling {
   private readonly dials = new Map<string, Dial & { candidates: Map<NodeId, number> }>();
-  private readonly pendingPerNode = new Map<NodeId, number>();
+  /**
+   * Unanswered dials per share (caller, callee, caller→callee pair, address, address→callee),
+   * so no one caller or address can take the whole of a callee's or the gateway's capacity.
+   * Keys exist only while a dial is pending: bounded by maxPendingDials.
+   */
+  private readonly shares = new Map<string, number>();
   /**
    * Dials not yet answered: what limits.maxPendingDials bounds. Answered dials stay in `dials`
    * for a while (late candidates), but must not count, or a steady rate above
@@ -158,12 +165,8 @@ export class Signaling {
       return fail('offline', `node ${calleeId} is not connected`);
     if (this.unanswered >= this.limits.maxPendingDials)
       return fail('busy', 'the gateway has too many calls in progress');
-    if ((this.pendingPerNode.get(caller.id) ?? 0) >= this.limits.maxPendingDialsPerNode) {
-      return fail('rate-limited', 'you have too many calls in progress');
-    }
-    if ((this.pendingPerNode.get(calleeId) ?? 0) >= this.limits.maxPendingDialsPerNode) {
-      return fail('busy', `node ${calleeId} has too many calls in progress`);
-    }
+    const refusal = this.shareRefusal(caller, calleeId);
+    if (refusal) return fail(refusal.code, refusal.message);
     const dial = {
       id: msg.dialId,
       caller,
@@ -183,8 +186,7 @@ export class Signaling {
     };
     this.dials.set(dial.id, dial);
     this.unanswered++;
-    this.adjustPending(caller.id, 1);
-    this.adjustPending(calleeId, 1);
+    this.adjustShares(dial, 1);
     this.stats.dialsStarted++;
     // Other gateways of a cluster may be asked about this dial over HTTP (a woken node's
     // service worker declines at its own gateway): they find its owner through Redis.
@@ -360,6 +362,7 @@ export class Signaling {
   close(): void {
     for (const dial of this.dials.values()) clearTimeout(dial.timer);
     this.dials.clear();
+    this.shares.clear();
     this.unanswered = 0;
   }
 
@@ -385,14 +388,50 @@ export class Signaling {
 
   private releasePending(dial: Dial): void {
     this.unanswered--;
-    this.adjustPending(dial.caller.id, -1);
-    this.adjustPending(dial.callee.id, -1);
+    this.adjustShares(dial, -1);
   }
 
-  private adjustPending(id: NodeId, by: number): void {
-    const n = (this.pendingPerNode.get(id) ?? 0) + by;
-    if (n <= 0) this.pendingPerNode.delete(id);
-    else this.pendingPerNode.set(id, n);
+  /** The shares a dial from `caller` to `calleeId` counts against, with their limits. */
+  private sharesOf(caller: DialParty, calleeId: NodeId) {
+    const l = this.limits;
+    const source = caller.source ?? `id:${caller.id}`;
+    return {
+      caller: { key: `caller ${caller.id}`, max: l.maxPendingDialsPerNode },
+      callee: { key: `callee ${calleeId}`, max: l.maxPendingDialsPerCallee },
+      pair: { key: `pair ${caller.id} ${calleeId}`, max: l.maxPendingDialsPerPair },
+      source: { key: `source ${source}`, max: l.maxPendingDialsPerIp },
+      sourcePair: { key: `source ${source} ${calleeId}`, max: l.maxPendingDialsPerIpAndCallee },
+    };
+  }
+
+  /** Why a new dial may not start (a share is full), or undefined. */
+  private shareRefusal(
+    caller: DialParty,
+    calleeId: NodeId,
+  ): { code: DialErrorCode; message: string } | undefined {
+    const s = this.sharesOf(caller, calleeId);
+    const full = (share: { key: string; max: number }) =>
+      (this.shares.get(share.key) ?? 0) >= share.max;
+    if (full(s.caller))
+      return { code: 'rate-limited', message: 'you have too many calls in progress' };
+    if (full(s.pair) || full(s.sourcePair))
+      return {
+        code: 'rate-limited',
+        message: `you already have too many calls ringing node ${calleeId}`,
+      };
+    if (full(s.source))
+      return { code: 'rate-limited', message: 'your address has too many calls in progress' };
+    if (full(s.callee))
+      return { code: 'busy', message: `node ${calleeId} has too many calls in progress` };
+    return undefined;
+  }
+
+  private adjustShares(dial: Dial, by: number): void {
+    for (const { key } of Object.values(this.sharesOf(dial.caller, dial.callee.id))) {
+      const n = (this.shares.get(key) ?? 0) + by;
+      if (n <= 0) this.shares.delete(key);
+      else this.shares.set(key, n);
+    }
   }
 
   private count(code: DialErrorCode): void {
