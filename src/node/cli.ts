@@ -33,6 +33,7 @@ import {
 } from './gateway/config.ts';
 import { Gateway } from './gateway/gateway.ts';
 import { loadOrCreateIdentity } from './identity-store.ts';
+import { createLogger, isLogLevel, LOG_LEVELS } from './log.ts';
 import { DEFAULT_PRESENCE_TTL_MS, DEFAULT_REDIS_PREFIX } from './registry/index.ts';
 import { redactUrl } from './registry/redis-registry.ts';
 
@@ -83,6 +84,8 @@ const GATEWAY_OPTIONS = `Gateway options (flag, environment variable, default):
                                             last X-Forwarded-For address
   --allow ID           RTCMESH_ALLOW=ID,…   private mesh: only these node IDs may connect, register
                        (repeatable)         and dial (default: anyone)
+  --log-level LEVEL    RTCMESH_LOG_LEVEL    info  (fatal, error, warn, info, debug, trace, silent)
+  --log-format F       RTCMESH_LOG_FORMAT   pretty on a terminal, json otherwise  (logs go to stderr)
 `;
 
 const USAGE = `${COMMANDS}\n${NODE_OPTIONS}\n${GATEWAY_OPTIONS}`;
@@ -124,6 +127,8 @@ async function runGateway(args: string[]): Promise<void> {
       'turn-rfc5766-channels': { type: 'boolean' },
       'push-allow-private': { type: 'boolean' },
       'trust-proxy': { type: 'boolean' },
+      'log-level': { type: 'string' },
+      'log-format': { type: 'string' },
       allow: { type: 'string', multiple: true },
     },
     strict: true,
@@ -182,7 +187,14 @@ async function runGateway(args: string[]): Promise<void> {
     });
     config.allow = new Set(ids);
   }
-  const gateway = await Gateway.start(config);
+  const level = values['log-level'] ?? env.RTCMESH_LOG_LEVEL ?? 'info';
+  if (!isLogLevel(level))
+    throw new ConfigError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, not "${level}"`);
+  const format = values['log-format'] ?? env.RTCMESH_LOG_FORMAT;
+  if (format !== undefined && format !== 'json' && format !== 'pretty')
+    throw new ConfigError(`--log-format must be json or pretty, not "${format}"`);
+  const logger = createLogger({ level, ...(format ? { format } : {}) });
+  const gateway = await Gateway.start(config, { logger });
   // The last resort: an error that escaped every handler is logged and counted, and the
   // gateway keeps serving everyone else (one bad request must not end every session).
   process.on('unhandledRejection', (err) => gateway.fault('unhandled-rejection', err));

@@ -23,15 +23,19 @@ import type { Redis } from 'ioredis';
 import * as z from 'zod';
 import type { NodeId } from '../../core/identity/index.ts';
 import {
+  dialAnswerRequestSchema,
+  dialRejectRequestSchema,
   type GatewayToNode,
   gatewayToNodeSchema,
   type NodeToGateway,
   nodeToGatewaySchema,
+  pendingDialResponseSchema,
 } from '../../core/protocol/messages.ts';
+import type { Logger } from '../log.ts';
 import { RegistryUnavailableError } from '../registry/index.ts';
 import { redactUrl, redisClient } from '../registry/redis-registry.ts';
 import type { VapidKeys } from './push.ts';
-import type { DialLookup, DialParty } from './signaling.ts';
+import type { DialParty, HttpDialAction, HttpDialOutcome } from './signaling.ts';
 
 export interface ClusterGateway {
   id: string;
@@ -40,11 +44,6 @@ export interface ClusterGateway {
 
 /** A message about a dial in progress, as a node sends it (not dial, not ping). */
 export type InDialMessage = Exclude<NodeToGateway, { t: 'dial' } | { t: 'ping' }>;
-
-export type HttpDialAction =
-  | { action: 'get' }
-  | { action: 'answer'; answer: string; record: string }
-  | { action: 'reject'; reason: 'declined' | 'identity' | 'busy'; message?: string };
 
 export interface ClusterHandlers {
   /** Hands a message to this gateway's session of `node`; false when there is none. */
@@ -56,7 +55,7 @@ export interface ClusterHandlers {
   /** A node connected to another gateway: dials waiting for it go there. */
   remoteConnected(party: DialParty): void;
   /** An HTTP request about a dial this gateway owns, made at another gateway. */
-  httpDial(node: NodeId, dialId: string, request: HttpDialAction): Promise<DialLookup<unknown>>;
+  httpDial(node: NodeId, dialId: string, request: HttpDialAction): Promise<HttpDialOutcome>;
   /** Redis is (again) reachable: assert what this gateway holds. */
   ready(): void;
 }
@@ -65,7 +64,7 @@ export interface ClusterOptions {
   url: string;
   prefix: string;
   gatewayId: string;
-  handlers: ClusterHandlers;
+  logger: Logger;
   /** How long a forwarded dial is remembered on the callee's side. */
   routeTtlMs: number;
   /** Connecting at start gives up after this long. */
@@ -79,6 +78,22 @@ const RPC_TIMEOUT_MS = 5000;
 
 const nodeId = z.string().max(64);
 const dialId = z.string().max(64);
+/** An HTTP request about a dial, asked of the gateway that owns it. */
+const httpDialActionSchema = z.discriminatedUnion('action', [
+  z.object({ action: z.literal('get') }),
+  dialAnswerRequestSchema.extend({ action: z.literal('answer') }),
+  dialRejectRequestSchema.extend({ action: z.literal('reject') }),
+]);
+/** Its outcome: the pending dial (get), nothing (answer, reject), or an HTTP error. */
+const dialLookupSchema = z.union([
+  z.object({ ok: z.literal(true), value: pendingDialResponseSchema.nullable() }),
+  z.object({
+    ok: z.literal(false),
+    status: z.number().int().min(400).max(599),
+    code: z.string().max(64),
+    message: z.string().max(512),
+  }),
+]);
 const busSchema = z.discriminatedUnion('k', [
   z.object({ k: z.literal('to-node'), from: z.string(), node: nodeId, msg: gatewayToNodeSchema }),
   z.object({ k: z.literal('from-node'), from: z.string(), node: nodeId, msg: nodeToGatewaySchema }),
@@ -92,9 +107,14 @@ const busSchema = z.discriminatedUnion('k', [
     rpc: z.string(),
     node: nodeId,
     dialId,
-    request: z.record(z.string(), z.unknown()),
+    request: httpDialActionSchema,
   }),
-  z.object({ k: z.literal('http-reply'), from: z.string(), rpc: z.string(), result: z.unknown() }),
+  z.object({
+    k: z.literal('http-reply'),
+    from: z.string(),
+    rpc: z.string(),
+    result: dialLookupSchema,
+  }),
 ]);
 type BusMessage = z.infer<typeof busSchema>;
 
@@ -106,9 +126,11 @@ export class Cluster {
     string,
     { owner: string; node: NodeId; timer: ReturnType<typeof setTimeout> }
   >();
-  private readonly rpcs = new Map<string, (result: DialLookup<unknown>) => void>();
+  private readonly rpcs = new Map<string, (result: HttpDialOutcome) => void>();
   private announceTimer: ReturnType<typeof setInterval> | undefined;
   private vapid: VapidKeys | undefined;
+  /** What this gateway does with what the bus brings (set by listen). */
+  private handlers: ClusterHandlers | undefined;
   private wasReady = true;
   private closed = false;
   readonly stats = { forwarded: 0, received: 0, publishFailures: 0, redisReconnects: 0 };
@@ -121,8 +143,11 @@ export class Cluster {
     private readonly subscriber: Redis,
   ) {}
 
-  /** Connects to Redis (both connections ready, both channels subscribed). */
-  static async start(options: ClusterOptions): Promise<Cluster> {
+  /**
+   * Connects to Redis (both connections ready). Nothing is received until `listen`, so the
+   * gateway can build what handles the bus (it needs this cluster's Redis client) first.
+   */
+  static async connect(options: ClusterOptions): Promise<Cluster> {
     const client = redisClient(options.url, `rtcmesh-gw-${options.gatewayId.slice(0, 8)}`);
     const subscriber = redisClient(options.url, `rtcmesh-gw-${options.gatewayId.slice(0, 8)}-sub`);
     const cluster = new Cluster(options, client, subscriber);
@@ -147,10 +172,6 @@ export class Cluster {
             }),
         ),
       );
-      subscriber.on('messageBuffer', (_channel: Buffer, message: Buffer) =>
-        cluster.receive(message.toString()),
-      );
-      await subscriber.subscribe(cluster.channel(options.gatewayId), cluster.channel('all'));
     } catch (err) {
       client.disconnect();
       subscriber.disconnect();
@@ -159,10 +180,19 @@ export class Cluster {
     client.on('ready', () => cluster.onReady());
     client.on('close', () => {
       if (cluster.wasReady && !cluster.closed)
-        console.warn('rtcmesh: lost the connection to Redis; reconnecting');
+        options.logger.warn('lost the connection to Redis; reconnecting');
       cluster.wasReady = false;
     });
     return cluster;
+  }
+
+  /** Subscribes this gateway's channels: from now on the bus reaches `handlers`. */
+  async listen(handlers: ClusterHandlers): Promise<void> {
+    this.handlers = handlers;
+    this.subscriber.on('messageBuffer', (_channel: Buffer, message: Buffer) =>
+      this.receive(message.toString()),
+    );
+    await this.subscriber.subscribe(this.channel(this.gatewayId), this.channel('all'));
   }
 
   get gatewayId(): string {
@@ -260,11 +290,11 @@ export class Cluster {
     node: NodeId,
     id: string,
     request: HttpDialAction,
-  ): Promise<DialLookup<unknown> | undefined> {
+  ): Promise<HttpDialOutcome | undefined> {
     const owner = await this.client.get(`${this.options.prefix}dial:${id}`);
     if (!owner || owner === this.gatewayId) return undefined;
     const rpc = randomBytes(12).toString('base64url');
-    const result = new Promise<DialLookup<unknown> | undefined>((resolve) => {
+    const result = new Promise<HttpDialOutcome | undefined>((resolve) => {
       const timer = setTimeout(() => {
         this.rpcs.delete(rpc);
         resolve(undefined);
@@ -307,7 +337,7 @@ export class Cluster {
         void this.publish(gatewayId, { k: 'to-node', from: this.gatewayId, node, msg }).then(
           (sent) => {
             if (!sent && 'dialId' in msg && msg.t !== 'cancel')
-              this.options.handlers.remoteGone(node, msg.dialId);
+              this.handlers?.remoteGone(node, msg.dialId);
           },
         );
       },
@@ -340,7 +370,8 @@ export class Cluster {
     }
     if (message.from === this.gatewayId) return;
     this.stats.received++;
-    const handlers = this.options.handlers;
+    const handlers = this.handlers;
+    if (!handlers) return;
     switch (message.k) {
       case 'to-node': {
         const { msg, node } = message;
@@ -376,8 +407,8 @@ export class Cluster {
         void this.refreshGateways();
         return;
       case 'http': {
-        const request = message.request as HttpDialAction;
-        const reply = (result: DialLookup<unknown>) =>
+        const request: HttpDialAction = message.request;
+        const reply = (result: HttpDialOutcome) =>
           void this.publish(message.from, {
             k: 'http-reply',
             from: this.gatewayId,
@@ -387,12 +418,12 @@ export class Cluster {
         handlers
           .httpDial(message.node as NodeId, message.dialId, request)
           .then(reply, (err: unknown) =>
-            reply({ ok: false, status: 502, code: 'gateway', message: String(err) }),
+            reply({ ok: false, status: 502, code: 'gateway', message: String(err).slice(0, 512) }),
           );
         return;
       }
       case 'http-reply':
-        this.rpcs.get(message.rpc)?.(message.result as DialLookup<unknown>);
+        this.rpcs.get(message.rpc)?.(message.result);
         return;
     }
   }
@@ -415,14 +446,14 @@ export class Cluster {
     if (this.closed || this.wasReady) return;
     this.wasReady = true;
     this.stats.redisReconnects++;
-    console.warn('rtcmesh: connected to Redis again');
+    this.options.logger.warn('connected to Redis again');
     // A Redis that lost its data (no persistence) gets the cluster's key back from us.
     if (this.vapid)
       void this.client
         .set(`${this.options.prefix}vapid`, JSON.stringify(this.vapid), 'NX')
         .catch(() => undefined);
     void this.refreshGateways();
-    this.options.handlers.ready();
+    this.handlers?.ready();
   }
 
   private async refreshGateways(): Promise<void> {

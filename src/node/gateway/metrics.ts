@@ -1,58 +1,48 @@
-/** Prometheus text exposition for GET /metrics: counters and gauges, no library needed. */
+/**
+ * The gateway's Prometheus metrics (prom-client): one registry per gateway, and each
+ * component registers its own metrics on it. Labels only ever take values from fixed lists.
+ */
+import { Counter, Histogram, Registry } from 'prom-client';
 
-type Labels = Record<string, string>;
+export { Registry as MetricsRegistry };
 
-const escapeLabel = (v: string): string =>
-  v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
-const labelText = (labels: Labels): string => {
-  const parts = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`);
-  return parts.length ? `{${parts.join(',')}}` : '';
-};
+/** Latency buckets (seconds) for connects, dials and answers: 5 ms to 60 s. */
+export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
-interface Family {
-  help: string;
-  type: 'counter' | 'gauge';
-  values: Map<string, number>;
-  collect?: () => number;
+/**
+ * A counter whose value is read from a component's own tally when scraped (prom-client
+ * counters only go up by `inc`, so it adds the difference).
+ */
+export function countedFrom(
+  registry: Registry,
+  name: string,
+  help: string,
+  read: () => number,
+): Counter {
+  let last = 0;
+  return new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      const now = read();
+      if (now > last) this.inc(now - last);
+      last = Math.max(last, now);
+    },
+  });
 }
 
-export class Metrics {
-  private readonly families = new Map<string, Family>();
-
-  counter(name: string, help: string): (labels?: Labels, by?: number) => void {
-    const family = this.family(name, help, 'counter');
-    return (labels = {}, by = 1) => {
-      const key = labelText(labels);
-      family.values.set(key, (family.values.get(key) ?? 0) + by);
-    };
-  }
-
-  /** A gauge read when scraped. */
-  gauge(name: string, help: string, collect: () => number): void {
-    this.family(name, help, 'gauge').collect = collect;
-  }
-
-  /** A gauge with a fixed value and labels, such as build info. */
-  info(name: string, help: string, labels: Labels): void {
-    this.family(name, help, 'gauge').values.set(labelText(labels), 1);
-  }
-
-  render(): string {
-    let out = '';
-    for (const [name, f] of this.families) {
-      out += `# HELP ${name} ${f.help}\n# TYPE ${name} ${f.type}\n`;
-      if (f.collect) out += `${name} ${f.collect()}\n`;
-      for (const [labels, value] of f.values) out += `${name}${labels} ${value}\n`;
-    }
-    return out;
-  }
-
-  private family(name: string, help: string, type: Family['type']): Family {
-    let f = this.families.get(name);
-    if (!f) {
-      f = { help, type, values: new Map() };
-      this.families.set(name, f);
-    }
-    return f;
-  }
+export function latencyHistogram(
+  registry: Registry,
+  name: string,
+  help: string,
+  labelNames: string[] = [],
+): Histogram {
+  return new Histogram({
+    name,
+    help,
+    labelNames,
+    buckets: LATENCY_BUCKETS,
+    registers: [registry],
+  });
 }

@@ -8,6 +8,8 @@
  * call goes to the woken node when it connects, or over HTTP (GET /v1/dials/:id, …/answer,
  * …/reject).
  */
+
+import { Gauge } from 'prom-client';
 import {
   fingerprintsInSdp,
   IdentityError,
@@ -26,6 +28,7 @@ import type {
 } from '../../core/protocol/messages.ts';
 import type { Registration, Registry } from '../registry/index.ts';
 import type { GatewayLimits } from './limits.ts';
+import { countedFrom, latencyHistogram, type MetricsRegistry } from './metrics.ts';
 
 /** Whoever takes part in a dial: a node's ctl session, or an HTTP request waiting for its answer. */
 export interface DialParty {
@@ -65,12 +68,22 @@ interface Dial {
   incoming: IncomingDialMessage;
   /** The caller's trickled candidates, for a callee that attaches late or asks over HTTP. */
   callerCandidates: (IceCandidate | null)[];
+  /** performance.now() when the dial reached the gateway. */
+  startedAt: number;
 }
+
+/** What a callee asks over HTTP about a dial (GET /v1/dials/:id, …/answer, …/reject). */
+export type HttpDialAction =
+  | { action: 'get' }
+  | { action: 'answer'; answer: string; record: string }
+  | { action: 'reject'; reason: 'declined' | 'identity' | 'busy'; message?: string };
 
 /** The answer to an HTTP request about a dial: a value, or an HTTP error. */
 export type DialLookup<T> =
   | { ok: true; value: T }
   | { ok: false; status: number; code: string; message: string };
+/** The pending dial (get), or nothing (answer, reject). */
+export type HttpDialOutcome = DialLookup<PendingDialResponse | null>;
 
 /** After an answer, candidates still trickle for a while. */
 const TRICKLE_AFTER_ANSWER_MS = 30_000;
@@ -114,7 +127,57 @@ export class Signaling {
     /** Records already verified (a node sends the same one with every dial). */
     private readonly records = new RecordCache(),
     private readonly remote?: RemoteParties,
-  ) {}
+    /** Where this component's metrics go (docs/design.md §5: each component its own). */
+    metrics?: MetricsRegistry,
+  ) {
+    if (metrics) this.registerMetrics(metrics);
+  }
+
+  private registerMetrics(registry: MetricsRegistry): void {
+    const pending = () => this.pending;
+    new Gauge({
+      name: 'rtcmesh_dials_pending',
+      help: 'Dials waiting for an answer or trickling candidates.',
+      registers: [registry],
+      collect() {
+        this.set(pending());
+      },
+    });
+    countedFrom(
+      registry,
+      'rtcmesh_dials_started_total',
+      'Dials forwarded to a callee.',
+      () => this.stats.dialsStarted,
+    );
+    countedFrom(
+      registry,
+      'rtcmesh_dials_woken_total',
+      'Dials to a node without a session, woken by push.',
+      () => this.stats.dialsWoken,
+    );
+    countedFrom(
+      registry,
+      'rtcmesh_dials_answered_total',
+      'Dials the callee answered.',
+      () => this.stats.dialsAnswered,
+    );
+    const ring = latencyHistogram(
+      registry,
+      'rtcmesh_dial_ring_seconds',
+      'From a dial reaching the gateway to the callee being handed the call (a woken callee: once it connects).',
+    );
+    const answer = latencyHistogram(
+      registry,
+      'rtcmesh_dial_answer_seconds',
+      "From a dial reaching the gateway to the callee's answer going back to the caller.",
+    );
+    this.timing = {
+      ringing: (dial) => ring.observe((performance.now() - dial.startedAt) / 1000),
+      answered: (dial) => answer.observe((performance.now() - dial.startedAt) / 1000),
+    };
+  }
+
+  private timing: { ringing(dial: Dial): void; answered(dial: Dial): void } | undefined;
 
   get pending(): number {
     return this.dials.size;
@@ -135,6 +198,7 @@ export class Signaling {
 
   /** Starts a dial; failures are delivered to the caller as `dial-failed`. */
   async dial(caller: DialParty, msg: Extract<NodeToGateway, { t: 'dial' }>): Promise<void> {
+    const startedAt = performance.now();
     const fail = (code: DialErrorCode, message: string) => {
       this.count(code);
       caller.deliver({ t: 'dial-failed', dialId: msg.dialId, code, message });
@@ -183,6 +247,7 @@ export class Signaling {
         record: msg.record,
       } satisfies IncomingDialMessage,
       callerCandidates: [],
+      startedAt,
     };
     this.dials.set(dial.id, dial);
     this.unanswered++;
@@ -196,6 +261,7 @@ export class Signaling {
         .catch(() => undefined);
     if (callee) {
       callee.deliver(dial.incoming);
+      this.timing?.ringing(dial);
       caller.deliver({ t: 'ringing', dialId: dial.id });
       return;
     }
@@ -230,10 +296,27 @@ export class Signaling {
       dial.callee = party;
       dial.calleeAttached = true;
       party.deliver(dial.incoming);
+      if (wasWaiting) this.timing?.ringing(dial);
       for (const candidate of dial.callerCandidates)
         party.deliver({ t: 'candidate', dialId: dial.id, candidate });
       if (wasWaiting) dial.caller.deliver({ t: 'ringing', dialId: dial.id });
     }
+  }
+
+  /** A callee's HTTP request about a dial this gateway owns (its record already checked). */
+  settleHttp(calleeId: NodeId, dialId: string, request: HttpDialAction): HttpDialOutcome {
+    if (request.action === 'get') return this.pendingFor(calleeId, dialId);
+    if (request.action === 'answer') {
+      const { answer, record } = request;
+      return this.settleOverHttp(calleeId, { t: 'answer', dialId, answer, record });
+    }
+    const { reason, message } = request;
+    return this.settleOverHttp(calleeId, {
+      t: 'reject',
+      dialId,
+      reason,
+      ...(message !== undefined ? { message } : {}),
+    });
   }
 
   /** GET /v1/dials/:id: the call waiting for node `calleeId`, with the caller's candidates. */
@@ -308,6 +391,7 @@ export class Signaling {
         }
         dial.answered = true;
         this.stats.dialsAnswered++;
+        this.timing?.answered(dial);
         this.releasePending(dial);
         clearTimeout(dial.timer);
         dial.timer = setTimeout(() => this.dials.delete(dial.id), TRICKLE_AFTER_ANSWER_MS);

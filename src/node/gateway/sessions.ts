@@ -1,0 +1,182 @@
+/**
+ * Every node's live session on this gateway (DESIGN §2): the table of sessions, the dial
+ * party each one is, idle sweeps, registration and (cluster mode) presence. Signaling and
+ * the cluster bus reach nodes through it.
+ */
+import type { NodeId, VerifiedRecord } from '../../core/identity/index.ts';
+import type { GatewayToNode, NodeToGateway } from '../../core/protocol/messages.ts';
+import type { Logger } from '../log.ts';
+import type { Registry } from '../registry/index.ts';
+import type { GatewayLimits } from './limits.ts';
+import type { Association } from './rtc-endpoint.ts';
+import { GatewaySession } from './session.ts';
+import type { DialParty } from './signaling.ts';
+
+export interface SessionTableEvents {
+  /** A session's ctl opened: calls waiting for the node go to it. */
+  opened(party: DialParty): void;
+  /** A session ended (not replaced): its dials end. */
+  gone(party: DialParty): void;
+  message(session: GatewaySession, party: DialParty, msg: NodeToGateway): void;
+  invalid(): void;
+}
+
+export interface SessionTableOptions {
+  gatewayId: NodeId;
+  registry: Registry;
+  limits: GatewayLimits;
+  logger: Logger;
+  events: SessionTableEvents;
+  /** Cluster mode: presence is kept in Redis and refreshed while this says Redis is up. */
+  presence: (() => boolean) | undefined;
+}
+
+/** How often a cluster gateway refreshes the presence of its sessions in Redis. */
+const PRESENCE_REFRESH_MS = 10_000;
+const IDLE_CHECK_MS = 5000;
+
+export class SessionTable {
+  private readonly sessions = new Map<NodeId, GatewaySession>();
+  /** One party per session, so a dial's party is recognised when its session goes away. */
+  private readonly parties = new WeakMap<GatewaySession, DialParty>();
+  private readonly timers: ReturnType<typeof setInterval>[] = [];
+  private lastRegistryWarning = 0;
+
+  constructor(private readonly options: SessionTableOptions) {
+    const { limits } = options;
+    this.timers.push(
+      setInterval(() => {
+        const idleSince = Date.now() - limits.sessionIdleMs;
+        for (const s of this.sessions.values())
+          if (s.isOpen && s.lastHeard < idleSince) s.close('idle');
+      }, IDLE_CHECK_MS),
+    );
+    if (options.presence)
+      this.timers.push(setInterval(() => void this.refreshPresence(), PRESENCE_REFRESH_MS));
+    for (const t of this.timers) t.unref();
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  has(id: NodeId): boolean {
+    return this.sessions.has(id);
+  }
+
+  /** Sessions whose ctl is open. */
+  get openCount(): number {
+    let n = 0;
+    for (const s of this.sessions.values()) if (s.isOpen) n++;
+    return n;
+  }
+
+  /** Sessions from one client address whose association is not up yet. */
+  connectingFrom(source: string): number {
+    let n = 0;
+    for (const s of this.sessions.values()) if (s.isConnecting && s.remoteAddress === source) n++;
+    return n;
+  }
+
+  /** The dial party of a node with an open session here. */
+  party(id: NodeId): DialParty | undefined {
+    const session = this.sessions.get(id);
+    return session?.isOpen ? this.partyOf(session) : undefined;
+  }
+
+  /** Hands a message to this gateway's session of `id`; false when there is none. */
+  deliver(id: NodeId, msg: GatewayToNode): boolean {
+    const session = this.sessions.get(id);
+    return session?.isOpen === true && session.send(msg);
+  }
+
+  /**
+   * A new session for a node (its association answered); a session the node had is replaced
+   * (DESIGN §6: a new connect from the same node wins).
+   */
+  open(id: NodeId, record: VerifiedRecord, source: string, association: Association): void {
+    const { registry, gatewayId, events, limits } = this.options;
+    const session = new GatewaySession(id, record, source, association, limits.messagesPerSession, {
+      open: (s) => {
+        void registry
+          .setSession(s.id, gatewayId, Date.now())
+          .catch((err: unknown) => this.registryError('recording a session', err));
+        events.opened(this.partyOf(s));
+      },
+      message: (s, msg) => events.message(s, this.partyOf(s), msg),
+      invalid: () => events.invalid(),
+      close: (s) => {
+        if (this.sessions.get(s.id) !== s) return; // replaced by a newer session
+        this.sessions.delete(s.id);
+        events.gone(this.partyOf(s));
+        void registry
+          .setSession(s.id, null, Date.now(), gatewayId)
+          .catch((err: unknown) => this.registryError('ending a session', err));
+      },
+    });
+    const previous = this.sessions.get(id);
+    this.sessions.set(id, session);
+    previous?.close('replaced');
+  }
+
+  /** Redis is back: this gateway's sessions are asserted again (registration and presence). */
+  assert(): void {
+    void this.refreshPresence();
+  }
+
+  close(reason: string): void {
+    for (const t of this.timers) clearInterval(t);
+    for (const session of [...this.sessions.values()]) session.close(reason);
+  }
+
+  /** Says a registry failure in the background at most every few seconds; never throws. */
+  registryError(what: string, err: unknown): void {
+    const now = Date.now();
+    if (now - this.lastRegistryWarning < 5000) return;
+    this.lastRegistryWarning = now;
+    this.options.logger.warn({ err }, `${what} failed`);
+  }
+
+  private partyOf(session: GatewaySession): DialParty {
+    let party = this.parties.get(session);
+    if (!party) {
+      party = {
+        id: session.id,
+        source: session.remoteAddress,
+        deliver: (msg) => session.send(msg),
+      };
+      this.parties.set(session, party);
+    }
+    return party;
+  }
+
+  /**
+   * Cluster mode: keeps the presence of every open session alive in Redis (it expires unless
+   * refreshed, so a gateway that dies leaves no node falsely "connected" for long).
+   */
+  private async refreshPresence(): Promise<void> {
+    const { registry, gatewayId, limits, presence } = this.options;
+    if (!presence?.()) return;
+    const now = Date.now();
+    await Promise.all(
+      [...this.sessions.values()]
+        .filter((s) => s.isOpen)
+        .map(async (s) => {
+          // False when the registration is gone (a Redis that lost its data): write it again.
+          if (await registry.setSession(s.id, gatewayId, now)) return;
+          const existing = await registry.get(s.id, now);
+          const record = s.record;
+          await registry.upsert({
+            id: s.id,
+            ip6: record.ip6,
+            record: record.jws,
+            ...(record.name !== undefined ? { name: record.name } : {}),
+            gatewayId: s.isOpen ? gatewayId : (existing?.gatewayId ?? null),
+            lastSeen: now,
+            expiresAt: Math.max(existing?.expiresAt ?? 0, now + limits.registrationTtlMs),
+            push: existing?.push ?? null,
+          });
+        }),
+    ).catch((err: unknown) => this.registryError('refreshing presence', err));
+  }
+}
