@@ -7,6 +7,12 @@
  *
  * Every datagram is parsed under a guard: bad input is counted and dropped (or answered
  * with an error), never thrown out of the socket handler.
+ *
+ * Identities, and so credentials, are free to make: besides the per-user quotas, every client
+ * address counts against its source (IPv4 address, IPv6 /64), which holds at most a share of
+ * the allocations. Answers to requests without valid credentials (Binding, the 401 challenge)
+ * go out within a token bucket per source and are as small as RFC 8489 lets them be, so the
+ * server is a poor amplifier toward spoofed addresses.
  */
 
 import { randomBytes } from 'node:crypto';
@@ -48,6 +54,7 @@ import {
 import { parseRestUsername, restPassword } from './credentials.ts';
 import { NonceIssuer } from './nonce.ts';
 import { UserQuotas } from './quota.ts';
+import { SourceBuckets, SourceShares, sourceOf } from './source-limits.ts';
 
 export interface TurnLimits {
   /** Lifetime of an allocation that asks for less, or for nothing (RFC 8656: 600 s). */
@@ -60,6 +67,20 @@ export interface TurnLimits {
   allocationsPerUser: number;
   /** Allocations in all (508 beyond). */
   allocations: number;
+  /**
+   * Allocations, reservations and Allocates in progress one source (IPv4 address, IPv6 /64)
+   * may hold, whatever usernames it uses (508 beyond), so one address cannot take the cap.
+   */
+  allocationsPerSource: number;
+  /**
+   * Answers per second to one source's requests that carry no valid credentials (Binding, the
+   * 401/438 challenge, errors before authentication); beyond, requests are dropped unanswered.
+   */
+  unauthenticatedPerSecondPerSource: number;
+  /** How many such answers one source may get at once, before the rate applies. */
+  unauthenticatedBurstPerSource: number;
+  /** Sources whose answer rate is tracked at once; the rest share one bucket. */
+  unauthenticatedSources: number;
   /** Bytes per second one user may relay, both ways together (beyond, datagrams are dropped). */
   bytesPerSecondPerUser: number;
   permissionsPerAllocation: number;
@@ -72,6 +93,10 @@ export const DEFAULT_TURN_LIMITS: TurnLimits = {
   nonceLifetimeS: 600,
   allocationsPerUser: 50,
   allocations: 10_000,
+  allocationsPerSource: 500,
+  unauthenticatedPerSecondPerSource: 50,
+  unauthenticatedBurstPerSource: 100,
+  unauthenticatedSources: 16_384,
   bytesPerSecondPerUser: 10_000_000,
   permissionsPerAllocation: 64,
   channelsPerAllocation: 64,
@@ -102,6 +127,7 @@ export type DropReason =
   | 'no-channel' // ChannelData on a channel that is not bound
   | 'unsupported' // a Send indication asking for DONT-FRAGMENT
   | 'quota' // over the user's bandwidth
+  | 'rate-limited' // an unauthenticated request beyond its source's answer rate
   | 'send-failed' // the socket refused to send
   | 'internal'; // a bug: logged
 
@@ -167,6 +193,8 @@ interface Reservation {
   expiresAt: number;
   /** Whose allocation quota it takes a slot of, until it is used or expires. */
   user: string;
+  /** Whose source share it takes a slot of, likewise. */
+  source: string;
 }
 
 /** A request that failed for a reason the client is told about, as an ERROR-CODE. */
@@ -188,7 +216,12 @@ const normalIp = (address: string): string => {
   return bytes ? formatIp(bytes) : address;
 };
 
-async function bindUdp(host: string, port: number): Promise<Socket> {
+/** A bound UDP socket; `onError` hears its errors from then on (unheard, one would crash). */
+async function bindUdp(
+  host: string,
+  port: number,
+  onError: (err: Error) => void = () => {},
+): Promise<Socket> {
   const socket = host.includes(':')
     ? createSocket({ type: 'udp6', ipv6Only: true })
     : createSocket({ type: 'udp4' });
@@ -199,6 +232,7 @@ async function bindUdp(host: string, port: number): Promise<Socket> {
       resolve();
     });
   });
+  socket.on('error', onError);
   return socket;
 }
 
@@ -228,6 +262,7 @@ export class TurnServer {
       'no-channel': 0,
       unsupported: 0,
       quota: 0,
+      'rate-limited': 0,
       'send-failed': 0,
       internal: 0,
     },
@@ -239,6 +274,8 @@ export class TurnServer {
   private readonly pending = new Map<string, string>();
   private readonly reservations = new Map<string, Reservation>();
   private readonly quotas: UserQuotas;
+  private readonly sourceShares: SourceShares;
+  private readonly unauthenticatedAnswers: SourceBuckets;
   private readonly nonces: NonceIssuer;
   private readonly now: () => number;
   private readonly relayFamily: 'ipv4' | 'ipv6';
@@ -255,12 +292,25 @@ export class TurnServer {
     this.realm = options.realm ?? 'rtcmesh';
     this.now = options.now ?? Date.now;
     this.quotas = new UserQuotas(this.limits.allocationsPerUser, this.limits.bytesPerSecondPerUser);
+    this.sourceShares = new SourceShares(this.limits.allocationsPerSource);
+    this.unauthenticatedAnswers = new SourceBuckets(
+      this.limits.unauthenticatedPerSecondPerSource,
+      this.limits.unauthenticatedBurstPerSource,
+      this.limits.unauthenticatedSources,
+      this.now(),
+    );
     this.nonces = new NonceIssuer(this.limits.nonceLifetimeS * 1000, this.now);
     this.relayFamily = familyOf(options.relayIp);
     this.rfc5766 = options.rfc5766ChannelNumbers ?? false;
     socket.on('message', (msg, rinfo) => this.receive(msg, rinfo));
     socket.on('error', (err) => this.fault('socket error', err));
-    this.sweeper = setInterval(() => this.sweep(), SWEEP_EVERY_MS);
+    this.sweeper = setInterval(() => {
+      try {
+        this.sweep();
+      } catch (err) {
+        this.fault('a sweep failed', err);
+      }
+    }, SWEEP_EVERY_MS);
     this.sweeper.unref();
   }
 
@@ -289,6 +339,8 @@ export class TurnServer {
     for (const r of this.reservations.values()) closeQuietly(r.socket);
     this.allocations.clear();
     this.reservations.clear();
+    this.pending.clear();
+    this.sourceShares.clear();
     await new Promise<void>((resolve) => this.socket.close(() => resolve()));
   }
 
@@ -304,6 +356,7 @@ export class TurnServer {
         closeQuietly(r.socket);
         this.reservations.delete(token);
         this.quotas.releaseAllocation(r.user);
+        this.sourceShares.release(r.source);
       }
     }
     this.quotas.sweep();
@@ -453,30 +506,57 @@ export class TurnServer {
     const family = m.get(RequestedAddressFamily);
     if (token && (evenPort || family !== undefined)) throw new Refusal(400);
     if (family !== undefined && family !== this.relayFamily) throw new Refusal(440);
-    if (this.quotas.allocationsOf(auth.user) >= this.limits.allocationsPerUser)
-      throw new Refusal(486);
+    const reserveNext = evenPort?.reserveNext ?? false;
+    const reservation = token ? this.reservations.get(hex(token)) : undefined;
+    if (token && (!reservation || reservation.expiresAt <= this.now())) throw new Refusal(508);
+    // Slots this Allocate takes: the allocation, and the reservation beside it. Taking over a
+    // reservation moves its slot (of the user's quota, the source's share, the cap) instead.
+    const slots = reserveNext ? 2 : 1;
+    const source = sourceOf(client.address);
+    const movedFrom = (owner: string, of: 'user' | 'source') =>
+      reservation?.[of] === owner ? 1 : 0;
     if (
-      this.allocations.size + this.pending.size + this.reservations.size >=
-      this.limits.allocations
+      this.quotas.allocationsOf(auth.user) - movedFrom(auth.user, 'user') + slots >
+      this.limits.allocationsPerUser
+    )
+      throw new Refusal(486);
+    const inUse = this.allocations.size + this.pending.size + this.reservations.size;
+    if (inUse - (reservation ? 1 : 0) + slots > this.limits.allocations) throw new Refusal(508);
+    // The source's share is a capacity limit of this server for that network, not a quota of
+    // the username (another username from there is refused too): 508, not 486.
+    if (
+      this.sourceShares.heldBy(source) - movedFrom(source, 'source') + slots >
+      this.limits.allocationsPerSource
     )
       throw new Refusal(508);
     const lifetimeMs = this.lifetimeMs(m.get(Lifetime));
+    if (token && reservation) {
+      // Its slots pass to this allocation, which takes its own below.
+      this.reservations.delete(hex(token));
+      this.quotas.releaseAllocation(reservation.user);
+      this.sourceShares.release(reservation.source);
+    }
 
+    // The source's slots are held from here, while the relay socket is bound, so Allocates in
+    // progress count against its share too.
+    for (let i = 0; i < slots; i++) this.sourceShares.take(source);
+    const releaseSlots = (n: number) => {
+      for (let i = 0; i < n; i++) this.sourceShares.release(source);
+    };
     this.pending.set(key, tid);
     let relay: Socket;
     let reserved: Socket | undefined;
     try {
-      if (token) {
-        const reservation = this.reservations.get(hex(token));
-        if (!reservation || reservation.expiresAt <= this.now()) throw new Refusal(508);
-        this.reservations.delete(hex(token));
-        this.quotas.releaseAllocation(reservation.user); // its slot passes to this allocation
+      if (reservation) {
         relay = reservation.socket;
       } else {
-        const bound = await this.bindRelay(evenPort !== undefined, evenPort?.reserveNext ?? false);
+        const bound = await this.bindRelay(evenPort !== undefined, reserveNext);
         relay = bound.socket;
         reserved = bound.reserved;
       }
+    } catch (err) {
+      releaseSlots(slots);
+      throw err;
     } finally {
       this.pending.delete(key);
     }
@@ -487,6 +567,7 @@ export class TurnServer {
     if (this.closed) return closeAll();
     // The allocation, and a reservation beside it, each take a slot of the user's quota.
     if (!this.quotas.takeAllocation(auth.user)) {
+      releaseSlots(slots);
       closeAll();
       throw new Refusal(486);
     }
@@ -494,6 +575,7 @@ export class TurnServer {
     if (reserved) {
       if (!this.quotas.takeAllocation(auth.user)) {
         this.quotas.releaseAllocation(auth.user);
+        releaseSlots(slots);
         closeAll();
         throw new Refusal(486);
       }
@@ -502,9 +584,22 @@ export class TurnServer {
         socket: reserved,
         expiresAt: this.now() + RESERVATION_LIFETIME_MS,
         user: auth.user,
+        source,
       });
+    } else if (slots > 1) {
+      releaseSlots(slots - 1); // the next port was not reserved after all
     }
-    const relayAddress = { address: this.options.relayIp, port: relay.address().port };
+    let relayPort: number;
+    try {
+      relayPort = relay.address().port;
+    } catch {
+      // the relay socket closed under us (a reservation that failed): no allocation
+      this.quotas.releaseAllocation(auth.user);
+      this.sourceShares.release(source);
+      closeAll();
+      throw new Refusal(508);
+    }
+    const relayAddress = { address: this.options.relayIp, port: relayPort };
     const now = this.now();
     const allocation = new Allocation(
       client,
@@ -528,7 +623,6 @@ export class TurnServer {
         this.fault('a relayed datagram could not be handled', err);
       }
     });
-    relay.on('error', (err) => this.fault('relay socket error', err));
     this.allocations.set(key, allocation);
     this.stats.allocationsTotal++;
     allocation.response = this.reply(m, client, 'success', auth, (b) => {
@@ -544,10 +638,11 @@ export class TurnServer {
     even: boolean,
     reserveNext: boolean,
   ): Promise<{ socket: Socket; reserved?: Socket }> {
+    const onError = (err: Error) => this.fault('relay socket error', err);
     for (let attempt = 0; attempt < 32; attempt++) {
       let socket: Socket;
       try {
-        socket = await bindUdp(this.options.relayIp, 0);
+        socket = await bindUdp(this.options.relayIp, 0, onError);
       } catch {
         throw new Refusal(508);
       }
@@ -555,7 +650,7 @@ export class TurnServer {
       if (!even || port % 2 === 0) {
         if (!reserveNext) return { socket };
         try {
-          return { socket, reserved: await bindUdp(this.options.relayIp, port + 1) };
+          return { socket, reserved: await bindUdp(this.options.relayIp, port + 1, onError) };
         } catch {
           // the next port is taken: try another pair
         }
@@ -685,9 +780,7 @@ export class TurnServer {
       this.drop('quota');
       return;
     }
-    allocation.relay.send(data, peer.port, peer.address, (err) => {
-      if (err) this.drop('send-failed');
-    });
+    if (!this.sendFrom(allocation.relay, data, peer)) return;
     this.stats.packetsToPeer++;
     this.stats.bytesToPeer += data.length;
   }
@@ -723,18 +816,41 @@ export class TurnServer {
 
   // ---- datagrams out ----
 
+  /**
+   * Answers a request: signed with the requester's key when it authenticated; otherwise only
+   * within the source's answer rate (undefined when over it, and nothing is sent).
+   */
+  private reply(
+    m: StunMessage,
+    client: TransportAddress,
+    cls: 'success' | 'error',
+    auth: Authenticated,
+    fill?: (b: MessageBuilder) => void,
+  ): Uint8Array;
   private reply(
     m: StunMessage,
     client: TransportAddress,
     cls: 'success' | 'error',
     auth: Authenticated | undefined,
     fill?: (b: MessageBuilder) => void,
-  ): Uint8Array {
+  ): Uint8Array | undefined;
+  private reply(
+    m: StunMessage,
+    client: TransportAddress,
+    cls: 'success' | 'error',
+    auth: Authenticated | undefined,
+    fill?: (b: MessageBuilder) => void,
+  ): Uint8Array | undefined {
+    if (!auth && !this.unauthenticatedAnswers.take(sourceOf(client.address), this.now())) {
+      this.drop('rate-limited');
+      return undefined;
+    }
     const b = new MessageBuilder(m.method, cls, m.transactionId);
     fill?.(b);
     const bytes = b.build({
       ...(auth ? { integrity: { key: auth.key, algorithm: auth.algorithm } } : {}),
-      fingerprint: m.has(AttributeType.FINGERPRINT),
+      // Mirrored, except on errors anyone can get: those stay as small as RFC 8489 allows.
+      fingerprint: m.has(AttributeType.FINGERPRINT) && (auth !== undefined || cls === 'success'),
     });
     this.send(bytes, client);
     return bytes;
@@ -748,19 +864,31 @@ export class TurnServer {
     unknown: number[] = [],
     fill?: (b: MessageBuilder) => void,
   ): void {
-    this.stats.errorResponses++;
-    this.reply(m, client, 'error', auth, (b) => {
-      b.add(ErrorCode, { code, reason: ERROR_REASONS[code] ?? 'Error' });
+    const sent = this.reply(m, client, 'error', auth, (b) => {
+      // The reason phrase is for people reading logs: only signed answers spend bytes on it.
+      b.add(ErrorCode, { code, reason: auth ? (ERROR_REASONS[code] ?? 'Error') : '' });
       if (unknown.length > 0) b.add(UnknownAttributes, unknown);
       fill?.(b);
     });
+    if (sent) this.stats.errorResponses++;
   }
 
   private send(bytes: Uint8Array, to: TransportAddress): void {
     if (this.closed) return;
-    this.socket.send(bytes, to.port, to.address, (err) => {
-      if (err) this.drop('send-failed');
-    });
+    this.sendFrom(this.socket, bytes, to);
+  }
+
+  /** Sends without throwing: a closed socket or a port nobody can have is a failed send. */
+  private sendFrom(socket: Socket, bytes: Uint8Array, to: TransportAddress): boolean {
+    try {
+      socket.send(bytes, to.port, to.address, (err) => {
+        if (err) this.drop('send-failed');
+      });
+      return true;
+    } catch {
+      this.drop('send-failed');
+      return false;
+    }
   }
 
   // ---- bookkeeping ----
@@ -779,6 +907,7 @@ export class TurnServer {
     if (this.allocations.get(key) !== allocation) return;
     this.allocations.delete(key);
     this.quotas.releaseAllocation(allocation.user);
+    this.sourceShares.release(sourceOf(allocation.client.address));
     closeQuietly(allocation.relay);
   }
 
