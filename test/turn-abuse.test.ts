@@ -25,8 +25,8 @@ import {
   EvenPort,
   Lifetime,
   RequestedTransport,
-} from '../src/node/turn/attributes.ts';
-import { encodeChannelData } from '../src/node/turn/channel-data.ts';
+} from '../src/node/turn/codec/attributes.ts';
+import { encodeChannelData } from '../src/node/turn/codec/channel-data.ts';
 import { startNodeNode } from './support/node-node.ts';
 import { attr, codeOf, openPeer, TestTurnClient } from './support/turn-client.ts';
 

@@ -4,8 +4,8 @@
  */
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { MessageBuilder, Method, XorPeerAddress } from '../src/node/stun/index.ts';
-import { ChannelNumber, Data, RequestedTransport } from '../src/node/turn/attributes.ts';
-import { encodeChannelData } from '../src/node/turn/channel-data.ts';
+import { ChannelNumber, Data, RequestedTransport } from '../src/node/turn/codec/attributes.ts';
+import { encodeChannelData } from '../src/node/turn/codec/channel-data.ts';
 import { TurnServer } from '../src/node/turn/server.ts';
 import { codeOf, TestTurnClient } from './support/turn-client.ts';
 

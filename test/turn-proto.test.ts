@@ -22,12 +22,12 @@ import {
   RequestedAddressFamily,
   RequestedTransport,
   ReservationToken,
-} from '../src/node/turn/attributes.ts';
+} from '../src/node/turn/codec/attributes.ts';
 import {
   decodeChannelData,
   encodeChannelData,
   looksLikeChannelData,
-} from '../src/node/turn/channel-data.ts';
+} from '../src/node/turn/codec/channel-data.ts';
 import { issueCredentials, parseRestUsername, restPassword } from '../src/node/turn/credentials.ts';
 import { NonceIssuer } from '../src/node/turn/nonce.ts';
 

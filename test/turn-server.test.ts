@@ -30,8 +30,8 @@ import {
   RequestedAddressFamily,
   RequestedTransport,
   ReservationToken,
-} from '../src/node/turn/attributes.ts';
-import { decodeChannelData, encodeChannelData } from '../src/node/turn/channel-data.ts';
+} from '../src/node/turn/codec/attributes.ts';
+import { decodeChannelData, encodeChannelData } from '../src/node/turn/codec/channel-data.ts';
 import { type TurnLimits, TurnServer } from '../src/node/turn/server.ts';
 import { attr, codeOf, hasIntegrity, openPeer, TestTurnClient } from './support/turn-client.ts';
 

@@ -21,7 +21,7 @@ import {
   RequestedAddressFamily,
   RequestedTransport,
   ReservationToken,
-} from '../src/node/turn/attributes.ts';
+} from '../src/node/turn/codec/attributes.ts';
 import { type TurnLimits, TurnServer } from '../src/node/turn/server.ts';
 import { sourceOf } from '../src/node/turn/source-limits.ts';
 import { attr, codeOf, TestTurnClient } from './support/turn-client.ts';
