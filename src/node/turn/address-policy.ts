@@ -3,7 +3,7 @@
  * the networks behind it). Loopback, private and link-local peers are refused unless the
  * operator allows them (tests on one machine do); addresses nobody can be are always refused.
  */
-import { parseIp } from '../stun/ip.ts';
+import { formatIp, parseIp, unmapIpv4 } from '../stun/ip.ts';
 
 export type PeerAddressClass =
   | 'public'
@@ -65,4 +65,13 @@ export function peerAllowed(address: string, allowPrivate: boolean): boolean {
   const c = classifyPeerAddress(address);
   if (c === 'public') return true;
   return allowPrivate && (c === 'loopback' || c === 'private' || c === 'link-local');
+}
+
+export const familyOf = (address: string): 'ipv4' | 'ipv6' =>
+  address.includes(':') ? 'ipv6' : 'ipv4';
+
+/** One spelling per address, so permissions match however a socket formats it. */
+export function normalIp(address: string): string {
+  const bytes = parseIp(unmapIpv4(address));
+  return bytes ? formatIp(bytes) : address;
 }

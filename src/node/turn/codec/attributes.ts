@@ -3,8 +3,8 @@
  * REQUESTED-ADDRESS-FAMILY, EVEN-PORT, RESERVATION-TOKEN and DONT-FRAGMENT. The address ones
  * (XOR-PEER-ADDRESS, XOR-RELAYED-ADDRESS) live with the other addresses in stun/address.ts.
  */
-import { type AttributeCodec, AttributeType, view } from '../stun/attribute.ts';
-import { StunError } from '../stun/errors.ts';
+import { type AttributeCodec, AttributeType, view } from '../../stun/attribute.ts';
+import { StunError } from '../../stun/errors.ts';
 
 function fixedSize(name: string, value: Uint8Array, size: number): DataView {
   if (value.length !== size)

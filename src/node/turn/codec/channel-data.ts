@@ -6,8 +6,8 @@
  * RFC 5766 allowed channels up to 0x7FFF; RFC 8656 reserves 0x5000 and above so ChannelData
  * keeps to first bytes 64–79 (RFC 7983). `rfc5766` accepts the old range, for old clients.
  */
-import { view } from '../stun/attribute.ts';
-import { StunError } from '../stun/errors.ts';
+import { view } from '../../stun/attribute.ts';
+import { StunError } from '../../stun/errors.ts';
 
 export const MIN_CHANNEL = 0x4000;
 export const MAX_CHANNEL = 0x4fff;

@@ -1,0 +1,125 @@
+/**
+ * The relaying path (RFC 8656 §11–12): Send indications and ChannelData from clients to their
+ * peers, and datagrams from peers back as Data indications or ChannelData, each within the
+ * allocation's permissions and the user's bandwidth.
+ */
+import type { RemoteInfo } from 'node:dgram';
+import { type TransportAddress, XorPeerAddress } from '../stun/address.ts';
+import { AttributeType } from '../stun/attribute.ts';
+import { MessageBuilder } from '../stun/builder.ts';
+import { StunError } from '../stun/errors.ts';
+import { Method, type StunMessage } from '../stun/message.ts';
+import { normalIp } from './address-policy.ts';
+import type { Allocation } from './allocation.ts';
+import type { AllocationManager } from './allocation-manager.ts';
+import { Data } from './codec/attributes.ts';
+import { decodeChannelData, encodeChannelData } from './codec/channel-data.ts';
+import type { Outbox } from './outbox.ts';
+
+export class RelayPath {
+  constructor(
+    private readonly allocations: AllocationManager,
+    private readonly outbox: Outbox,
+    private readonly now: () => number,
+    private readonly rfc5766: boolean,
+    /** Whether a Send indication's attributes are all understood. */
+    private readonly understood: (m: StunMessage) => boolean,
+  ) {}
+
+  sendIndication(m: StunMessage, client: TransportAddress): void {
+    const allocation = this.allocations.get(client);
+    if (!allocation) {
+      this.outbox.drop('no-allocation');
+      return;
+    }
+    let peer: TransportAddress | undefined;
+    let data: Uint8Array | undefined;
+    try {
+      peer = m.get(XorPeerAddress);
+      data = m.get(Data);
+    } catch (err) {
+      if (err instanceof StunError) {
+        this.outbox.drop('malformed');
+        return;
+      }
+      throw err;
+    }
+    if (!peer || !data || !this.understood(m)) {
+      this.outbox.drop('malformed');
+      return;
+    }
+    if (m.has(AttributeType.DONT_FRAGMENT)) {
+      this.outbox.drop('unsupported');
+      return;
+    }
+    this.toPeer(allocation, { address: normalIp(peer.address), port: peer.port }, data);
+  }
+
+  fromClientChannel(bytes: Uint8Array, client: TransportAddress): void {
+    const allocation = this.allocations.get(client);
+    if (!allocation) {
+      this.outbox.drop('no-allocation');
+      return;
+    }
+    let frame: ReturnType<typeof decodeChannelData>;
+    try {
+      frame = decodeChannelData(bytes, this.rfc5766);
+    } catch (err) {
+      if (err instanceof StunError) {
+        this.outbox.drop('malformed');
+        return;
+      }
+      throw err;
+    }
+    const peer = allocation.peerOf(frame.channel, this.now());
+    if (!peer) {
+      this.outbox.drop('no-channel');
+      return;
+    }
+    this.toPeer(allocation, peer, frame.data);
+  }
+
+  fromPeer(allocation: Allocation, msg: Buffer, rinfo: RemoteInfo): void {
+    const now = this.now();
+    if (allocation.expiresAt <= now) {
+      this.outbox.drop('no-allocation');
+      return;
+    }
+    const peer = { address: normalIp(rinfo.address), port: rinfo.port };
+    if (!allocation.hasPermission(peer.address, now)) {
+      this.outbox.drop('no-permission');
+      return;
+    }
+    const data = new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength);
+    if (!this.allocations.quotas.spend(allocation.user, data.length, now)) {
+      this.outbox.drop('quota');
+      return;
+    }
+    const channel = allocation.channelOf(peer, now);
+    const out =
+      channel !== undefined
+        ? encodeChannelData({ channel, data }, { rfc5766: this.rfc5766 })
+        : new MessageBuilder(Method.DATA, 'indication')
+            .add(XorPeerAddress, peer)
+            .add(Data, data)
+            .build();
+    this.outbox.send(out, allocation.client);
+    this.outbox.stats.packetsToClient++;
+    this.outbox.stats.bytesToClient += data.length;
+  }
+
+  private toPeer(allocation: Allocation, peer: TransportAddress, data: Uint8Array): void {
+    const now = this.now();
+    if (!allocation.hasPermission(peer.address, now)) {
+      this.outbox.drop('no-permission');
+      return;
+    }
+    if (!this.allocations.quotas.spend(allocation.user, data.length, now)) {
+      this.outbox.drop('quota');
+      return;
+    }
+    if (!this.outbox.sendFrom(allocation.relay, data, peer)) return;
+    this.outbox.stats.packetsToPeer++;
+    this.outbox.stats.bytesToPeer += data.length;
+  }
+}
