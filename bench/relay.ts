@@ -187,6 +187,13 @@ export async function relayBench(browser: Browser): Promise<RelayFigures[]> {
       'turn.allocationsPerUser=1000',
       '--limit',
       'turn.bytesPerSecondPerUser=1000000000',
+      // Every bench client comes from 127.0.0.1: lift the per-source shares coturn lacks.
+      '--limit',
+      'turn.unauthenticatedBurstPerSource=100000',
+      '--limit',
+      'turn.unauthenticatedPerSecondPerSource=100000',
+      '--limit',
+      'turn.allocationsPerSource=100000',
     ],
   });
   const coturn = await startCoturn();
