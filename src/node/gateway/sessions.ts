@@ -6,7 +6,7 @@
 import type { NodeId, VerifiedRecord } from '../../core/identity/index.ts';
 import type { GatewayToNode, NodeToGateway } from '../../core/protocol/messages.ts';
 import type { Logger } from '../log.ts';
-import type { Registry } from '../registry/index.ts';
+import { type Registry, registrationOf } from '../registry/index.ts';
 import type { GatewayLimits } from './limits.ts';
 import type { Association } from './rtc-endpoint.ts';
 import { GatewaySession } from './session.ts';
@@ -165,17 +165,14 @@ export class SessionTable {
           // False when the registration is gone (a Redis that lost its data): write it again.
           if (await registry.setSession(s.id, gatewayId, now)) return;
           const existing = await registry.get(s.id, now);
-          const record = s.record;
-          await registry.upsert({
-            id: s.id,
-            ip6: record.ip6,
-            record: record.jws,
-            ...(record.name !== undefined ? { name: record.name } : {}),
-            gatewayId: s.isOpen ? gatewayId : (existing?.gatewayId ?? null),
-            lastSeen: now,
-            expiresAt: Math.max(existing?.expiresAt ?? 0, now + limits.registrationTtlMs),
-            push: existing?.push ?? null,
-          });
+          await registry.upsert(
+            registrationOf(s.record, {
+              gatewayId: s.isOpen ? gatewayId : (existing?.gatewayId ?? null),
+              lastSeen: now,
+              expiresAt: Math.max(existing?.expiresAt ?? 0, now + limits.registrationTtlMs),
+              push: existing?.push ?? null,
+            }),
+          );
         }),
     ).catch((err: unknown) => this.registryError('refreshing presence', err));
   }

@@ -7,5 +7,5 @@ export {
   type RedisRegistryOptions,
 } from './redis-registry.ts';
 export type { PushSubscriptionData, Registration, Registry } from './registry.ts';
-export { RegistryUnavailableError } from './registry.ts';
+export { RegistryUnavailableError, registrationOf } from './registry.ts';
 export { REGISTRY_SCHEMA_VERSION, SqliteRegistry } from './sqlite-registry.ts';

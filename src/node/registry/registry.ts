@@ -30,6 +30,20 @@ export interface Registration {
   push: PushSubscriptionData | null;
 }
 
+/** A registration made from a node's verified record and what the gateway knows beside it. */
+export function registrationOf(
+  record: { id: NodeId; ip6: string; jws: string; name?: string },
+  known: Pick<Registration, 'gatewayId' | 'lastSeen' | 'expiresAt' | 'push'>,
+): Registration {
+  return {
+    id: record.id,
+    ip6: record.ip6,
+    record: record.jws,
+    ...(record.name !== undefined ? { name: record.name } : {}),
+    ...known,
+  };
+}
+
 export interface Registry {
   /**
    * Insert or replace the registration for reg.id. Rejects (TypeError) when reg.ip6 is not

@@ -13,7 +13,7 @@ import {
 } from '../../../core/identity/index.ts';
 import type { ApiResponse } from '../../../core/protocol/api.ts';
 import type { GatewayInfo, GatewayToNode } from '../../../core/protocol/messages.ts';
-import type { Registry } from '../../registry/index.ts';
+import { type Registry, registrationOf } from '../../registry/index.ts';
 import type { Cluster } from '../cluster.ts';
 import type { GatewayConfig } from '../config.ts';
 import { HttpError } from '../http.ts';
@@ -96,16 +96,14 @@ export function apiHandlers(d: HandlerDeps): ApiHandlers {
       association.ctl.onOpen(() => d.observeConnect((performance.now() - started) / 1000));
       d.sessions.open(caller.id, record, source, association);
       try {
-        await d.registry.upsert({
-          id: caller.id,
-          ip6: record.ip6,
-          record: record.jws,
-          ...(record.name !== undefined ? { name: record.name } : {}),
-          gatewayId: existing?.gatewayId ?? null,
-          lastSeen: now,
-          expiresAt: now + limits.registrationTtlMs,
-          push: existing?.push ?? null,
-        });
+        await d.registry.upsert(
+          registrationOf(record, {
+            gatewayId: existing?.gatewayId ?? null,
+            lastSeen: now,
+            expiresAt: now + limits.registrationTtlMs,
+            push: existing?.push ?? null,
+          }),
+        );
       } catch (err) {
         // Cluster mode with Redis away: the session still works here, and is registered once
         // Redis is back (SessionTable.assert).
@@ -137,16 +135,14 @@ export function apiHandlers(d: HandlerDeps): ApiHandlers {
       const existing = await d.registry.get(caller.id, now);
       await d.guard.admitNode(req, existing);
       const expiresAt = now + d.config.limits.registrationTtlMs;
-      await d.registry.upsert({
-        id: caller.id,
-        ip6: record.ip6,
-        record: record.jws,
-        ...(record.name !== undefined ? { name: record.name } : {}),
-        gatewayId: existing?.gatewayId ?? null,
-        lastSeen: now,
-        expiresAt,
-        push: body.push,
-      });
+      await d.registry.upsert(
+        registrationOf(record, {
+          gatewayId: existing?.gatewayId ?? null,
+          lastSeen: now,
+          expiresAt,
+          push: body.push,
+        }),
+      );
       return { id: caller.id, push: body.push !== null, expiresAt };
     },
 
