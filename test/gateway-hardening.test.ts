@@ -109,27 +109,32 @@ describe('2. metric labels come from a fixed list', () => {
 describe('3. unauthenticated failures are limited apart from authenticated work', () => {
   it('a flood of unsigned requests from an address does not lock out honest nodes there', async () => {
     const g = await gatewayWith();
-    const statuses = new Map<number, number>();
-    for (let i = 0; i < 120; i++) {
-      const path = i % 2 ? '/v1/connect' : '/v1/register';
-      const res = await rawRequest(`${g.url}${path}`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: '{}',
-      });
-      statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
-    }
-    // The flood itself is limited …
-    expect(statuses.get(429) ?? 0).toBeGreaterThan(0);
-    expect([...statuses.keys()].sort()).toEqual([401, 429]);
-    // … but signed requests from the same address (127.0.0.1) still connect, register, dial.
-    await expectHonestDialWorks(g);
     const node = await makeNodeIdentity();
     const record = await createNodeRecord(node.identity, {
       fingerprints: [node.certificate.fingerprint],
     });
+    const statuses = new Map<number, number>();
+    // In parallel batches, so the flood outruns any refill of a per-address allowance.
+    for (let i = 0; i < 120; i += 20) {
+      const batch = await Promise.all(
+        Array.from({ length: 20 }, (_, k) =>
+          rawRequest(`${g.url}${(i + k) % 2 ? '/v1/connect' : '/v1/register'}`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: '{}',
+          }),
+        ),
+      );
+      for (const res of batch) statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
+    }
+    // The flood itself is limited …
+    expect(statuses.get(429) ?? 0).toBeGreaterThan(0);
+    expect([...statuses.keys()].sort()).toEqual([401, 429]);
+    // … but a signed request from the same address (127.0.0.1) goes through at once …
     const res = await signedPost(g.url, node.identity, '/v1/register', { record, push: null });
-    expect(res.status).toBe(200);
+    expect([res.status, res.code]).toEqual([200, undefined]);
+    // … and real nodes there connect and dial.
+    await expectHonestDialWorks(g);
   });
 
   it('behind --trust-proxy the forwarded address is what counts', async () => {
