@@ -27,6 +27,7 @@ import {
   SqliteRegistry,
 } from '../registry/index.ts';
 import { issueCredentials } from '../turn/credentials.ts';
+import { registerTurnMetrics } from '../turn/metrics.ts';
 import { loadOrCreateTurnSecret } from '../turn/secret-store.ts';
 import { TurnServer } from '../turn/server.ts';
 import { REGISTRY_DOWN } from './api/errors.ts';
@@ -477,40 +478,7 @@ export class Gateway {
         () => cluster.stats.redisReconnects,
       );
     }
-    const turn = this.relay.server;
-    if (!turn) return;
-    gauge('rtcmesh_turn_allocations', 'TURN allocations now.', () => turn.allocationCount);
-    countedFrom(
-      m,
-      'rtcmesh_turn_allocations_total',
-      'TURN allocations made.',
-      () => turn.stats.allocationsTotal,
-    );
-    countedFrom(
-      m,
-      'rtcmesh_turn_relayed_bytes_to_peer_total',
-      'Bytes relayed from clients to peers.',
-      () => turn.stats.bytesToPeer,
-    );
-    countedFrom(
-      m,
-      'rtcmesh_turn_relayed_bytes_to_client_total',
-      'Bytes relayed from peers to clients.',
-      () => turn.stats.bytesToClient,
-    );
-    countedFrom(m, 'rtcmesh_turn_requests_total', 'STUN/TURN requests.', () => turn.stats.requests);
-    countedFrom(
-      m,
-      'rtcmesh_turn_error_responses_total',
-      'STUN/TURN requests answered with an error (including 401 challenges).',
-      () => turn.stats.errorResponses,
-    );
-    countedFrom(
-      m,
-      'rtcmesh_turn_dropped_total',
-      'Datagrams the TURN server dropped, for any reason.',
-      () => Object.values(turn.stats.dropped).reduce((a, b) => a + b, 0),
-    );
+    if (this.relay.server) registerTurnMetrics(m, this.relay.server);
   }
 }
 
