@@ -1,16 +1,16 @@
-// `npm run bench` and `npm run bench:capacity`: bundles bench/ (or bench/capacity/) and runs
-// it in a loopback-only network namespace.
+// `npm run bench`, `npm run bench:capacity` and `npm run bench:abuse`: bundles bench/ (or
+// bench/capacity/, bench/abuse/) and runs it in a loopback-only network namespace.
 //
-//   node scripts/bench.mjs [capacity] [args…]     (args, such as --quick, pass through)
+//   node scripts/bench.mjs [capacity|abuse] [args…]     (args, such as --quick, pass through)
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const capacity = process.argv[2] === 'capacity';
-const dir = capacity ? 'bench/capacity' : 'bench';
-// The capacity run starts worker processes from its own bundle.
-const entries = capacity ? ['run', 'worker'] : ['run'];
+const mode = ['capacity', 'abuse'].includes(process.argv[2]) ? process.argv[2] : undefined;
+const dir = mode ? `bench/${mode}` : 'bench';
+// The capacity and abuse runs start worker (attacker) processes from their own bundle.
+const entries = { capacity: ['run', 'worker'], abuse: ['run', 'attacker'] }[mode] ?? ['run'];
 await build({
   entryPoints: entries.map((name) => `${root}${dir}/${name}.ts`),
   outdir: `${root}dist/${dir}`,
@@ -28,7 +28,7 @@ const run = spawnSync(
     `${root}scripts/isolated.mjs`,
     process.execPath,
     `${root}dist/${dir}/run.mjs`,
-    ...process.argv.slice(capacity ? 3 : 2),
+    ...process.argv.slice(mode ? 3 : 2),
   ],
   { stdio: 'inherit' },
 );
