@@ -17,11 +17,21 @@ export async function readJsonBody<T>(
     throw new HttpError(413, 'too-large', `the body may be at most ${maxBytes} bytes`);
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBytes)
-      throw new HttpError(413, 'too-large', `the body may be at most ${maxBytes} bytes`);
-    chunks.push(chunk);
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > maxBytes)
+        throw new HttpError(413, 'too-large', `the body may be at most ${maxBytes} bytes`);
+      chunks.push(chunk);
+    }
+  } catch (err) {
+    if (err instanceof HttpError) throw err;
+    // The client hung up (or timed out) mid-body: its problem, not the gateway's.
+    throw new HttpError(
+      400,
+      'incomplete-body',
+      'the connection ended before the whole body arrived',
+    );
   }
   let json: unknown;
   try {

@@ -409,7 +409,10 @@ export class Gateway {
     }
     // The push service's own words stay in the log: they may say more about the service,
     // or about the callee, than a caller should learn.
-    this.logger.warn({ node: callee.id, result: outcome.result }, `push: ${outcome.message}`);
+    this.logger.warn(
+      { node: callee.id, result: outcome.result, said: printable(outcome.message) },
+      'push service refused the wake-up',
+    );
     return outcome.result === 'refused'
       ? 'its push service is not one this gateway may reach'
       : 'its push service did not take the message';
@@ -489,6 +492,11 @@ function iceServersFor(relay: Relay, config: GatewayConfig, id: NodeId): IceServ
     config.turn.limits.credentialLifetimeS,
   );
   return [{ urls: relay.urls, username, credential }];
+}
+
+/** Text from outside, safe for a log line: no control characters, bounded. */
+function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?').slice(0, 300);
 }
 
 /** What a caller is told when its dial could not be routed. */
