@@ -515,6 +515,30 @@ describe('quotas', () => {
     expect(codeOf(await c.request(Method.ALLOCATE, udp))).toBe(0);
   });
 
+  it("frees a user's stalest quiet allocation for its new one (ICE agents leave theirs to expire)", async () => {
+    await server.close();
+    server = await startServer({ limits: { allocationsPerUser: 2 } });
+    const [a, b, c] = [await client(), await client(), await client()];
+    await allocate(a);
+    await allocate(b);
+    expect(codeOf(await c.request(Method.ALLOCATE, udp))).toBe(486); // both just made
+    clock += 20_000;
+    expect(codeOf(await b.request(Method.REFRESH, (m) => m.add(Lifetime, 600)))).toBe(0);
+    // a has been quiet longest: it goes, b (just heard from) stays.
+    expect(codeOf(await c.request(Method.ALLOCATE, udp))).toBe(0);
+    expect(codeOf(await a.request(Method.REFRESH, (m) => m.add(Lifetime, 600)))).toBe(437);
+    expect(codeOf(await b.request(Method.REFRESH, (m) => m.add(Lifetime, 600)))).toBe(0);
+    // Another user's allocations are never taken for it.
+    const other = await client('node-b');
+    await allocate(other);
+    clock += 20_000;
+    const d = await client();
+    await b.request(Method.REFRESH, (m) => m.add(Lifetime, 600));
+    await c.request(Method.REFRESH, (m) => m.add(Lifetime, 600));
+    expect(codeOf(await d.request(Method.ALLOCATE, udp))).toBe(486);
+    expect(codeOf(await other.request(Method.REFRESH, (m) => m.add(Lifetime, 600)))).toBe(0);
+  });
+
   it('counts a reserved port against the quota until it is used or expires', async () => {
     await server.close();
     server = await startServer({ limits: { allocationsPerUser: 2 } });

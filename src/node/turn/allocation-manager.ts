@@ -39,6 +39,9 @@ export interface AllocationRequest {
   reservationToken: Uint8Array | undefined;
 }
 
+/** An allocation its client has not touched for this long may make room for the same user's new one. */
+const STALE_AFTER_MS = 15_000;
+
 export const clientKey = (c: TransportAddress): string => `${c.address}|${c.port}`;
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
 
@@ -70,10 +73,12 @@ export class AllocationManager {
   /** The client's live allocation (an expired one is removed on the way). */
   get(client: TransportAddress): Allocation | undefined {
     const a = this.allocations.get(clientKey(client));
-    if (a && a.expiresAt <= this.now()) {
+    const now = this.now();
+    if (a && a.expiresAt <= now) {
       this.remove(a);
       return undefined;
     }
+    if (a) a.lastHeard = now;
     return a;
   }
 
@@ -100,6 +105,7 @@ export class AllocationManager {
     const source = sourceOf(client.address);
     const movedFrom = (owner: string, of: 'user' | 'source') =>
       reservation?.[of] === owner ? 1 : 0;
+    this.makeRoomForUser(auth.user, slots - movedFrom(auth.user, 'user'));
     if (
       this.quotas.allocationsOf(auth.user) - movedFrom(auth.user, 'user') + slots >
       this.limits.allocationsPerUser
@@ -208,6 +214,7 @@ export class AllocationManager {
         this.outbox.fault('a relayed datagram could not be handled', err);
       }
     });
+    allocation.lastHeard = this.now();
     this.allocations.set(key, allocation);
     return reservationToken ? { allocation, reservationToken } : { allocation };
   }
@@ -237,6 +244,24 @@ export class AllocationManager {
       closeQuietly(socket);
     }
     throw new Refusal(508);
+  }
+
+  /**
+   * A user at its quota that allocates again gets its stalest allocations (least recently
+   * heard from, and quiet for a while) freed for the new one. ICE agents such as libjuice
+   * leave their allocations to expire when a connection closes, so a node that dials often
+   * would otherwise lock itself out for an allocation's lifetime. Only the user's own
+   * allocations go: nobody else's quota is touched.
+   */
+  private makeRoomForUser(user: string, needed: number): void {
+    const over = this.quotas.allocationsOf(user) + needed - this.limits.allocationsPerUser;
+    if (over <= 0) return;
+    const quietSince = this.now() - STALE_AFTER_MS;
+    const stale = [...this.allocations.values()]
+      .filter((a) => a.user === user && a.lastHeard <= quietSince)
+      .sort((a, b) => a.lastHeard - b.lastHeard)
+      .slice(0, over);
+    for (const a of stale) this.remove(a);
   }
 
   remove(allocation: Allocation): void {

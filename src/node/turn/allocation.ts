@@ -24,6 +24,8 @@ export class Allocation {
   private readonly permissions = new Map<string, number>();
   private readonly channels = new Map<number, ChannelBinding>();
   private readonly channelOfPeer = new Map<string, number>();
+  /** When the client last sent anything for it (ms): how a user's stalest one is found. */
+  lastHeard = 0;
 
   constructor(
     readonly client: TransportAddress,
