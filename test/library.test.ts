@@ -26,7 +26,7 @@ const dir = () => mkdtempSync(join(tmpdir(), 'rtcmesh-lib-'));
 /** Bytes of a message (strings as UTF-8). */
 const bytesOf = (m: StreamMessage) => (typeof m === 'string' ? new TextEncoder().encode(m) : m);
 
-describe('the README example, against a gateway process', () => {
+describe('the README example, against a gateway process', { timeout: 90_000 }, () => {
   let gateway: GatewayProcess;
   beforeAll(async () => {
     gateway = await startGateway();
