@@ -3,21 +3,14 @@
  * in a data directory (`rtcmesh node`, `rtcmesh listen`, `rtcmesh dial`).
  */
 import { spawn } from 'node:child_process';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
-import { cleanup as cleanupRtc } from 'node-datachannel';
 import { DialError } from '../core/node/errors.ts';
-import { type AcceptPolicy, decideByPolicy, MeshNode } from '../core/node/mesh-node.ts';
+import type { Logger } from '../core/node/logger.ts';
+import type { AcceptPolicy } from '../core/node/mesh-node.ts';
 import type { MeshStream } from '../core/node/stream.ts';
-import { loadOrCreateCertificate } from './certificate-store.ts';
-import { loadKnownGateways, saveKnownGateways } from './gateway-store.ts';
-import { loadOrCreateIdentity } from './identity-store.ts';
+import { connectNode, DEFAULT_GATEWAY, DEFAULT_NODE_DATA, type MeshNodeHandle } from './index.ts';
 import { pumpIn, pumpOut } from './pipe.ts';
-import { nodeRtcPlatform } from './rtc-platform.ts';
 
-export const DEFAULT_GATEWAY = 'http://127.0.0.1:8080';
-export const DEFAULT_NODE_DATA = join(homedir(), '.rtcmesh');
-const CONNECT_TIMEOUT_MS = 20_000;
+export { DEFAULT_GATEWAY, DEFAULT_NODE_DATA };
 
 export interface CliNodeOptions {
   gateway: string;
@@ -30,76 +23,36 @@ export interface CliNodeOptions {
 
 const log = (text: string) => process.stderr.write(`rtcmesh: ${text}\n`);
 
-export async function startCliNode(options: CliNodeOptions): Promise<MeshNode> {
-  const { identity, keyFile } = await loadOrCreateIdentity(options.dataDir);
-  const certificate = await loadOrCreateCertificate(options.dataDir, identity);
-  const known = new Set(options.known);
-  const node = new MeshNode({
-    gatewayUrl: options.gateway,
-    // Cluster mode: the others, should --gateway be the one that is down.
-    knownGateways: await loadKnownGateways(options.dataDir, options.gateway),
-    onGateways: (urls) =>
-      void saveKnownGateways(options.dataDir, options.gateway, urls).catch((err: unknown) =>
-        log(`could not keep the cluster's gateways: ${(err as Error).message}`),
-      ),
-    identity,
-    fingerprints: [certificate.fingerprint],
-    rtc: nodeRtcPlatform({ certFile: certificate.certFile, keyFile }),
-    ...(options.name ? { name: options.name } : {}),
-    // A terminal node cannot ask anyone: "ask" declines, and says so.
-    decide: (caller) => {
-      const decision = decideByPolicy(options.accept, known.has(caller.id));
-      if (decision !== 'accept')
-        log(`declined a call from ${caller.id} (--accept ${options.accept})`);
-      return decision === 'accept' ? 'accept' : 'decline';
-    },
-  });
-  let first = true;
-  const connected = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () =>
-        reject(
-          new Error(
-            `could not reach the gateway at ${options.gateway}${
-              node.gateway.knownGateways.length > 1
-                ? ` nor the others of its cluster (${node.gateway.knownGateways.slice(1).join(', ')})`
-                : ''
-            } in ${CONNECT_TIMEOUT_MS / 1000} s`,
-          ),
-        ),
-      CONNECT_TIMEOUT_MS,
-    );
-    node.on('status', (status, detail) => {
-      if (status === 'connected') {
-        clearTimeout(timer);
-        if (!first) log(`connected again to ${node.gateway.gatewayUrl}`);
-        first = false;
-        resolve();
-      } else if (!first && status === 'reconnecting') log(`${detail}`);
-    });
-  });
-  node.start();
-  try {
-    await connected;
-  } catch (err) {
-    node.stop();
-    throw err;
-  }
-  log(`node ${identity.id} (${identity.ip6}) connected to ${node.gateway.gatewayUrl}`);
-  return node;
-}
+/** What the CLI tells its user, on stderr (debug only with RTCMESH_DEBUG=1). */
+export const stderrLogger: Logger = {
+  debug: (message) => {
+    if (process.env.RTCMESH_DEBUG === '1') log(message);
+  },
+  info: log,
+  warn: log,
+  error: log,
+};
 
-export function stopCliNode(node: MeshNode): void {
-  node.stop();
-  cleanupRtc();
+/** The library's node, as the CLI runs it: logging to stderr, and a terminal cannot ask. */
+export function startCliNode(options: CliNodeOptions): Promise<MeshNodeHandle> {
+  return connectNode({
+    gateway: options.gateway,
+    dataDir: options.dataDir,
+    accept: options.accept,
+    known: options.known,
+    ...(options.name ? { name: options.name } : {}),
+    // "ask" declines (the library logs each decline): nobody at a terminal to ask.
+    onCall: () => 'decline',
+    logger: stderrLogger,
+  });
 }
 
 /** `rtcmesh node`: stay online and reachable. */
 export async function runNode(options: CliNodeOptions): Promise<void> {
   const node = await startCliNode(options);
-  node.on('link', (link) => log(`connected to ${link.id}`));
+  node.on('link', (peer) => log(`connected to ${peer.id}`));
   await untilSignal();
-  stopCliNode(node);
+  await node.close();
 }
 
 /** `rtcmesh listen SERVICE [--exec CMD]`: serve a stream service from stdio or a command. */
@@ -134,7 +87,7 @@ export async function runListen(
   });
   log(`listening on ${service}${exec ? ` (each stream runs: ${exec})` : ''}`);
   await untilSignal();
-  stopCliNode(node);
+  await node.close();
 }
 
 async function serveWithCommand(stream: MeshStream, command: string): Promise<void> {
@@ -165,7 +118,7 @@ export async function runDial(
     });
   } catch (err) {
     log(`${err instanceof DialError ? `${err.code}: ` : ''}${(err as Error).message}`);
-    stopCliNode(node);
+    await node.close();
     return 1;
   }
   log(`${service}: connected to ${stream.peer.id}`);
@@ -176,7 +129,7 @@ export async function runDial(
     closed,
   ]);
   stream.close();
-  stopCliNode(node);
+  await node.close();
   return 0;
 }
 

@@ -3,33 +3,283 @@
  *
  *   import { connectNode } from 'rtcmesh';
  *   const node = await connectNode({ gateway: 'http://127.0.0.1:8080', dataDir: './node' });
+ *   node.listen('echo', (stream) => …);
+ *   const stream = await node.dial(peerId, 'echo');
+ *   await node.close();
+ *
+ * A node owns its gateway session and its peer connections and nothing else: closing it (or
+ * aborting its `signal`) closes only those, so any number of nodes, and a gateway, can share
+ * a process. The library writes nothing to stdout or stderr; give it a `logger` to hear from
+ * it. The `rtcmesh node`, `listen` and `dial` commands are built on it.
  */
-import type { AcceptPolicy, MeshNode } from '../core/node/index.ts';
-import { DEFAULT_GATEWAY, DEFAULT_NODE_DATA, startCliNode, stopCliNode } from './cli-node.ts';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import type { NodeId, VerifiedRecord } from '../core/identity/index.ts';
+import type { GatewayStatus } from '../core/node/gateway-client.ts';
+import { type Logger, silentLogger } from '../core/node/logger.ts';
+import {
+  type AcceptPolicy,
+  type DialProgress,
+  decideByPolicy,
+  MeshNode,
+} from '../core/node/mesh-node.ts';
+import type { MeshStream, StreamOptions } from '../core/node/stream.ts';
+import { loadOrCreateCertificate } from './certificate-store.ts';
+import { loadKnownGateways, saveKnownGateways } from './gateway-store.ts';
+import { loadOrCreateIdentity } from './identity-store.ts';
+import { nodeRtcPlatform } from './rtc-platform.ts';
 
+export * from '../core/api/index.ts';
 export * from '../core/node/index.ts';
+export { consoleLogger, type Logger, silentLogger } from '../core/node/logger.ts';
+
+export const DEFAULT_GATEWAY = 'http://127.0.0.1:8080';
+export const DEFAULT_NODE_DATA = join(homedir(), '.rtcmesh');
+export const DEFAULT_CONNECT_TIMEOUT_MS = 20_000;
+
+/** An incoming call, as `onCall` and the `call` event see it: who calls, checked. */
+export interface CallRecord {
+  readonly dialId: string;
+  /** The caller's ID (checked: its signed record matches its DTLS certificate). */
+  readonly id: NodeId;
+  readonly ip6: string;
+  /** The name in the caller's record, if it gave one. */
+  readonly name?: string;
+  /** Whether the caller is in `known`. */
+  readonly known: boolean;
+}
+
+export type CallAnswer = 'accept' | 'decline';
 
 export interface ConnectNodeOptions {
+  /** The gateway (default http://127.0.0.1:8080); in cluster mode, any of the cluster. */
   gateway?: string;
+  /** Where the node key, certificate and known gateways live (default ~/.rtcmesh). */
   dataDir?: string;
-  /** Incoming calls: everyone, known (the `known` list) or ask (declines: nobody to ask). */
+  /**
+   * Incoming calls: `everyone`, `known` (the `known` list) or `ask` (`onCall` decides). The
+   * default is `ask` when `onCall` is given, else `known`. `ask` without `onCall` is refused.
+   */
   accept?: AcceptPolicy;
-  known?: string[];
+  /** Peers the `known` policy accepts (node IDs). */
+  known?: readonly string[];
+  /** A name peers see in this node's record. */
   name?: string;
+  /** Decides the calls the policy leaves to ask (with the default policy: every call). */
+  onCall?: (call: CallRecord) => CallAnswer | Promise<CallAnswer>;
+  /** Aborting it closes the node (before it is connected: connectNode rejects). */
+  signal?: AbortSignal;
+  /** Where diagnostics go (console and pino loggers fit); default: nowhere. */
+  logger?: Logger;
+  /** How long connectNode waits for the gateway (and the others of its cluster). */
+  connectTimeoutMs?: number;
+  /** Bind the node's WebRTC sockets to this address (e.g. 127.0.0.1); default: all. */
+  bindAddress?: string;
+}
+
+export interface MeshNodeHandleEvents {
+  /** The gateway session: connecting, connected, reconnecting, offline. */
+  status: (status: GatewayStatus, detail: string) => void;
+  /** An incoming call and what was answered. */
+  call: (call: CallRecord, answer: CallAnswer) => void;
+  /** A peer connection opened (dialed or answered). */
+  link: (peer: VerifiedRecord, direction: 'outgoing' | 'incoming') => void;
+  /** The node closed (by close() or its signal). */
+  close: () => void;
+}
+
+export type DialOptions = StreamOptions & {
+  signal?: AbortSignal;
+  /** The callee is being rung, or woken by push first. */
+  onProgress?: (progress: DialProgress) => void;
+};
+
+/** A running mesh node: what connectNode gives. */
+export interface MeshNodeHandle {
+  readonly id: NodeId;
+  /** The mesh IPv6 address peers may dial instead of the ID. */
+  readonly ip6: string;
+  /** The gateway session's state. */
+  readonly status: GatewayStatus;
+  /** The gateway in use (in cluster mode another of the cluster while the given one is down). */
+  readonly gatewayUrl: string;
+  /** Opens a stream to `service` on `peer` (a node ID or mesh IPv6), reusing an open link. */
+  dial(peer: string, service: string, options?: DialOptions): Promise<MeshStream>;
+  /** Serves `service`: `handler` gets every stream a peer opens to it; returns a remover. */
+  listen(service: string, handler: (stream: MeshStream) => void): () => void;
+  on<K extends keyof MeshNodeHandleEvents>(event: K, listener: MeshNodeHandleEvents[K]): () => void;
+  /** Closes this node's gateway session and peer connections (only this node's). */
+  close(): Promise<void>;
+}
+
+/** The options as given, checked, with the defaults filled in. */
+function resolveOptions(options: ConnectNodeOptions) {
+  const accept = options.accept ?? (options.onCall ? 'ask' : 'known');
+  if (accept !== 'everyone' && accept !== 'known' && accept !== 'ask')
+    throw new TypeError(`accept must be everyone, known or ask, not "${String(accept)}"`);
+  if (accept === 'ask' && !options.onCall)
+    throw new TypeError(
+      "accept: 'ask' needs an onCall option to ask (or use accept: 'known' or 'everyone')",
+    );
+  return {
+    gateway: options.gateway ?? DEFAULT_GATEWAY,
+    dataDir: options.dataDir ?? DEFAULT_NODE_DATA,
+    accept,
+    known: new Set(options.known ?? []),
+    log: options.logger ?? silentLogger,
+    connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+  };
 }
 
 /** Makes (or loads) the node's identity, connects to the gateway, resolves when connected. */
-export function connectNode(options: ConnectNodeOptions = {}): Promise<MeshNode> {
-  return startCliNode({
-    gateway: options.gateway ?? DEFAULT_GATEWAY,
-    dataDir: options.dataDir ?? DEFAULT_NODE_DATA,
-    accept: options.accept ?? 'known',
-    known: options.known ?? [],
+export async function connectNode(options: ConnectNodeOptions = {}): Promise<MeshNodeHandle> {
+  const { gateway, dataDir, accept, known, log, connectTimeoutMs } = resolveOptions(options);
+  options.signal?.throwIfAborted();
+  const { identity, keyFile } = await loadOrCreateIdentity(dataDir);
+  const certificate = await loadOrCreateCertificate(dataDir, identity);
+  options.signal?.throwIfAborted();
+  const listeners: { [K in keyof MeshNodeHandleEvents]: Set<MeshNodeHandleEvents[K]> } = {
+    status: new Set(),
+    call: new Set(),
+    link: new Set(),
+    close: new Set(),
+  };
+  const emit = <K extends keyof MeshNodeHandleEvents>(
+    event: K,
+    ...args: Parameters<MeshNodeHandleEvents[K]>
+  ) => {
+    for (const l of listeners[event]) {
+      try {
+        (l as (...a: typeof args) => void)(...args);
+      } catch (err) {
+        log.error(`a ${event} listener threw: ${(err as Error).message}`);
+      }
+    }
+  };
+  const decide = async (caller: VerifiedRecord, dialId: string): Promise<CallAnswer> => {
+    const call: CallRecord = {
+      dialId,
+      id: caller.id,
+      ip6: caller.ip6,
+      ...(caller.name !== undefined ? { name: caller.name } : {}),
+      known: known.has(caller.id),
+    };
+    const byPolicy = decideByPolicy(accept, call.known);
+    let answer: CallAnswer;
+    if (byPolicy !== 'ask') answer = byPolicy;
+    else {
+      try {
+        answer = (await options.onCall?.(call)) === 'accept' ? 'accept' : 'decline';
+      } catch (err) {
+        log.warn(`onCall failed, declining ${caller.id}: ${(err as Error).message}`);
+        answer = 'decline';
+      }
+    }
+    if (answer === 'decline') log.info(`declined a call from ${caller.id} (accept: ${accept})`);
+    emit('call', call, answer);
+    return answer;
+  };
+  const node = new MeshNode({
+    gatewayUrl: gateway,
+    // Cluster mode: the others, should `gateway` be the one that is down.
+    knownGateways: await loadKnownGateways(dataDir, gateway),
+    onGateways: (urls) =>
+      void saveKnownGateways(dataDir, gateway, urls).catch((err: unknown) =>
+        log.warn(`could not keep the cluster's gateways: ${(err as Error).message}`),
+      ),
+    identity,
+    fingerprints: [certificate.fingerprint],
+    rtc: nodeRtcPlatform({
+      certFile: certificate.certFile,
+      keyFile,
+      logger: log,
+      ...(options.bindAddress ? { bindAddress: options.bindAddress } : {}),
+    }),
     ...(options.name ? { name: options.name } : {}),
+    decide,
+    logger: log,
   });
+
+  let closed: Promise<void> | undefined;
+  const onAbort = () => void handle.close();
+  const handle: MeshNodeHandle = {
+    id: identity.id,
+    ip6: identity.ip6,
+    get status() {
+      return node.gateway.status;
+    },
+    get gatewayUrl() {
+      return node.gateway.gatewayUrl;
+    },
+    dial: (peer, service, dialOptions = {}) => node.dial(peer, service, dialOptions),
+    listen: (service, handler) => node.listen(service, handler),
+    on: (event, listener) => {
+      listeners[event].add(listener);
+      return () => listeners[event].delete(listener);
+    },
+    close: () => {
+      closed ??= (async () => {
+        options.signal?.removeEventListener('abort', onAbort);
+        node.stop();
+        // Let the closes reach the native side before saying done.
+        await new Promise((resolve) => setImmediate(resolve));
+        log.debug(`node ${identity.id} closed`);
+        emit('close');
+      })();
+      return closed;
+    },
+  };
+
+  let connectedOnce = false;
+  node.on('status', (status, detail) => {
+    if (status === 'connected' && connectedOnce)
+      log.info(`connected again to ${node.gateway.gatewayUrl}`);
+    else if (status === 'reconnecting' && connectedOnce) log.warn(detail);
+    else log.debug(`gateway ${status}: ${detail}`);
+    emit('status', status, detail);
+  });
+  node.on('link', (link) => emit('link', link.peer, link.direction));
+
+  const connected = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      const others = node.gateway.knownGateways.filter((url) => url !== gateway);
+      reject(
+        new Error(
+          `could not reach the gateway at ${gateway}${
+            others.length ? ` nor the others of its cluster (${others.join(', ')})` : ''
+          } in ${connectTimeoutMs / 1000} s`,
+        ),
+      );
+    }, connectTimeoutMs);
+    const off = node.on('status', (status) => {
+      if (status !== 'connected') return;
+      clearTimeout(timer);
+      off();
+      resolve();
+    });
+    options.signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        reject(options.signal?.reason);
+      },
+      { once: true },
+    );
+  });
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  node.start();
+  try {
+    await connected;
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+  connectedOnce = true;
+  log.info(`node ${identity.id} (${identity.ip6}) connected to ${node.gateway.gatewayUrl}`);
+  return handle;
 }
 
-/** Stops the node and releases its native resources. */
-export function closeNode(node: MeshNode): void {
-  stopCliNode(node);
+/** @deprecated Use `node.close()`. */
+export function closeNode(node: MeshNodeHandle): Promise<void> {
+  return node.close();
 }

@@ -1,6 +1,7 @@
 /** The Node RtcPlatform: node-datachannel's W3C polyfill with the node's PEM certificate. */
 import { initLogger, type LogLevel } from 'node-datachannel';
 import { RTCPeerConnection } from 'node-datachannel/polyfill';
+import type { Logger } from '../core/node/logger.ts';
 import type {
   CandidateInit,
   PeerConnectionLike,
@@ -12,24 +13,30 @@ const DESCRIPTION_TIMEOUT_MS = 5000;
 
 const LOG_LEVELS: readonly LogLevel[] = ['Verbose', 'Debug', 'Info', 'Warning', 'Error', 'Fatal'];
 
-/** RTCMESH_RTC_LOG=debug (or verbose, info, warning…) prints libdatachannel's log on stderr. */
-function startRtcLog(): void {
+/**
+ * RTCMESH_RTC_LOG=debug (or verbose, info, warning…) passes libdatachannel's log to the
+ * logger (the CLI's writes it on stderr). libdatachannel has one log per process: the last
+ * platform made with the variable set receives it.
+ */
+function startRtcLog(logger: Logger | undefined): void {
   const wanted = process.env.RTCMESH_RTC_LOG?.toLowerCase();
-  if (!wanted) return;
+  if (!wanted || !logger) return;
   const level = LOG_LEVELS.find((l) => l.toLowerCase() === wanted);
   if (!level) {
-    console.error(`rtcmesh: RTCMESH_RTC_LOG must be one of ${LOG_LEVELS.join(', ')}`);
+    logger.warn(`RTCMESH_RTC_LOG must be one of ${LOG_LEVELS.join(', ')}`);
     return;
   }
-  initLogger(level, (at, message) => console.error(`rtc ${at}: ${message}`));
+  initLogger(level, (at, message) => logger.info(`rtc ${at}: ${message}`));
 }
 
 export function nodeRtcPlatform(options: {
   certFile: string;
   keyFile: string;
   bindAddress?: string;
+  /** Receives libdatachannel's log when RTCMESH_RTC_LOG is set. */
+  logger?: Logger;
 }): RtcPlatform {
-  startRtcLog();
+  startRtcLog(options.logger);
   return {
     createPeerConnection: ({ iceServers, iceTransportPolicy }) => {
       // The polyfill passes unknown options through to libdatachannel's configuration.

@@ -3,27 +3,18 @@
  * POST /v1/connect, a `ctl` channel for signaling and heartbeats, and reconnection with
  * jittered backoff whenever the association is lost. One object owns the whole lifecycle.
  */
+import { GatewayApi, GatewayHttpError } from '../api/index.ts';
+import { fingerprintsInSdp, type NodeIdentity, verifyNodeRecord } from '../identity/index.ts';
 import {
-  audienceOf,
-  createAuthorization,
-  fingerprintsInSdp,
-  type NodeIdentity,
-  verifyNodeRecord,
-} from '../identity/index.ts';
-import {
-  type ConnectResponse,
-  connectResponseSchema,
   type GatewayToNode,
-  gatewayInfoSchema,
   gatewayToNodeSchema,
   type NodeToGateway,
   type PushSubscriptionJson,
   parseMessage,
-  parseValue,
   type RegisterResponse,
-  registerResponseSchema,
 } from '../protocol/messages.ts';
 import { Backoff } from './backoff.ts';
+import { type Logger, silentLogger } from './logger.ts';
 import {
   channelOpen,
   type DataChannelLike,
@@ -50,6 +41,7 @@ export interface GatewayClientOptions {
   knownGateways?: readonly string[];
   /** The cluster's gateways changed (learned from /v1/info): worth keeping for next time. */
   onGateways?: (urls: string[]) => void;
+  logger?: Logger;
 }
 
 const PING_EVERY_MS = 5000;
@@ -62,15 +54,6 @@ const OPEN_TIMEOUT_MS = 10_000;
  */
 const PONG_WAIT_MS = 1500;
 const PROBE_TIMEOUT_MS = 5000;
-/** Trying the next gateway of a cluster after one is unreachable waits about this long. */
-const FAILOVER_DELAY_MS = 200;
-
-function isHttpUrl(url: string): boolean {
-  return /^https?:\/\//.test(url);
-}
-
-/** The gateway could not be reached at all (or said it cannot serve): try another. */
-class GatewayUnreachable extends Error {}
 
 export class GatewayClient {
   status: GatewayStatus = 'offline';
@@ -81,9 +64,10 @@ export class GatewayClient {
    * from /v1/info) while that one is unreachable. Requests are signed for this one.
    */
   gatewayUrl: string;
-  private gateways: string[];
-  /** Gateways tried in a row without success, each unreachable. */
-  private failovers = 0;
+  /** The HTTP API of the cluster's gateways (the given one first), signed by this node. */
+  readonly api: GatewayApi;
+  /** Aborts the HTTP calls in flight when the client stops. */
+  private calls = new AbortController();
   private pc: PeerConnectionLike | undefined;
   private ctl: DataChannelLike | undefined;
   private generation = 0;
@@ -96,24 +80,32 @@ export class GatewayClient {
 
   constructor(private readonly options: GatewayClientOptions) {
     this.gatewayUrl = options.gatewayUrl;
-    this.gateways = [
-      ...new Set([options.gatewayUrl, ...(options.knownGateways ?? []).filter(isHttpUrl)]),
-    ];
+    this.api = new GatewayApi({
+      gateways: [options.gatewayUrl, ...(options.knownGateways ?? [])],
+      identity: options.identity,
+      ...(options.fetch ? { fetch: options.fetch } : {}),
+    });
   }
 
   /** The gateways this client fails over between: the given one first. */
   get knownGateways(): readonly string[] {
-    return this.gateways;
+    return this.api.gateways;
+  }
+
+  private get log(): Logger {
+    return this.options.logger ?? silentLogger;
   }
 
   start(): void {
     if (this.running) return;
     this.running = true;
+    if (this.calls.signal.aborted) this.calls = new AbortController();
     void this.connect();
   }
 
   stop(): void {
     this.running = false;
+    this.calls.abort(new Error('the gateway client stopped'));
     this.teardown();
     clearTimeout(this.retryTimer);
     this.setStatus('offline', 'stopped');
@@ -147,8 +139,17 @@ export class GatewayClient {
       // offer goes out at once instead of waiting for gathering.
       await pc.setLocalDescription();
       const offer = pc.localDescription?.sdp ?? '';
-      const response = await this.post(offer);
+      // The gateway in use first; the others of the cluster when it cannot serve.
+      const { data: response, gateway } = await this.api.send('connect', {
+        body: { offer, record: await this.options.record() },
+        from: this.gatewayUrl,
+        signal: this.calls.signal,
+      });
       if (generation !== this.generation) return pc.close();
+      if (gateway !== this.gatewayUrl) {
+        this.log.info(`${this.gatewayUrl} cannot serve; connecting through ${gateway}`);
+        this.gatewayUrl = gateway;
+      }
       await verifyNodeRecord(response.record, {
         fingerprintsInUse: fingerprintsInSdp(response.answer),
       });
@@ -166,42 +167,39 @@ export class GatewayClient {
       this.lastHeard = Date.now();
       this.pingTimer = setInterval(() => this.heartbeat(), PING_EVERY_MS);
       this.backoff.reset();
-      this.failovers = 0;
       this.setStatus('connected', `connected to gateway ${response.gateway}`);
       void this.learnGateways(generation);
     } catch (err) {
       if (generation !== this.generation) return;
       const reason = err instanceof Error ? err.message : String(err);
-      // Unreachable, and the cluster has others: try the next one soon, before backing off.
-      if (err instanceof GatewayUnreachable && this.failovers < this.gateways.length - 1) {
-        this.failovers++;
-        const at = this.gateways.indexOf(this.gatewayUrl);
-        this.gatewayUrl = this.gateways[(at + 1) % this.gateways.length] ?? this.gatewayUrl;
-        this.lost(
-          `${reason}; trying ${this.gatewayUrl}`,
-          FAILOVER_DELAY_MS * (0.5 + Math.random()),
-        );
-        return;
-      }
-      this.failovers = 0;
-      this.lost(reason);
+      this.lost(
+        err instanceof GatewayHttpError
+          ? `${err.gateway} refused the connection (${err.status} ${err.code}): ${reason}`
+          : reason,
+      );
     }
   }
 
   /** Cluster mode: the cluster's gateways, from /v1/info, to fail over to. */
   private async learnGateways(generation: number): Promise<void> {
     try {
-      const res = await (this.options.fetch ?? fetch)(new URL('/v1/info', this.gatewayUrl).href);
-      const info = parseValue(gatewayInfoSchema, await res.json());
-      if (!info.ok || !info.value.gateways || generation !== this.generation) return;
-      const urls = info.value.gateways.map((g) => g.url).filter(isHttpUrl);
-      const known = [...new Set([this.options.gatewayUrl, this.gatewayUrl, ...urls])];
+      const info = await this.api.info({
+        from: this.gatewayUrl,
+        failover: false,
+        signal: this.calls.signal,
+      });
+      if (!info.gateways || generation !== this.generation) return;
+      const before = this.api.gateways;
+      this.api.setGateways([
+        this.options.gatewayUrl,
+        this.gatewayUrl,
+        ...info.gateways.map((g) => g.url),
+      ]);
+      const known = this.api.gateways;
       // The same gateways (in another order, as after a start from the kept list): nothing
       // new to keep.
-      if (known.length === this.gateways.length && known.every((u) => this.gateways.includes(u)))
-        return;
-      this.gateways = known;
-      this.options.onGateways?.(known);
+      if (known.length === before.length && known.every((u) => before.includes(u))) return;
+      this.options.onGateways?.([...known]);
     } catch {
       // Keep what we knew: failover is a bonus, the session works without it.
     }
@@ -212,55 +210,10 @@ export class GatewayClient {
    * gateway can wake it when it has no session; null removes the subscription.
    */
   async register(push: PushSubscriptionJson | null): Promise<RegisterResponse> {
-    const body = await this.signedPost('/v1/register', {
-      record: await this.options.record(),
-      push,
-    });
-    if (!body.ok)
-      throw new Error(`gateway refused the registration (${body.status}): ${body.error}`);
-    const parsed = parseValue(registerResponseSchema, body.value);
-    if (!parsed.ok) throw new Error(`gateway sent a bad register response: ${parsed.message}`);
-    return parsed.value;
-  }
-
-  private async post(offer: string): Promise<ConnectResponse> {
-    const body = await this.signedPost('/v1/connect', {
-      offer,
-      record: await this.options.record(),
-    });
-    if (!body.ok) throw new Error(`gateway refused the connection (${body.status}): ${body.error}`);
-    const parsed = parseValue(connectResponseSchema, body.value);
-    if (!parsed.ok) throw new Error(`gateway sent a bad connect response: ${parsed.message}`);
-    return parsed.value;
-  }
-
-  private async signedPost(
-    path: string,
-    json: unknown,
-  ): Promise<{ ok: true; value: unknown } | { ok: false; status: number; error: string }> {
-    const gatewayUrl = this.gatewayUrl;
-    const url = new URL(path, gatewayUrl).href;
-    const doFetch = this.options.fetch ?? fetch;
-    const authorization = await createAuthorization(
-      this.options.identity.key,
-      audienceOf(gatewayUrl),
+    return this.api.register(
+      { record: await this.options.record(), push },
+      { from: this.gatewayUrl, signal: this.calls.signal },
     );
-    const res = await doFetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization },
-      body: JSON.stringify(json),
-    }).catch((err: unknown) => {
-      throw new GatewayUnreachable(`cannot reach ${gatewayUrl}: ${(err as Error).message}`);
-    });
-    const body: unknown = await res.json().catch(() => undefined);
-    if (res.ok) return { ok: true, value: body };
-    const error = (body as { error?: { message?: string } } | undefined)?.error?.message;
-    // Down behind a proxy, full, or cut off from its cluster: another gateway may serve.
-    if (res.status === 502 || res.status === 503 || res.status === 504)
-      throw new GatewayUnreachable(
-        `${gatewayUrl} answered ${res.status}: ${error ?? res.statusText}`,
-      );
-    return { ok: false, status: res.status, error: error ?? res.statusText };
   }
 
   private receive(data: unknown): void {
@@ -268,7 +221,7 @@ export class GatewayClient {
     if (typeof data !== 'string') return;
     const parsed = parseMessage(gatewayToNodeSchema, data);
     if (!parsed.ok) {
-      console.warn('rtcmesh: ignoring a bad message from the gateway:', parsed.message);
+      this.log.warn(`ignoring a bad message from the gateway: ${parsed.message}`);
       return;
     }
     if (parsed.value.t === 'pong') return;
@@ -290,13 +243,17 @@ export class GatewayClient {
 
   /** The gateway's HTTP side does not answer either: it is gone; reconnect (or fail over). */
   private async probe(generation: number): Promise<void> {
-    const url = new URL('/v1/info', this.gatewayUrl).href;
-    const alive = await (this.options.fetch ?? fetch)(url, {
-      signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
-    }).then(
-      (res) => res.ok,
-      () => false,
-    );
+    const alive = await this.api
+      .info({
+        from: this.gatewayUrl,
+        failover: false,
+        timeoutMs: PROBE_TIMEOUT_MS,
+        signal: this.calls.signal,
+      })
+      .then(
+        () => true,
+        () => false,
+      );
     if (!alive && generation === this.generation) this.lost('the gateway does not answer');
   }
 

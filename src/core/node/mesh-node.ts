@@ -25,6 +25,7 @@ import type {
 } from '../protocol/messages.ts';
 import { DialError } from './errors.ts';
 import { GatewayClient, type GatewayStatus } from './gateway-client.ts';
+import { consoleLogger, type Logger } from './logger.ts';
 import { PeerLink } from './peer-link.ts';
 import { channelOpen, type IceServer, type PeerConnectionLike, type RtcPlatform } from './rtc.ts';
 import type { MeshStream, StreamOptions } from './stream.ts';
@@ -64,6 +65,8 @@ export interface MeshNodeOptions {
   knownGateways?: readonly string[];
   /** The cluster's gateways as learned: keep them for the next run. */
   onGateways?: (urls: string[]) => void;
+  /** Where diagnostics go (default: warnings and errors on the console). */
+  logger?: Logger;
 }
 
 export interface MeshNodeEvents {
@@ -141,7 +144,12 @@ export class MeshNode {
       ...(options.fetch ? { fetch: options.fetch } : {}),
       ...(options.knownGateways ? { knownGateways: options.knownGateways } : {}),
       ...(options.onGateways ? { onGateways: options.onGateways } : {}),
+      logger: this.log,
     });
+  }
+
+  private get log(): Logger {
+    return this.options.logger ?? consoleLogger;
   }
 
   get id(): NodeId {
@@ -157,8 +165,25 @@ export class MeshNode {
     this.gateway.start();
   }
 
+  /**
+   * Ends the gateway session and every peer connection of this node: links, dials in
+   * progress (they fail as cancelled) and calls being answered. Nothing else in the process
+   * is touched. The node can be started again.
+   */
   stop(): void {
     this.gateway.stop();
+    for (const [dialId, dial] of this.outgoing) {
+      if (dial.answered) closeQuietly(dial.pc);
+      else this.failOutgoing(dialId, new DialError('cancelled', 'the node is closing'));
+    }
+    for (const [dialId, dial] of this.incoming) {
+      if (dial.pc) closeQuietly(dial.pc);
+      else if (!dial.settled) {
+        dial.settled = true;
+        for (const l of this.listeners.incomingCancelled) l(dial.call, 'the node is closing');
+      }
+      this.incoming.delete(dialId);
+    }
     for (const link of this.links.values()) link.close();
   }
 
@@ -389,7 +414,7 @@ export class MeshNode {
         return;
       }
       case 'error':
-        console.warn(`rtcmesh: gateway says ${msg.code}: ${msg.message}`);
+        this.log.warn(`gateway says ${msg.code}: ${msg.message}`);
         return;
       case 'ringing':
       case 'waking': {
@@ -493,7 +518,11 @@ export class MeshNode {
     if (decision === 'accept') {
       void dial.call
         .accept()
-        .catch((err: unknown) => console.warn('rtcmesh: auto-accept failed', err));
+        .catch((err: unknown) =>
+          this.log.warn(
+            `answering a call from ${caller.id} failed: ${err instanceof Error ? err.message : String(err)}`,
+          ),
+        );
     } else if (decision === 'decline') {
       dial.call.decline();
     } else {
@@ -549,6 +578,14 @@ export class MeshNode {
     } finally {
       background(() => this.incoming.delete(dialId), 10_000);
     }
+  }
+}
+
+function closeQuietly(pc: PeerConnectionLike): void {
+  try {
+    pc.close();
+  } catch {
+    // already closed
   }
 }
 
