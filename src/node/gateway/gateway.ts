@@ -496,7 +496,12 @@ function iceServersFor(relay: Relay, config: GatewayConfig, id: NodeId): IceServ
 
 /** Text from outside, safe for a log line: no control characters, bounded. */
 function printable(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?').slice(0, 300);
+  let out = '';
+  for (const ch of text.slice(0, 300)) {
+    const code = ch.codePointAt(0) ?? 0;
+    out += code < 0x20 || (code >= 0x7f && code < 0xa0) ? '?' : ch;
+  }
+  return out;
 }
 
 /** What a caller is told when its dial could not be routed. */
