@@ -12,7 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GatewayProcess, RTCMESH_BIN, startGateway } from '../e2e/support/gateway-process.ts';
 import { PushService } from '../e2e/support/push-service.ts';
 import { RedisServer } from '../e2e/support/redis-server.ts';
-import { createAuthorization, type NodeId } from '../src/core/identity/index.ts';
+import { GatewayApi, GatewayHttpError } from '../src/core/api/index.ts';
+import type { NodeId } from '../src/core/identity/index.ts';
 import { DialError } from '../src/core/node/errors.ts';
 import { MeshNode } from '../src/core/node/mesh-node.ts';
 import type { StreamMessage } from '../src/core/node/stream.ts';
@@ -346,25 +347,13 @@ describe('push across gateways', { timeout: 60_000 }, () => {
       const { dialId } = JSON.parse(received.plaintext) as { dialId: string };
 
       // Its service worker asks and declines at its own gateway, 2; gateway 1 holds the call.
-      const at = async (method: 'GET' | 'POST', path: string, body?: unknown) => {
-        const res = await fetch(`${g2.url}${path}`, {
-          method,
-          headers: {
-            authorization: await createAuthorization(made.identity.key, g2.url),
-            ...(body ? { 'content-type': 'application/json' } : {}),
-          },
-          ...(body ? { body: JSON.stringify(body) } : {}),
-        });
-        return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-      };
-      expect(await at('GET', `/v1/dials/${dialId}`)).toMatchObject({
-        status: 200,
-        body: { dialId, from: caller.identity.id },
-      });
-      expect(await at('GET', `/v1/dials/${'x'.repeat(22)}`)).toMatchObject({ status: 404 });
-      expect(await at('POST', `/v1/dials/${dialId}/reject`, { reason: 'declined' })).toMatchObject({
-        status: 200,
-        body: { rejected: true },
+      const api = new GatewayApi({ gateways: [g2.url], identity: made.identity });
+      expect(await api.pendingDial(dialId)).toMatchObject({ dialId, from: caller.identity.id });
+      const missing = await api.pendingDial('x'.repeat(22)).catch((e: unknown) => e);
+      expect(missing).toBeInstanceOf(GatewayHttpError);
+      expect(missing).toMatchObject({ status: 404, code: 'not-found' });
+      expect(await api.rejectDial(dialId, { reason: 'declined' })).toMatchObject({
+        rejected: true,
       });
       const error = await declined;
       expect(error).toBeInstanceOf(DialError);

@@ -1,8 +1,8 @@
 /** Two Node mesh nodes (node-datachannel) dial each other through a real gateway process. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GatewayProcess, startGateway } from '../e2e/support/gateway-process.ts';
+import { GatewayApi } from '../src/core/api/index.ts';
 import {
-  createAuthorization,
   createNodeRecord,
   fingerprintsInSdp,
   verifyNodeRecord,
@@ -60,20 +60,12 @@ describe('MeshNode on node-datachannel', () => {
       pc.addEventListener('icegatheringstatechange', done);
       done();
     });
-    const res = await fetch(`${gateway.url}/v1/dial`, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        authorization: await createAuthorization(a.identity.key, gateway.url),
-      },
-      body: JSON.stringify({
-        to: b.identity.ip6,
-        offer: pc.localDescription?.sdp,
-        record: await createNodeRecord(a.identity, { fingerprints: [a.certificate.fingerprint] }),
-      }),
+    // A caller without a session: POST /v1/dial with a gathered offer, through the typed client.
+    const answer = await new GatewayApi({ gateways: [gateway.url], identity: a.identity }).dial({
+      to: b.identity.ip6,
+      offer: pc.localDescription?.sdp ?? '',
+      record: await createNodeRecord(a.identity, { fingerprints: [a.certificate.fingerprint] }),
     });
-    expect(res.status).toBe(200);
-    const answer = (await res.json()) as { answer: string; record: string };
     const verified = await verifyNodeRecord(answer.record, {
       expectedId: b.identity.id,
       fingerprintsInUse: fingerprintsInSdp(answer.answer),

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GatewayProcess, startGateway } from '../e2e/support/gateway-process.ts';
 import { PushService, type TestSubscription } from '../e2e/support/push-service.ts';
+import { GatewayApi, GatewayHttpError } from '../src/core/api/index.ts';
 import {
   createAuthorization,
   createNodeRecord,
@@ -230,17 +231,14 @@ describe('push-woken dials', () => {
 
     const strict = await startGateway();
     try {
-      const res = await fetch(`${strict.url}/v1/register`, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          authorization: await createAuthorization(node.identity.key, strict.url),
-        },
-        body: JSON.stringify({ record, push: subscription }),
-      });
-      expect(res.status).toBe(400);
-      expect(await res.json()).toMatchObject({
-        error: { code: 'bad-push-endpoint', message: expect.stringMatching(/must be https/) },
+      const refused = await new GatewayApi({ gateways: [strict.url], identity: node.identity })
+        .register({ record, push: subscription })
+        .catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(GatewayHttpError);
+      expect(refused).toMatchObject({
+        status: 400,
+        code: 'bad-push-endpoint',
+        message: expect.stringMatching(/must be https/),
       });
     } finally {
       await strict.stop();
