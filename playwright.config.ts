@@ -13,7 +13,7 @@ if (process.env.RTCMESH_REPORT_JSON)
 // events, and a test that passes never waits for them.
 export default defineConfig({
   testDir: 'e2e',
-  timeout: 90_000,
+  timeout: 120_000,
   expect: { timeout: 20_000 },
   workers: 2,
   retries: 0,
