@@ -16,6 +16,18 @@ export const test = base.extend<{ gateway: GatewayProcess }>({
   },
 });
 
+/**
+ * Notes on the test (an annotation, in the JSON and HTML reports) how long something took since
+ * `since`, beside the figure the design aims at. Tests wait for states and events and never
+ * assert a time (TESTING.md: the suite must pass beside a CPU hog); `npm run bench` measures.
+ */
+export function noteTime(what: string, since: number, target: string): void {
+  test.info().annotations.push({
+    type: 'time',
+    description: `${what} in ${Date.now() - since} ms (target ${target})`,
+  });
+}
+
 /** Opens the app and waits until it shows this device's identity. */
 export async function openApp(page: Page, url = '/'): Promise<{ id: string; ip6: string }> {
   await page.goto(url);

@@ -57,29 +57,89 @@ test('a 64 MiB file arrives byte-identical with the progress bar at 100%', async
   }
 });
 
+type HeldFileWindow = Window & { releaseFile?: () => void; heldAt?: number };
+
+/**
+ * Makes the page's next read of a file named `name` (the app reads files with
+ * `file.stream()`) pass its first `prefix` bytes and then hold until `releaseFile()`: a
+ * transfer of it is then half-way for as long as the test needs, on a fast machine or a slow
+ * one, instead of racing the cancel.
+ */
+async function holdFileAfter(page: Page, name: string, prefix: number) {
+  await page.evaluate(
+    ({ name, prefix }) => {
+      const w = window as HeldFileWindow;
+      let release = () => {};
+      const released = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      w.releaseFile = release;
+      const original = Blob.prototype.stream;
+      Blob.prototype.stream = function (this: Blob) {
+        const source = original.call(this);
+        if (!(this instanceof File) || this.name !== name) return source;
+        const reader = source.getReader();
+        let passed = 0;
+        return new ReadableStream({
+          async pull(controller) {
+            if (passed >= prefix) {
+              w.heldAt = passed;
+              await released;
+            }
+            const { value, done } = await reader.read();
+            if (done) controller.close();
+            else {
+              passed += value.byteLength;
+              controller.enqueue(value);
+            }
+          },
+          cancel: (reason) => reader.cancel(reason),
+        }) as ReturnType<Blob['stream']>;
+      };
+    },
+    { name, prefix },
+  );
+}
+
 for (const who of ['sender', 'receiver'] as const) {
   test(`cancelling half-way (${who}) leaves nothing complete on either side`, async ({
     browser,
     gateway,
   }) => {
-    test.setTimeout(120_000);
+    test.setTimeout(180_000);
     const dir = mkdtempSync(join(tmpdir(), 'rtcmesh-file-'));
     const file = join(dir, 'big.bin');
-    writeFileSync(file, randomBytes(64 * 1024 * 1024));
+    const size = 64 * 1024 * 1024;
+    writeFileSync(file, randomBytes(size));
     try {
       const [a, b] = await connectedPair(browser, gateway.url);
+      // The sender's file stops after 8 MiB until released: the transfer cannot finish
+      // before the cancel, however fast or slow this machine is.
+      await holdFileAfter(a.page, 'big.bin', 8 * 1024 * 1024);
       await card(a.page, b.id).locator('.file-input').setInputFiles(file);
       const sending = card(a.page, b.id).locator('.transfer');
       const receiving = card(b.page, a.id).locator('.transfer');
-      // Wait until some bytes have moved, then cancel.
+      // Wait for states, not a speed: the transfer has started, the sender has read up to
+      // the hold, and the receiver's byte count has moved.
+      await expect(receiving).toHaveAttribute('data-state', 'receiving', { timeout: 60_000 });
       await expect
-        .poll(async () =>
-          receiving.locator('progress').evaluate((p) => (p as HTMLProgressElement).value),
+        .poll(() => a.page.evaluate(() => (window as HeldFileWindow).heldAt ?? 0), {
+          timeout: 60_000,
+        })
+        .toBeGreaterThanOrEqual(8 * 1024 * 1024);
+      await expect
+        .poll(
+          () => receiving.locator('progress').evaluate((p) => (p as HTMLProgressElement).value),
+          { timeout: 60_000 },
         )
-        .toBeGreaterThan(5);
+        .toBeGreaterThan(0);
+      await expect(sending).toHaveAttribute('data-state', 'sending');
+
       await (who === 'sender' ? sending : receiving).locator('.cancel').click();
-      await expect(sending).toHaveAttribute('data-state', 'cancelled');
       await expect(receiving).toHaveAttribute('data-state', 'cancelled');
+      // Let the sender read on: its next write finds the stream closed.
+      await a.page.evaluate(() => (window as HeldFileWindow).releaseFile?.());
+      await expect(sending).toHaveAttribute('data-state', 'cancelled', { timeout: 60_000 });
       await expect(receiving.locator('.save')).toBeHidden();
       await expect(b.page.locator('.transfer[data-state="complete"]')).toHaveCount(0);
       await expect(a.page.locator('.transfer[data-state="complete"]')).toHaveCount(0);

@@ -1,8 +1,8 @@
 /**
  * The node registry: one suite over every backend (memory, SQLite in memory, Redis on a
- * real redis-server this test starts), then what only SQLite has (a file that survives
- * reopening, bad stored data, schema versions) and what only Redis has (presence that
- * expires, a registry shared by several gateways, Redis going away).
+ * real redis-server this test starts, which only the Redis tests wait for), then what only
+ * SQLite has (a file that survives reopening, bad stored data, schema versions) and what only
+ * Redis has (presence that expires, a registry shared by several gateways, Redis going away).
  */
 import { createECDH } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -105,19 +105,23 @@ beforeAll(async () => {
   ]);
 });
 
-let redis: RedisServer;
+// One redis-server for the Redis tests, started by the first of them that needs it: the memory
+// and SQLite tests never wait for it. Without redis-server each Redis test fails at once,
+// saying how to install it (the same rejection, cached), and the others run as usual.
+let redis: Promise<RedisServer> | undefined;
 let redisPrefixes = 0;
 
-beforeAll(async () => {
-  redis = await RedisServer.start();
-});
+const redisUrl = async (): Promise<string> => {
+  redis ??= RedisServer.start();
+  return (await redis).url;
+};
 afterAll(async () => {
-  await redis?.close();
+  await (await redis?.catch(() => undefined))?.close();
 });
 
 /** A Redis registry under a prefix of its own, so tests never see each other's keys. */
-const openRedis = (options: { presenceTtlMs?: number } = {}) =>
-  RedisRegistry.connect(redis.url, { prefix: `t${++redisPrefixes}:`, ...options });
+const openRedis = async (options: { presenceTtlMs?: number } = {}) =>
+  RedisRegistry.connect(await redisUrl(), { prefix: `t${++redisPrefixes}:`, ...options });
 
 const backends: { name: string; open: () => Registry | Promise<Registry> }[] = [
   { name: 'memory', open: () => new MemoryRegistry() },
@@ -127,11 +131,14 @@ const backends: { name: string; open: () => Registry | Promise<Registry> }[] = [
 
 describe.each(backends)('$name registry', ({ open }) => {
   let registry: Registry;
+  let opened: Registry | undefined;
   beforeEach(async () => {
-    registry = await open();
+    opened = undefined;
+    registry = opened = await open();
   });
   afterEach(async () => {
-    await registry.close();
+    // Nothing to close when open() failed (no redis-server): its error is the test's.
+    await opened?.close();
   });
 
   it('returns what was upserted, as a copy', async () => {
@@ -426,8 +433,8 @@ describe('sqlite registry file', () => {
 
 describe('redis registry', () => {
   it('is one registry for every gateway that shares the Redis and prefix', async () => {
-    const first = await RedisRegistry.connect(redis.url, { prefix: 'shared:' });
-    const second = await RedisRegistry.connect(redis.url, { prefix: 'shared:' });
+    const first = await RedisRegistry.connect(await redisUrl(), { prefix: 'shared:' });
+    const second = await RedisRegistry.connect(await redisUrl(), { prefix: 'shared:' });
     try {
       await first.upsert(registration(a, { push: PUSH }));
       expect(await second.setSession(a.id, 'gw-2', T0 + 1)).toBe(true);

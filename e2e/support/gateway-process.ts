@@ -75,10 +75,11 @@ export async function startGateway(options: StartGatewayOptions = {}): Promise<G
     udpPort: number;
     turnPort?: number;
   }>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`gateway did not start in 15 s:\n${output}`)),
-      15_000,
-    );
+    // Generous: on a loaded 2-core machine a Node process can take many seconds to start.
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`gateway did not start in 60 s:\n${output}`));
+    }, 60_000);
     const onData = () => {
       const m = /rtcmesh gateway (\S+) listening on (http[^,\s]+), WebRTC on udp \S+:(\d+)/.exec(
         output,

@@ -102,7 +102,7 @@ export class PushService {
   }
 
   /** Resolves with the next push (after `after` of them) for this subscription. */
-  async nextPush(subscription: TestSubscription, after = 0, timeoutMs = 10_000) {
+  async nextPush(subscription: TestSubscription, after = 0, timeoutMs = 30_000) {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const pushes = this.received.filter((p) => p.endpoint === subscription.endpoint);

@@ -132,7 +132,7 @@ export class RawPage {
   }
 
   /** Polls `expression` until it is truthy. */
-  async waitFor(expression: string, timeoutMs = 20_000): Promise<void> {
+  async waitFor(expression: string, timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (await this.evaluate<boolean>(`Boolean(${expression})`).catch(() => false)) return;

@@ -5,15 +5,45 @@
  * without persistence.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 
-export const REDIS_SERVER = process.env.RTCMESH_REDIS_SERVER ?? '/usr/bin/redis-server';
+/** RTCMESH_REDIS_SERVER, else redis-server on the PATH, else Debian's /usr/bin/redis-server. */
+export const REDIS_SERVER = process.env.RTCMESH_REDIS_SERVER ?? findOnPath('redis-server');
+
+function findOnPath(command: string): string {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (dir && executable(join(dir, command))) return join(dir, command);
+  }
+  return `/usr/bin/${command}`;
+}
+
+function executable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 export function redisServerAvailable(): boolean {
-  return existsSync(REDIS_SERVER);
+  return executable(REDIS_SERVER);
+}
+
+/**
+ * Throws at once, saying how to install it, when there is no redis-server to start: a test
+ * that needs Redis then fails with that message instead of waiting for a hook's timeout.
+ */
+export function requireRedisServer(): void {
+  if (redisServerAvailable()) return;
+  throw new Error(
+    process.env.RTCMESH_REDIS_SERVER
+      ? `redis-server not found: RTCMESH_REDIS_SERVER=${REDIS_SERVER} is not an executable file`
+      : 'redis-server not found: apt-get install -y redis-server',
+  );
 }
 
 /** A free TCP port on loopback (closed again at once; redis-server binds it next). */
@@ -45,6 +75,7 @@ export class RedisServer {
   ) {}
 
   static async start(options: RedisServerOptions = {}): Promise<RedisServer> {
+    requireRedisServer();
     const dir = mkdtempSync(join(tmpdir(), 'rtcmesh-redis-'));
     // A port taken between the probe and redis-server's bind is retried with another.
     for (let attempt = 0; ; attempt++) {
@@ -53,7 +84,8 @@ export class RedisServer {
         await server.startProcess();
         return server;
       } catch (err) {
-        if (attempt >= 4) {
+        // A spawn failure will not go away on another port.
+        if (attempt >= 4 || String(err).includes('could not start')) {
           rmSync(dir, { recursive: true, force: true });
           throw err;
         }
@@ -121,16 +153,23 @@ export class RedisServer {
     child.stdout?.on('data', collect);
     child.stderr?.on('data', collect);
     this.child = child;
-    const exited = new Promise<never>((_, reject) =>
-      child.once('exit', (code) =>
-        reject(new Error(`redis-server exited with ${code}:\n${this.output}`)),
-      ),
-    );
+    // A process that could not start (ENOENT, EACCES) emits 'error' and never 'exit'.
+    let failed = false;
+    const exited = new Promise<never>((_, reject) => {
+      child.once('exit', (code, signal) => {
+        failed = true;
+        reject(new Error(`redis-server exited with ${code ?? signal}:\n${this.output}`));
+      });
+      child.once('error', (err) => {
+        failed = true;
+        reject(new Error(`redis-server could not start (${REDIS_SERVER}): ${err.message}`));
+      });
+    });
     exited.catch(() => {});
     // Ready when it answers PING.
     const deadline = Date.now() + 10_000;
     for (;;) {
-      if (child.exitCode !== null) await exited;
+      if (failed) await exited;
       if (await ping(this.port)) return;
       if (Date.now() > deadline) {
         child.kill('SIGKILL');
