@@ -94,10 +94,18 @@ export class SessionTable {
    * A new session for a node (its association answered); a session the node had is replaced
    * (DESIGN §6: a new connect from the same node wins).
    */
-  open(id: NodeId, record: VerifiedRecord, source: string, association: Association): void {
+  open(
+    id: NodeId,
+    record: VerifiedRecord,
+    source: string,
+    association: Association,
+    /** Told when the session's ctl opens (the data channel takes one open listener: ours). */
+    onOpen?: () => void,
+  ): void {
     const { registry, gatewayId, events, limits } = this.options;
     const session = new GatewaySession(id, record, source, association, limits.messagesPerSession, {
       open: (s) => {
+        onOpen?.();
         void registry
           .setSession(s.id, gatewayId, Date.now())
           .catch((err: unknown) => this.registryError('recording a session', err));

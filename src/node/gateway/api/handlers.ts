@@ -93,8 +93,9 @@ export function apiHandlers(d: HandlerDeps): ApiHandlers {
           `the offer could not be answered: ${(err as Error).message}`,
         );
       }
-      association.ctl.onOpen(() => d.observeConnect((performance.now() - started) / 1000));
-      d.sessions.open(caller.id, record, source, association);
+      d.sessions.open(caller.id, record, source, association, () =>
+        d.observeConnect((performance.now() - started) / 1000),
+      );
       try {
         await d.registry.upsert(
           registrationOf(record, {
