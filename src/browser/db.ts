@@ -1,12 +1,22 @@
 /**
  * The node's IndexedDB, through idb: one typed entry point, nothing else exported.
- * Used by the window, the node worker and the service worker alike.
+ * Used by the window, the node worker and the service worker alike, so it type-checks
+ * under both the DOM and the WebWorker lib.
  */
 import { type DBSchema, type IDBPDatabase, openDB } from 'idb';
+import type { AcceptPolicy } from '../core/node/mesh-node.ts';
+
+/**
+ * A stored `RTCCertificate`, as any context sees it. The type exists only in windows
+ * (DESIGN §7): it survives structured cloning, but only a window can use it, and the window
+ * (client/certificate.ts) reads it back as one.
+ */
+export interface StoredRtcCertificate {
+  readonly expires: number;
+}
 
 export interface StoredCertificate {
-  /** RTCCertificate survives structured cloning, but only windows can read it back (DESIGN §7). */
-  certificate: RTCCertificate;
+  certificate: StoredRtcCertificate;
   expires: number;
 }
 
@@ -44,10 +54,25 @@ interface RtcmeshDB extends DBSchema {
   contacts: { key: string; value: Contact };
   /** Cluster mode: the cluster's gateway URLs, to fail over to when the app's own is down. */
   gateways: { key: 'cluster'; value: string[] };
+  /** Per-device settings (browser/settings-store.ts), one record per key. */
+  settings: { key: SettingKey; value: Settings[SettingKey] };
 }
 
+/** Per-device settings: every context reads them here (the node worker decides calls by them). */
+export interface Settings {
+  acceptPolicy: AcceptPolicy;
+  /** Reach peers only through the gateway's relay: they never learn this device's addresses. */
+  relayOnly: boolean;
+  /** Whether the user turned call notifications on (off until they do). */
+  push: boolean;
+  /** Peers this device had a link with, oldest first (at most 500). */
+  knownPeers: string[];
+}
+
+export type SettingKey = keyof Settings;
+
 export const DB_NAME = 'rtcmesh';
-const DB_VERSION = 3;
+const DB_VERSION = 4;
 
 let db: Promise<IDBPDatabase<RtcmeshDB>> | undefined;
 
@@ -66,6 +91,9 @@ export function openNodeDb(): Promise<IDBPDatabase<RtcmeshDB>> {
         database.createObjectStore('contacts', { keyPath: 'id' });
       }
       if (oldVersion < 3) database.createObjectStore('gateways');
+      // Settings lived in the window's localStorage before: the window moves them here
+      // (client/settings.ts), because a worker cannot read localStorage.
+      if (oldVersion < 4) database.createObjectStore('settings');
     },
     blocking() {
       // A newer version of the app wants to upgrade the schema: let it.

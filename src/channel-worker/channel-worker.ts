@@ -1,4 +1,3 @@
-/// <reference lib="webworker" />
 /**
  * The channel worker: a dedicated worker of the RTC host tab (DESIGN §6). The host moves
  * each data channel here as it is made; this worker pumps it to and from two ports, so the

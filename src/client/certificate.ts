@@ -14,6 +14,8 @@ import {
 const CERTIFICATE_LOCK = 'rtcmesh:certificate';
 
 export interface NodeCertificate extends StoredCertificate {
+  /** Stored as a StoredRtcCertificate (any context opens the database); a window's own type. */
+  certificate: RTCCertificate;
   fingerprints: string[];
   renewed: boolean;
 }
@@ -23,14 +25,21 @@ export async function loadOrRenewCertificate(now = Date.now()): Promise<NodeCert
     const db = await openNodeDb();
     const stored = await db.get('certificates', 'dtls');
     if (stored && !certificateNeedsRenewal(stored.certificate.expires, now)) {
-      return { ...stored, fingerprints: fingerprintsOf(stored.certificate), renewed: false };
+      // Only windows store certificates, and only RTCCertificates.
+      const certificate = stored.certificate as RTCCertificate;
+      return {
+        certificate,
+        expires: stored.expires,
+        fingerprints: fingerprintsOf(certificate),
+        renewed: false,
+      };
     }
     const certificate = await RTCPeerConnection.generateCertificate({
       name: 'ECDSA',
       namedCurve: 'P-256',
       expires: CERTIFICATE_LIFETIME_MS,
     } as AlgorithmIdentifier);
-    const fresh: StoredCertificate = { certificate, expires: certificate.expires };
+    const fresh = { certificate, expires: certificate.expires };
     await db.put('certificates', fresh, 'dtls');
     return { ...fresh, fingerprints: fingerprintsOf(certificate), renewed: stored !== undefined };
   });

@@ -1,24 +1,23 @@
-/** The window: renders this device's node and runs it (one tab at a time holds the node). */
+/** The window: renders this device's node and uses it (DESIGN §6). */
 import './style.css';
-import { chatPeers, contact } from '../browser/chat-store.ts';
+import { chatPeers } from '../browser/chat-store.ts';
+import { LOCKS } from '../browser/node-api.ts';
+import {
+  loadSettings,
+  type Settings,
+  saveSettings,
+  watchSettings,
+} from '../browser/settings-store.ts';
 import { DIAL_ERROR_TEXT, DialError } from '../core/node/errors.ts';
-import { type AcceptPolicy, decideByPolicy } from '../core/node/mesh-node.ts';
-import { LOCKS } from '../worker/node-api.ts';
+import type { AcceptPolicy } from '../core/node/mesh-node.ts';
 import { loadOrRenewCertificate, type NodeCertificate } from './certificate.ts';
 import { type IncomingCallView, NodeClient } from './node-client.ts';
-import { connectToNodeWorker, sharedWorkerAvailable, startNodeInTab } from './node-connection.ts';
+import { NodeWorkerHost } from './node-worker-host.ts';
 import { PeersView } from './peers-view.ts';
 import { PushCalls } from './push.ts';
 import { electRtcHost, RtcHost } from './rtc-host.ts';
 import { registerServiceWorker } from './service-worker.ts';
-import {
-  acceptPolicy,
-  knownPeers,
-  relayOnly,
-  rememberPeer,
-  setAcceptPolicy,
-  setRelayOnly,
-} from './settings.ts';
+import { moveSettingsFromLocalStorage } from './settings.ts';
 import { dialTargetFromLocation, qrSvg, shareLink } from './share.ts';
 
 const $ = <T extends HTMLElement>(selector: string): T => {
@@ -60,7 +59,7 @@ function setDialResult(text: string, kind: 'info' | 'error' | 'ok', code = ''): 
 }
 
 /** Wires the page to the node: status, calls, dialing, peers, push. */
-function wireNode(node: NodeClient): void {
+function wireNode(node: NodeClient, settings: Settings): void {
   const peers = new PeersView(
     $('#links'),
     $('#no-links'),
@@ -73,14 +72,9 @@ function wireNode(node: NodeClient): void {
   const pushCalls = new PushCalls(node, () =>
     setDialResult('The call you accepted is no longer waiting', 'error', 'missed'),
   );
-  // Accepted on a notification: answer. Else a contact's own setting wins, then the device's.
-  node.decide = async (caller, dialId) => {
-    if (pushCalls.acceptedOnNotification(dialId)) return 'accept';
-    const saved = await contact(caller.id);
-    if (saved && saved.policy !== 'default') return saved.policy;
-    return decideByPolicy(acceptPolicy(), knownPeers().has(caller.id) || saved !== undefined);
-  };
-  pushCalls.start($<HTMLInputElement>('#push-enabled'), $('#push-status'));
+  // The node worker decides calls itself (settings and contacts in IndexedDB); a call to
+  // ask about rings in one tab (below).
+  pushCalls.start($<HTMLInputElement>('#push-enabled'), $('#push-status'), settings.push);
   const status = $('#status');
   const elsewhere = $('#elsewhere');
   node.on('status', (s, detail) => {
@@ -89,7 +83,6 @@ function wireNode(node: NodeClient): void {
     status.dataset.status = s;
     status.title = detail;
   });
-  node.on('link', (link) => rememberPeer(link.id));
 
   let ringing: IncomingCallView | undefined;
   const incoming = $('#incoming');
@@ -140,31 +133,43 @@ function wireNode(node: NodeClient): void {
     }
   });
   // Console access for debugging, and for `npm run bench` and the e2e tests.
-  (globalThis as { rtcmesh?: { node: NodeClient } }).rtcmesh = { node };
+  (
+    globalThis as {
+      rtcmesh?: {
+        node: NodeClient;
+        settings: { load: typeof loadSettings; save: typeof saveSettings };
+      };
+    }
+  ).rtcmesh = { node, settings: { load: loadSettings, save: saveSettings } };
 }
 
-/**
- * Tabs learn that the node worker died (it dies with the tab that started it, if that tab
- * crashes) through a lock it holds, and join a new one.
- */
-function watchNodeWorker(node: NodeClient, certificate: NodeCertificate): void {
-  void navigator.locks.request(LOCKS.worker, () => {
-    // Granted: the worker is gone. Let go at once (return), so the new worker can hold it.
-    node.workerLost();
-    queueMicrotask(async () => {
-      console.info('rtcmesh: the node worker is gone; starting a new one');
-      const api = connectToNodeWorker();
-      await api.useCertificate(certificate.fingerprints, certificate.expires);
-      await node.rebind(api);
-      node.setRelayOnly(relayOnly());
-      watchNodeWorker(node, certificate);
-    });
+/** The settings controls: saved to IndexedDB, and kept up to date when another tab changes them. */
+function wireSettings(settings: Settings): void {
+  const policy = $<HTMLSelectElement>('#accept-policy');
+  const relay = $<HTMLInputElement>('#relay-only');
+  const show = ({ acceptPolicy, relayOnly }: Settings) => {
+    policy.value = acceptPolicy;
+    relay.checked = relayOnly;
+  };
+  show(settings);
+  const save = (changes: Partial<Settings>) =>
+    saveSettings(changes).catch((err: unknown) =>
+      showError(`Could not save the setting: ${err instanceof Error ? err.message : String(err)}`),
+    );
+  policy.addEventListener(
+    'change',
+    () => void save({ acceptPolicy: policy.value as AcceptPolicy }),
+  );
+  relay.addEventListener('change', () => void save({ relayOnly: relay.checked }));
+  watchSettings((keys) => {
+    if (keys.includes('acceptPolicy') || keys.includes('relayOnly')) void loadSettings().then(show);
   });
 }
 
 /**
- * Without SharedWorker each tab has a node of its own, but only the tab holding the node
- * lock runs it; the others say the node is active elsewhere and offer to take it over.
+ * Without SharedWorker each tab has a node worker of its own (NodeWorkerHost), but only the
+ * tab holding the node lock runs it; the others say the node is active elsewhere and offer
+ * to take it over.
  */
 function holdNodeInTab(node: NodeClient, certificate: NodeCertificate): void {
   const elsewhere = $('#elsewhere');
@@ -210,11 +215,16 @@ async function start(): Promise<void> {
     $<HTMLButtonElement>('#update-reload').addEventListener('click', apply, { once: true });
   });
 
-  const shared = sharedWorkerAvailable();
-  const api = shared ? connectToNodeWorker() : await startNodeInTab();
+  // Settings an older version left in localStorage move to IndexedDB, where the node
+  // worker reads them (it decides calls by them), before the worker starts.
+  await moveSettingsFromLocalStorage().catch((err: unknown) =>
+    console.warn('rtcmesh: could not move the settings to IndexedDB', err),
+  );
   const certificate = await loadOrRenewCertificate();
-  const summary = await api.useCertificate(certificate.fingerprints, certificate.expires);
-  const node = new NodeClient(api);
+  const worker = new NodeWorkerHost(certificate);
+  const summary = await worker.start();
+  const node = new NodeClient(worker);
+  const settings = await loadSettings();
 
   $('#node-id').textContent = summary.id;
   $('#node-ip6').textContent = summary.ip6;
@@ -229,15 +239,7 @@ async function start(): Promise<void> {
   const link = shareLink(summary.id);
   $('#share-link').textContent = link;
   $('#share-qr').innerHTML = qrSvg(link);
-  const policy = $<HTMLSelectElement>('#accept-policy');
-  policy.value = acceptPolicy();
-  policy.addEventListener('change', () => setAcceptPolicy(policy.value as AcceptPolicy));
-  const relay = $<HTMLInputElement>('#relay-only');
-  relay.checked = relayOnly();
-  relay.addEventListener('change', () => {
-    setRelayOnly(relay.checked);
-    node.setRelayOnly(relay.checked);
-  });
+  wireSettings(settings);
   const prefillDial = () => {
     const target = dialTargetFromLocation();
     if (!target) return;
@@ -248,15 +250,13 @@ async function start(): Promise<void> {
   prefillDial();
   addEventListener('hashchange', prefillDial);
 
-  wireNode(node);
+  wireNode(node, settings);
   await node.attach();
-  node.setRelayOnly(relayOnly());
-  if (shared) {
+  if (worker.shared) {
     // Marked on the page for the curious (and the tests): is this tab the RTC host?
     electRtcHost(node, certificate.certificate, LOCKS.rtcHost, (hosting) => {
       document.body.dataset.rtcHost = String(hosting);
     });
-    watchNodeWorker(node, certificate);
   } else {
     holdNodeInTab(node, certificate);
   }

@@ -5,14 +5,6 @@
  * their bytes never pass through the node worker.
  */
 import { proxy, type Remote } from 'comlink';
-import { PortDataChannel } from '../browser/port-channel.ts';
-import { encodeBase64url, type VerifiedRecord } from '../core/identity/index.ts';
-import { DialError } from '../core/node/errors.ts';
-import type { GatewayStatus } from '../core/node/gateway-client.ts';
-import type { CallDecision, DialProgress } from '../core/node/mesh-node.ts';
-import type { PathInfo } from '../core/node/rtc.ts';
-import { MeshStream, type StreamOptions } from '../core/node/stream.ts';
-import type { PushSubscriptionJson, RegisterResponse } from '../core/protocol/messages.ts';
 import {
   type CallInfo,
   errorFromNode,
@@ -23,7 +15,15 @@ import {
   type NodeStatus,
   type StreamHandle,
   type TabEvents,
-} from '../worker/node-api.ts';
+} from '../browser/node-api.ts';
+import { PortDataChannel } from '../browser/port-channel.ts';
+import { encodeBase64url, type VerifiedRecord } from '../core/identity/index.ts';
+import type { GatewayStatus } from '../core/node/gateway-client.ts';
+import type { DialProgress } from '../core/node/mesh-node.ts';
+import type { PathInfo } from '../core/node/rtc.ts';
+import { MeshStream, type StreamOptions } from '../core/node/stream.ts';
+import type { PushSubscriptionJson, RegisterResponse } from '../core/protocol/messages.ts';
+import type { NodeWorkerHost, WorkerUser } from './node-worker-host.ts';
 import type { RtcHost } from './rtc-host.ts';
 
 /** A link to a peer, as a tab sees it. */
@@ -87,12 +87,12 @@ export interface NodeClientEvents {
   incomingCancelled: (call: IncomingCallView, reason: string) => void;
 }
 
-export interface NodeClientOptions {
-  /** How this tab would treat a caller: its settings, contacts, notifications accepted. */
-  decide: (caller: VerifiedRecord, dialId: string) => Promise<CallDecision>;
-}
-
-export class NodeClient {
+/**
+ * The node as this tab uses it. The node worker's lifecycle (start, death, a new worker)
+ * is NodeWorkerHost's; this class keeps what the tab has (links, streams, services, the
+ * RTC host it lends) and joins each new worker with it.
+ */
+export class NodeClient implements WorkerUser {
   readonly tabId = encodeBase64url(crypto.getRandomValues(new Uint8Array(12)));
   private state: NodeStatus = {
     status: 'offline',
@@ -104,7 +104,8 @@ export class NodeClient {
   private readonly streams = new Map<number, Set<MeshStream>>();
   private readonly services = new Map<string, (stream: MeshStream) => void>();
   private readonly ringing = new Map<string, IncomingCallView>();
-  private decider: NodeClientOptions['decide'] = async () => 'ask';
+  /** Calls accepted on a notification: told to every new worker until they are dropped. */
+  private readonly acceptedCalls = new Set<string>();
   private readonly listeners: { [K in keyof NodeClientEvents]: Set<NodeClientEvents[K]> } = {
     status: new Set(),
     link: new Set(),
@@ -115,12 +116,8 @@ export class NodeClient {
   private watchingActivity = false;
   private tabLock: Promise<void> | undefined;
 
-  private api: Remote<NodeApi> | undefined;
-  private nextApi = deferred<Remote<NodeApi>>();
-  private died = deferred<never>();
-
-  constructor(api: Remote<NodeApi>) {
-    this.useApi(api);
+  constructor(private readonly worker: NodeWorkerHost) {
+    worker.serve(this);
   }
 
   /** What push.ts, the page and the benchmarks read about the gateway session. */
@@ -138,10 +135,6 @@ export class NodeClient {
     };
   }
 
-  set decide(decide: NodeClientOptions['decide']) {
-    this.decider = decide;
-  }
-
   /** Joins the node: holds this tab's lock (its sign of life), then attaches. */
   async attach(): Promise<void> {
     this.tabLock ??= new Promise<void>((held) => {
@@ -155,6 +148,7 @@ export class NodeClient {
     this.onStatus(state.status);
     for (const info of state.links) this.onLink(info);
     for (const service of this.services.keys()) this.send((api) => api.listen(this.tabId, service));
+    for (const dialId of this.acceptedCalls) this.send((api) => api.expectAcceptedCall(dialId));
     const host = this.host;
     if (host) this.send((api) => api.hostReady(this.tabId, host.exposed()));
     if (this.watchingActivity) return;
@@ -166,26 +160,15 @@ export class NodeClient {
     document.addEventListener('visibilitychange', active);
   }
 
-  /** The node worker died and a new one runs: join it, with everything this tab had. */
-  async rebind(api: Remote<NodeApi>): Promise<void> {
-    // The connections this tab hosted served the dead worker: the new one makes its own.
-    // (Before the switch: from then on a host offered goes to the new worker.)
-    this.host?.reset();
-    for (const link of [...this.links.values()]) this.onLinkClosed(link.serial);
-    this.useApi(api);
-    await this.attach();
-  }
-
   /**
-   * The node worker died: calls made from now on wait for the next one, calls in flight
-   * fail (a dead port never answers), and the page stops saying "connected".
+   * The node worker died (NodeWorkerHost noticed): the page stops saying "connected", and
+   * what served the dead worker is dropped.
    */
   workerLost(): void {
-    if (!this.api) return;
-    this.api = undefined;
-    this.nextApi = deferred<Remote<NodeApi>>();
-    this.died.reject(new DialError('not-connected', 'the node stopped; it is starting again'));
-    this.died = deferred<never>();
+    // The connections this tab hosted served the dead worker: the new one makes its own.
+    // (Before the new worker is bound: from then on a host offered goes to it.)
+    this.host?.reset();
+    for (const link of [...this.links.values()]) this.onLinkClosed(link.serial);
     this.onStatus({
       status: 'reconnecting',
       detail: 'the node worker stopped; starting a new one',
@@ -194,22 +177,17 @@ export class NodeClient {
     });
   }
 
-  private useApi(api: Remote<NodeApi>): void {
-    this.api = api;
-    this.nextApi.resolve(api);
+  /** A new node worker runs: join it, with everything this tab had. */
+  workerRestarted(): Promise<void> {
+    return this.attach();
   }
 
-  /** A call whose answer matters: waits for a live worker, fails if that worker dies. */
-  private async ask<T>(call: (api: Remote<NodeApi>) => Promise<T>): Promise<T> {
-    const api = this.api ?? (await this.nextApi.promise);
-    return Promise.race([call(api), this.died.promise]);
+  private ask<T>(call: (api: Remote<NodeApi>) => Promise<T>): Promise<T> {
+    return this.worker.ask(call);
   }
 
-  /** A notice: sent now, or to the next worker if this one is gone. */
   private send(call: (api: Remote<NodeApi>) => unknown): void {
-    const api = this.api;
-    if (api) void Promise.resolve(call(api)).catch(() => undefined);
-    else void this.nextApi.promise.then(call).catch(() => undefined);
+    this.worker.send(call);
   }
 
   on<K extends keyof NodeClientEvents>(event: K, listener: NodeClientEvents[K]): () => void {
@@ -229,8 +207,16 @@ export class NodeClient {
     this.send((api) => api.resignHost(this.tabId));
   }
 
-  setRelayOnly(on: boolean): void {
-    this.send((api) => api.setRelayOnly(on));
+  /** The user accepted this call on a notification: the node answers it when it arrives. */
+  expectAcceptedCall(dialId: string): void {
+    this.acceptedCalls.add(dialId);
+    this.send((api) => api.expectAcceptedCall(dialId));
+  }
+
+  /** Forgets a call accepted on a notification; true if it never arrived. */
+  async dropAcceptedCall(dialId: string): Promise<boolean> {
+    this.acceptedCalls.delete(dialId);
+    return this.ask((api) => api.dropAcceptedCall(dialId)).catch(() => false);
   }
 
   start(): void {
@@ -355,7 +341,6 @@ export class NodeClient {
         if (handler) handler(stream);
         else stream.close();
       },
-      decide: (caller, dialId) => this.decider(caller, dialId),
     };
   }
 
@@ -402,21 +387,4 @@ export class NodeClient {
     this.ringing.set(info.dialId, call);
     for (const l of this.listeners.incoming) l(call);
   }
-}
-
-interface Deferred<T> {
-  promise: Promise<T>;
-  resolve: (value: T) => void;
-  reject: (reason: unknown) => void;
-}
-
-function deferred<T>(): Deferred<T> {
-  let resolve!: (value: T) => void;
-  let reject!: (reason: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  promise.catch(() => undefined); // nobody may be waiting when it fails
-  return { promise, resolve, reject };
 }

@@ -4,6 +4,7 @@
  * without push and says why when it is unavailable, refused or failing.
  */
 import { dialToAnswer, isServiceWorkerCallMessage } from '../browser/call-messages.ts';
+import { saveSettings } from '../browser/settings-store.ts';
 import { decodeBase64url } from '../core/identity/index.ts';
 import {
   gatewayInfoSchema,
@@ -12,7 +13,6 @@ import {
 } from '../core/protocol/messages.ts';
 import type { NodeClient } from './node-client.ts';
 
-const PUSH_KEY = 'rtcmesh:push';
 /** Offline, pushManager.subscribe never settles (DESIGN §7): give up after this. */
 const SUBSCRIBE_TIMEOUT_MS = 10_000;
 const STEP_TIMEOUT_MS = 10_000;
@@ -22,15 +22,6 @@ export type PushState = 'on' | 'off' | 'working' | 'unavailable' | 'refused' | '
 export interface PushStatus {
   state: PushState;
   detail: string;
-}
-
-/** Whether the user turned call notifications on (off until they do). */
-export function pushWanted(): boolean {
-  return localStorage.getItem(PUSH_KEY) === 'on';
-}
-
-export function setPushWanted(on: boolean): void {
-  localStorage.setItem(PUSH_KEY, on ? 'on' : 'off');
 }
 
 /** Why this browser cannot do push at all, or undefined when it can. */
@@ -142,7 +133,10 @@ const ACCEPTED_CALL_WAIT_MS = 5000;
  * passes on (a push while this window is visible, an Accept pressed on a notification).
  */
 export class PushCalls {
-  /** Calls the user already accepted on a notification: answered without asking again. */
+  /**
+   * Calls the user already accepted on a notification, not known to have arrived: the node
+   * answers them without asking again (it decides calls: NodeClient.expectAcceptedCall).
+   */
   private readonly accepting = new Set<string>();
 
   constructor(
@@ -150,23 +144,26 @@ export class PushCalls {
     private readonly onAcceptedCallGone: (dialId: string) => void,
   ) {}
 
-  /** Whether to answer this call at once (and forget it: it is being answered). */
-  acceptedOnNotification(dialId: string): boolean {
-    return this.accepting.delete(dialId);
-  }
-
-  start(toggle: HTMLInputElement, status: HTMLElement): void {
+  /** `wanted`: the notifications setting as stored (IndexedDB) when the page started. */
+  start(toggle: HTMLInputElement, status: HTMLElement, wanted: boolean): void {
+    let pushWanted = wanted;
+    const setPushWanted = (on: boolean) => {
+      pushWanted = on;
+      saveSettings({ push: on }).catch((err: unknown) =>
+        console.warn('rtcmesh: could not keep the notifications setting', err),
+      );
+    };
     const show = ({ state, detail }: PushStatus) => {
       status.textContent = detail;
       status.dataset.state = state;
     };
     const unsupported = pushUnsupported();
-    toggle.checked = pushWanted() && !unsupported;
+    toggle.checked = pushWanted && !unsupported;
     toggle.disabled = unsupported !== undefined;
     show(
       unsupported
         ? { state: 'unavailable', detail: `unavailable: ${unsupported}` }
-        : pushWanted()
+        : pushWanted
           ? { state: 'working', detail: 'turning on…' }
           : { state: 'off', detail: 'calls ring only while the app is open' },
     );
@@ -184,24 +181,29 @@ export class PushCalls {
     // Register on every session: the gateway may have forgotten this node meanwhile.
     this.node.on('status', (s) => {
       if (s !== 'connected') return;
-      if (pushWanted() && !unsupported) void enablePush(this.node, false).then(show);
+      if (pushWanted && !unsupported) void enablePush(this.node, false).then(show);
       for (const dialId of this.accepting) this.expectSoon(dialId);
     });
 
     const fromHash = dialToAnswer(location.hash);
     if (fromHash) {
-      this.accepting.add(fromHash);
+      this.accept(fromHash);
       history.replaceState(null, '', location.pathname + location.search);
     }
     navigator.serviceWorker?.addEventListener('message', (event: MessageEvent) => {
       const msg: unknown = event.data;
       if (!isServiceWorkerCallMessage(msg)) return;
-      if (msg.type === 'rtcmesh:answer') this.accepting.add(msg.dialId);
+      if (msg.type === 'rtcmesh:answer') this.accept(msg.dialId);
       // The gateway pushed because this node had no session: get one, and the call follows.
       this.reconnect();
       if (msg.type === 'rtcmesh:answer' && this.node.gateway.status === 'connected')
         this.expectSoon(msg.dialId);
     });
+  }
+
+  private accept(dialId: string): void {
+    this.accepting.add(dialId);
+    this.node.expectAcceptedCall(dialId);
   }
 
   private reconnect(): void {
@@ -210,8 +212,9 @@ export class PushCalls {
   }
 
   private expectSoon(dialId: string): void {
-    setTimeout(() => {
-      if (this.accepting.delete(dialId)) this.onAcceptedCallGone(dialId);
+    setTimeout(async () => {
+      if (this.accepting.delete(dialId) && (await this.node.dropAcceptedCall(dialId)))
+        this.onAcceptedCallGone(dialId);
     }, ACCEPTED_CALL_WAIT_MS);
   }
 }

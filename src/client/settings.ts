@@ -1,42 +1,40 @@
-/** Small per-device preferences, kept in localStorage. */
-import type { AcceptPolicy } from '../core/node/mesh-node.ts';
+/**
+ * Settings as the window keeps them: in IndexedDB (browser/settings-store.ts), where the
+ * node worker reads them too. Older versions of the app kept them in localStorage, which
+ * workers cannot read: whatever is left there is moved into IndexedDB as a window starts,
+ * and removed, so nobody loses a setting.
+ */
+import type { Settings } from '../browser/settings-store.ts';
+import { rememberPeers, saveSettings } from '../browser/settings-store.ts';
 
-const POLICY_KEY = 'rtcmesh:accept-policy';
-const KNOWN_KEY = 'rtcmesh:known-peers';
-const RELAY_ONLY_KEY = 'rtcmesh:relay-only';
+/** The localStorage keys of earlier versions. */
+const LEGACY = {
+  acceptPolicy: 'rtcmesh:accept-policy',
+  knownPeers: 'rtcmesh:known-peers',
+  relayOnly: 'rtcmesh:relay-only',
+  push: 'rtcmesh:push',
+} as const;
 
-/** Reach peers only through the gateway's relay: they never learn this device's addresses. */
-export function relayOnly(): boolean {
-  return localStorage.getItem(RELAY_ONLY_KEY) === 'true';
-}
-
-export function setRelayOnly(on: boolean): void {
-  localStorage.setItem(RELAY_ONLY_KEY, String(on));
-}
-
-export function acceptPolicy(): AcceptPolicy {
-  const value = localStorage.getItem(POLICY_KEY);
-  return value === 'known' || value === 'everyone' ? value : 'ask';
-}
-
-export function setAcceptPolicy(policy: AcceptPolicy): void {
-  localStorage.setItem(POLICY_KEY, policy);
-}
-
-export function knownPeers(): Set<string> {
+/** Moves settings left in localStorage into IndexedDB (then removes them there). */
+export async function moveSettingsFromLocalStorage(storage: Storage = localStorage): Promise<void> {
+  const changes: Partial<Settings> = {};
+  const policy = storage.getItem(LEGACY.acceptPolicy);
+  if (policy !== null)
+    changes.acceptPolicy = policy === 'known' || policy === 'everyone' ? policy : 'ask';
+  const relay = storage.getItem(LEGACY.relayOnly);
+  if (relay !== null) changes.relayOnly = relay === 'true';
+  const push = storage.getItem(LEGACY.push);
+  if (push !== null) changes.push = push === 'on';
+  const known = storage.getItem(LEGACY.knownPeers);
+  let peers: string[] = [];
   try {
-    const list: unknown = JSON.parse(localStorage.getItem(KNOWN_KEY) ?? '[]');
-    return new Set(
-      Array.isArray(list) ? list.filter((v): v is string => typeof v === 'string') : [],
-    );
+    const list: unknown = JSON.parse(known ?? '[]');
+    if (Array.isArray(list)) peers = list.filter((v): v is string => typeof v === 'string');
   } catch {
-    return new Set();
+    // unreadable: nothing to keep
   }
-}
-
-export function rememberPeer(id: string): void {
-  const peers = knownPeers();
-  if (peers.has(id)) return;
-  peers.add(id);
-  localStorage.setItem(KNOWN_KEY, JSON.stringify([...peers].slice(-500)));
+  if (Object.keys(changes).length > 0) await saveSettings(changes);
+  await rememberPeers(peers);
+  // Only once they are safe in IndexedDB.
+  for (const key of Object.values(LEGACY)) storage.removeItem(key);
 }

@@ -1,30 +1,19 @@
 /**
  * The mesh node as the browser runs it (DESIGN §6): one MeshNode for every tab. It lives
- * in the node worker (a SharedWorker), or in the one active tab where SharedWorker is
- * missing. It decides, signs, signals and verifies; the peer connections it drives live
- * in the RTC host tab, and streams go to the tab that dialed or listens as data ports.
+ * in the node worker: a SharedWorker, or where SharedWorker is missing a dedicated worker of
+ * the one tab holding the node lock. It decides, signs, signals and verifies, and it decides
+ * incoming calls itself, by the settings and contacts in IndexedDB (only a call to ask
+ * about goes to a tab); the peer connections it drives live in the RTC host tab, and
+ * streams go to the tab that dialed or listens as data ports.
  */
 import { type Remote, releaseProxy, transfer } from 'comlink';
+import { contact } from '../browser/chat-store.ts';
 import { loadKnownGateways, saveKnownGateways } from '../browser/gateway-store.ts';
 import {
   loadOrCreateNodeIdentity,
   saveIdentitySummary,
   summaryOf,
 } from '../browser/identity-store.ts';
-import { PortDataChannel } from '../browser/port-channel.ts';
-import type { PeerConfig, RtcHostApi } from '../browser/rtc-host-api.ts';
-import type { NodeId, NodeIdentity, VerifiedRecord } from '../core/identity/index.ts';
-import { DialError } from '../core/node/errors.ts';
-import {
-  type CallDecision,
-  type DialProgress,
-  type IncomingCall,
-  MeshNode,
-  type PeerLink,
-} from '../core/node/mesh-node.ts';
-import type { PathInfo, PeerConnectionLike, RtcPlatform } from '../core/node/rtc.ts';
-import type { MeshStream, StreamOptions } from '../core/node/stream.ts';
-import type { PushSubscriptionJson, RegisterResponse } from '../core/protocol/messages.ts';
 import type {
   IdentitySummary,
   LinkInfo,
@@ -34,8 +23,30 @@ import type {
   StreamHandle,
   TabEvents,
   TabState,
-} from './node-api.ts';
-import { errorForTab, LOCKS } from './node-api.ts';
+} from '../browser/node-api.ts';
+import { errorForTab, LOCKS } from '../browser/node-api.ts';
+import { PortDataChannel } from '../browser/port-channel.ts';
+import type { PeerConfig, RtcHostApi } from '../browser/rtc-host-api.ts';
+import {
+  DEFAULT_SETTINGS,
+  loadSettings,
+  rememberPeers,
+  type Settings,
+  watchSettings,
+} from '../browser/settings-store.ts';
+import type { NodeId, NodeIdentity, VerifiedRecord } from '../core/identity/index.ts';
+import { DialError } from '../core/node/errors.ts';
+import {
+  type CallDecision,
+  type DialProgress,
+  decideByPolicy,
+  type IncomingCall,
+  MeshNode,
+  type PeerLink,
+} from '../core/node/mesh-node.ts';
+import type { PathInfo, PeerConnectionLike, RtcPlatform } from '../core/node/rtc.ts';
+import type { MeshStream, StreamOptions } from '../core/node/stream.ts';
+import type { PushSubscriptionJson, RegisterResponse } from '../core/protocol/messages.ts';
 import { RemoteRtcHost } from './remote-rtc.ts';
 
 interface Tab {
@@ -45,8 +56,6 @@ interface Tab {
   services: Set<string>;
 }
 
-/** A tab that does not answer "how should this call be treated?" in time counts as "ask". */
-const DECIDE_TIMEOUT_MS = 3000;
 /** A node record lists at most this many DTLS fingerprints (core/identity/record.ts). */
 const MAX_RECORD_FINGERPRINTS = 4;
 /** How often streams handed to tabs are checked for a tab that went away. */
@@ -64,7 +73,10 @@ export class BrowserNode implements NodeApi, RtcPlatform {
   private mesh: MeshNode | undefined;
   private meshMade: Promise<void> | undefined;
   private host: RemoteRtcHost | undefined;
-  private relayOnly = false;
+  /** The settings as last read; `relayOnly` is read synchronously by the core. */
+  private settings: Settings = { ...DEFAULT_SETTINGS };
+  /** Calls the user accepted on a notification, not arrived yet: answered without asking. */
+  private readonly acceptedCalls = new Set<string>();
   private wanted = true;
   private started = false;
   private status: NodeStatus = {
@@ -85,6 +97,16 @@ export class BrowserNode implements NodeApi, RtcPlatform {
   private sweepTimer: ReturnType<typeof setInterval> | undefined;
   /** Peers whose links had open streams when the host went away: dialed again. */
   private readonly redial = new Set<NodeId>();
+
+  constructor() {
+    // Any context may change a setting (a tab, mostly): read them again.
+    watchSettings(() => void this.readSettings());
+  }
+
+  private async readSettings(): Promise<Settings> {
+    this.settings = await loadSettings();
+    return this.settings;
+  }
 
   private loadIdentity(): Promise<NodeIdentity> {
     this.identityPromise ??= loadOrCreateNodeIdentity().catch((err: unknown) => {
@@ -109,11 +131,13 @@ export class BrowserNode implements NodeApi, RtcPlatform {
     const summary = await this.identity();
     await saveIdentitySummary(summary);
     // Every tab (and every new worker's first tabs, at once) offers the certificate: one node.
-    this.meshMade ??= Promise.all([this.loadIdentity(), loadKnownGateways()]).then(
-      ([identity, gateways]) => {
-        this.mesh = this.makeNode(identity, gateways);
-      },
-    );
+    this.meshMade ??= Promise.all([
+      this.loadIdentity(),
+      loadKnownGateways(),
+      this.readSettings(),
+    ]).then(([identity, gateways]) => {
+      this.mesh = this.makeNode(identity, gateways);
+    });
     await this.meshMade;
     return summary;
   }
@@ -147,10 +171,6 @@ export class BrowserNode implements NodeApi, RtcPlatform {
 
   resignHost(tabId: string): void {
     if (this.host?.tabId === tabId) this.replaceHost(undefined);
-  }
-
-  setRelayOnly(on: boolean): void {
-    this.relayOnly = on;
   }
 
   start(): void {
@@ -225,6 +245,14 @@ export class BrowserNode implements NodeApi, RtcPlatform {
     this.ringing.delete(dialId);
   }
 
+  expectAcceptedCall(dialId: string): void {
+    this.acceptedCalls.add(dialId);
+  }
+
+  async dropAcceptedCall(dialId: string): Promise<boolean> {
+    return this.acceptedCalls.delete(dialId);
+  }
+
   closeLink(serial: number): void {
     this.linksBySerial.get(serial)?.close();
   }
@@ -260,7 +288,7 @@ export class BrowserNode implements NodeApi, RtcPlatform {
       identity,
       fingerprints: this.recordFingerprints(),
       rtc: this,
-      relayOnly: () => this.relayOnly,
+      relayOnly: () => this.settings.relayOnly,
       decide: (caller, dialId) => this.decide(caller, dialId),
       // Kept so that the app, opened from its cache while its own gateway is down, finds
       // the rest of the cluster.
@@ -278,6 +306,10 @@ export class BrowserNode implements NodeApi, RtcPlatform {
       if (status === 'connected') this.dialAgain();
     });
     mesh.on('link', (link) => {
+      // A peer this device had a link with is "known" (the accept policy `known`).
+      rememberPeers([link.id]).catch((err: unknown) =>
+        console.warn('rtcmesh: could not remember a peer', err),
+      );
       const info = this.info(link);
       this.linksBySerial.set(info.serial, link);
       link.onClose(() => {
@@ -416,25 +448,23 @@ export class BrowserNode implements NodeApi, RtcPlatform {
     for (const [stream, tabId] of this.handed) if (!live.has(tabId)) stream.close();
   }
 
-  /** Every tab asks its own settings; one "accept" accepts, declines from all decline. */
+  /**
+   * How to treat a caller, decided here from IndexedDB (read afresh for each call), so no
+   * tab is asked, and a frozen tab cannot hold a call up: a call accepted on a notification
+   * is answered; else a contact's own setting wins, then the device's policy. Only "ask"
+   * reaches a tab, where a person answers.
+   */
   private async decide(caller: VerifiedRecord, dialId: string): Promise<CallDecision> {
-    const tabs = await this.liveTabs();
-    if (tabs.length === 0) return 'ask';
-    return new Promise<CallDecision>((resolve) => {
-      const answers: CallDecision[] = [];
-      const timer = setTimeout(() => resolve('ask'), DECIDE_TIMEOUT_MS);
-      const settle = (answer: CallDecision) => {
-        answers.push(answer);
-        // The first "accept" answers at once: no need to wait for slower tabs.
-        if (answer === 'accept') resolve('accept');
-        else if (answers.length === tabs.length)
-          resolve(answers.every((a) => a === 'decline') ? 'decline' : 'ask');
-        else return;
-        clearTimeout(timer);
-      };
-      for (const tab of tabs)
-        Promise.resolve(tab.events.decide(caller, dialId)).then(settle, () => settle('ask'));
-    });
+    if (this.acceptedCalls.delete(dialId)) return 'accept';
+    const [settings, saved] = await Promise.all([
+      this.readSettings(),
+      contact(caller.id).catch(() => undefined),
+    ]);
+    if (saved && saved.policy !== 'default') return saved.policy;
+    return decideByPolicy(
+      settings.acceptPolicy,
+      settings.knownPeers.includes(caller.id) || saved !== undefined,
+    );
   }
 
   /** An incoming call is announced once, in the tab the user used last. */

@@ -1,18 +1,19 @@
 /**
- * What the node worker offers every tab, over comlink (DESIGN §6), and what each tab
- * offers back. One node serves all tabs: a tab attaches with its events, the elected RTC
- * host tab lends its peer connections, and streams reach tabs as transferred ports.
+ * The contract between the windows and the node worker (DESIGN §6): what the worker offers
+ * every tab over comlink, what each tab offers back, and the Web Locks they coordinate with.
+ * One node serves all tabs: a tab attaches with its events, the elected RTC host tab lends
+ * its peer connections, and streams reach tabs as transferred ports.
  */
-import type { IdentitySummary } from '../browser/db.ts';
-import type { ChannelHandOver } from '../browser/port-channel.ts';
-import type { RtcHostApi } from '../browser/rtc-host-api.ts';
 import type { VerifiedRecord } from '../core/identity/index.ts';
 import { DialError } from '../core/node/errors.ts';
 import type { GatewayStatus } from '../core/node/gateway-client.ts';
-import type { CallDecision, DialProgress } from '../core/node/mesh-node.ts';
+import type { DialProgress } from '../core/node/mesh-node.ts';
 import type { PathInfo } from '../core/node/rtc.ts';
 import type { StreamOptions } from '../core/node/stream.ts';
 import type { PushSubscriptionJson, RegisterResponse } from '../core/protocol/messages.ts';
+import type { IdentitySummary } from './db.ts';
+import type { ChannelHandOver } from './port-channel.ts';
+import type { RtcHostApi } from './rtc-host-api.ts';
 
 export type { IdentitySummary };
 
@@ -49,13 +50,14 @@ export interface TabEvents {
   status(status: NodeStatus): void;
   link(link: LinkInfo): void;
   linkClosed(serial: number): void;
-  /** A call to ask the user about: sent to one tab only. */
+  /**
+   * A call to ask the user about: sent to one tab only. The worker decides every other call
+   * by itself, from the settings and contacts in IndexedDB.
+   */
   incoming(call: CallInfo): void;
   incomingCancelled(dialId: string, reason: string): void;
   /** A stream a peer opened to a service this tab listens to. */
   stream(stream: StreamHandle): void;
-  /** This tab's view of a caller (its settings, contacts, a call accepted on a notification). */
-  decide(caller: VerifiedRecord, dialId: string): Promise<CallDecision>;
 }
 
 export interface TabState {
@@ -88,7 +90,6 @@ export interface NodeApi {
   hostReady(tabId: string, host: RtcHostApi): void;
   /** The host tab gives its role up (it is freezing or going away). */
   resignHost(tabId: string): void;
-  setRelayOnly(on: boolean): void;
   start(): void;
   stop(): void;
   reconnectNow(): void;
@@ -107,6 +108,10 @@ export interface NodeApi {
   unlisten(tabId: string, service: string): void;
   answer(dialId: string): Promise<LinkInfo>;
   decline(dialId: string): void;
+  /** The user accepted this call on a notification: answer it as soon as it arrives. */
+  expectAcceptedCall(dialId: string): void;
+  /** Forgets a call accepted on a notification; true if it never arrived. */
+  dropAcceptedCall(dialId: string): Promise<boolean>;
   closeLink(serial: number): void;
   path(serial: number): Promise<PathInfo | null>;
   registerPush(push: PushSubscriptionJson | null): Promise<RegisterResponse>;
