@@ -296,7 +296,7 @@ test('a frozen host tab hands over: another tab hosts, dials and streams, and th
     await b.evaluate(`(globalThis.echoed = 0, globalThis.rtcmesh.node.listen('echo', async (s) => {
       for await (const m of s.readable) { globalThis.echoed++; await s.send(m); }
     }), true)`);
-    await b.evaluate(`localStorage.setItem('rtcmesh:accept-policy', 'everyone')`);
+    await b.evaluate(`globalThis.rtcmesh.settings.save({ acceptPolicy: 'everyone' })`);
     const isHost = `document.body.dataset.rtcHost === 'true'`;
     await expect
       .poll(async () => [
@@ -332,4 +332,110 @@ test('a frozen host tab hands over: another tab hosts, dials and streams, and th
   } finally {
     await chromium.close();
   }
+});
+
+test('the node worker decides calls itself: a frozen tab holds no call up', async ({ gateway }) => {
+  // Settings live in IndexedDB and the node worker decides each call by them (DESIGN §6);
+  // before, it asked every tab and waited for all of them (up to 3 s, then "ask") unless one
+  // said "accept". Freezing every tab of the callee cannot be the test: the RTC host tab
+  // holds the peer connections and gives up its role when it freezes, so no call can
+  // complete then. So the callee keeps its host tab active and freezes its other tab, which
+  // still counts as open (it holds its tab lock) and can answer nothing. Its policy is
+  // `known`: a known caller must be accepted, and an unknown one declined, not rung. Before
+  // the change the unknown caller's call would ring after the wait (no tab said "decline"
+  // in time); the test tells the two apart by outcome, never by time.
+  // Playwright never freezes its pages (DESIGN §7): this test drives Chromium over raw CDP.
+  const chromium = await RawChromium.launch();
+  try {
+    const origin = new URL(gateway.url).origin;
+    const [deviceA, deviceB, deviceC] = [
+      await chromium.newContext(origin),
+      await chromium.newContext(origin),
+      await chromium.newContext(origin),
+    ];
+    const [first, second] = [
+      await chromium.open(deviceA, gateway.url),
+      await chromium.open(deviceA, gateway.url),
+    ];
+    const known = await chromium.open(deviceB, gateway.url);
+    const stranger = await chromium.open(deviceC, gateway.url);
+    const connected = `document.querySelector('#status')?.dataset.status === 'connected'`;
+    for (const page of [first, second, known, stranger]) await page.waitFor(connected);
+    const idOf = (page: typeof first) =>
+      page.evaluate<string>(`document.querySelector('#node-id').textContent`);
+    const [aId, knownId] = [await idOf(first), await idOf(known)];
+    // Written from one tab, straight to IndexedDB: the worker reads it there.
+    await first.evaluate(
+      `globalThis.rtcmesh.settings.save({ acceptPolicy: 'known', knownPeers: [${JSON.stringify(knownId)}] })`,
+    );
+    const isHost = `document.body.dataset.rtcHost === 'true'`;
+    await expect
+      .poll(async () => [
+        await first.evaluate<boolean>(isHost),
+        await second.evaluate<boolean>(isHost),
+      ])
+      .toContain(true);
+    const [host, other] = (await first.evaluate<boolean>(isHost))
+      ? [first, second]
+      : [second, first];
+    await other.setLifecycle('frozen');
+    // Still counted as a tab of the node: frozen, not gone.
+    const tabs = await host.evaluate<string[]>(
+      `globalThis.rtcmesh.node.inspect().then((i) => i.tabs)`,
+    );
+    expect(tabs).toHaveLength(2);
+
+    const call = (from: typeof first) =>
+      from.evaluate<{ peer?: string; code?: string }>(`globalThis.rtcmesh.node
+        .connect(${JSON.stringify(aId)})
+        .then((link) => ({ peer: link.id }), (err) => ({ code: err.code ?? String(err) }))`);
+    expect(await call(known)).toEqual({ peer: aId });
+    expect(await call(stranger)).toEqual({ code: 'declined' });
+    // Decided without a person: nothing rang in the host tab.
+    expect(await host.evaluate<boolean>(`document.querySelector('#incoming').hidden`)).toBe(true);
+
+    await other.setLifecycle('active');
+    await other.waitFor(connected, 10_000);
+  } finally {
+    await chromium.close();
+  }
+});
+
+test('settings an older version kept in localStorage move to IndexedDB, where the node uses them', async ({
+  browser,
+  gateway,
+}) => {
+  const context = await browser.newContext({ permissions: PERMISSIONS });
+  // What an older version of the app left behind.
+  const b = await context.newPage();
+  await b.goto(`${gateway.url}/healthz`);
+  await b.evaluate(() => {
+    localStorage.setItem('rtcmesh:accept-policy', 'everyone');
+    localStorage.setItem('rtcmesh:relay-only', 'false');
+    localStorage.setItem('rtcmesh:known-peers', JSON.stringify(['a-peer-seen-before']));
+  });
+  const { id: bId } = await openApp(b, gateway.url);
+  await expect(b.getByTestId('accept-policy')).toHaveValue('everyone');
+  const stored = await b.evaluate(() =>
+    (
+      window as unknown as {
+        rtcmesh: { settings: { load(): Promise<{ acceptPolicy: string; knownPeers: string[] }> } };
+      }
+    ).rtcmesh.settings.load(),
+  );
+  expect(stored.acceptPolicy).toBe('everyone');
+  expect(stored.knownPeers).toContain('a-peer-seen-before');
+  expect(await b.evaluate(() => localStorage.getItem('rtcmesh:accept-policy'))).toBeNull();
+  // The node worker decides by it: a call is accepted with nobody asked.
+  const a = await device(browser, gateway.url, 1);
+  const aPage = a.pages[0] as Page;
+  await expect(b.getByTestId('status')).toHaveText('connected');
+  await expect(aPage.getByTestId('status')).toHaveText('connected');
+  await dialConnected(aPage, bId);
+  // And it stays after a reload, though localStorage no longer holds it.
+  await b.reload();
+  await expect(b.locator('body[data-ready="true"]')).toBeAttached();
+  await expect(b.getByTestId('accept-policy')).toHaveValue('everyone');
+  await a.context.close();
+  await context.close();
 });
