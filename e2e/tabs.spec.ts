@@ -21,6 +21,7 @@ async function device(
   options: { acceptEveryone?: boolean; noSharedWorker?: boolean } = {},
 ): Promise<{ context: BrowserContext; pages: Page[]; id: string }> {
   const context = await browser.newContext({ permissions: PERMISSIONS });
+  // Written where older versions kept it: the app moves it into IndexedDB as it starts.
   if (options.acceptEveryone)
     await context.addInitScript(() => localStorage.setItem('rtcmesh:accept-policy', 'everyone'));
   if (options.noSharedWorker)
