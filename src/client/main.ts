@@ -215,14 +215,16 @@ async function start(): Promise<void> {
     $<HTMLButtonElement>('#update-reload').addEventListener('click', apply, { once: true });
   });
 
+  const worker = new NodeWorkerHost();
   // Settings an older version left in localStorage move to IndexedDB, where the node
-  // worker reads them (it decides calls by them), before the worker starts.
-  await moveSettingsFromLocalStorage().catch((err: unknown) =>
-    console.warn('rtcmesh: could not move the settings to IndexedDB', err),
-  );
-  const certificate = await loadOrRenewCertificate();
-  const worker = new NodeWorkerHost(certificate);
-  const summary = await worker.start();
+  // worker reads them (it decides calls by them), before the worker makes the node.
+  const [certificate] = await Promise.all([
+    loadOrRenewCertificate(),
+    moveSettingsFromLocalStorage().catch((err: unknown) =>
+      console.warn('rtcmesh: could not move the settings to IndexedDB', err),
+    ),
+  ]);
+  const summary = await worker.start(certificate);
   const node = new NodeClient(worker);
   const settings = await loadSettings();
 

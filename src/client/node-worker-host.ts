@@ -36,15 +36,17 @@ export class NodeWorkerHost {
   private nextApi = deferred<Remote<NodeApi>>();
   private died = deferred<never>();
   private user: WorkerUser | undefined;
-
-  constructor(private readonly certificate: WorkerCertificate) {}
+  private certificate: WorkerCertificate | undefined;
+  /** The first worker, started at once: it loads while the tab makes its certificate. */
+  private readonly first = this.connect();
 
   /**
-   * Starts the worker (or joins the running one) and gives it the certificate; resolves
+   * Gives the worker the tab's certificate (the worker makes the node then) and resolves
    * with this device's identity. From then on the worker's death is watched.
    */
-  async start(): Promise<IdentitySummary> {
-    const api = this.connect();
+  async start(certificate: WorkerCertificate): Promise<IdentitySummary> {
+    this.certificate = certificate;
+    const api = this.first;
     const summary = await this.offerCertificate(api);
     this.bind(api);
     // The worker answered, so it holds its lock (it serves no port before): watch it now.
@@ -87,7 +89,9 @@ export class NodeWorkerHost {
   }
 
   private offerCertificate(api: Remote<NodeApi>): Promise<IdentitySummary> {
-    return api.useCertificate(this.certificate.fingerprints, this.certificate.expires);
+    const certificate = this.certificate;
+    if (!certificate) throw new Error('the node worker was not started');
+    return api.useCertificate(certificate.fingerprints, certificate.expires);
   }
 
   private bind(api: Remote<NodeApi>): void {
