@@ -219,7 +219,7 @@ test('a push service answering 410: the gateway drops the subscription', async (
 
     await dial(a, identity.id);
     await expect(a.getByTestId('dial-result')).toHaveAttribute('data-code', 'offline');
-    await expect(a.getByTestId('dial-result')).toContainText('410');
+    await expect(a.getByTestId('dial-result')).toContainText('gone');
     await expect(a.getByTestId('dial-result')).toContainText('dropped');
     expect(push.received.map((p) => p.status)).toEqual([410]);
     // Dropped: the next dial is not pushed at all.

@@ -21,6 +21,7 @@ const PWA_INPUTS = [
   'src/client',
   'src/worker',
   'src/browser',
+  'src/channel-worker',
   'src/sw',
   'src/core',
   'public',
