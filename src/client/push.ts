@@ -5,12 +5,9 @@
  */
 import { dialToAnswer, isServiceWorkerCallMessage } from '../browser/call-messages.ts';
 import { saveSettings } from '../browser/settings-store.ts';
+import { GatewayApi } from '../core/api/index.ts';
 import { decodeBase64url } from '../core/identity/index.ts';
-import {
-  gatewayInfoSchema,
-  parseValue,
-  pushSubscriptionSchema,
-} from '../core/protocol/messages.ts';
+import { parseValue, pushSubscriptionSchema } from '../core/protocol/messages.ts';
 import type { NodeClient } from './node-client.ts';
 
 /** Offline, pushManager.subscribe never settles (DESIGN §7): give up after this. */
@@ -49,9 +46,12 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
 }
 
 async function vapidPublicKey(): Promise<Uint8Array<ArrayBuffer>> {
-  const res = await withTimeout(fetch('/v1/info'), STEP_TIMEOUT_MS, 'asking the gateway');
-  const info = parseValue(gatewayInfoSchema, await res.json());
-  const key = info.ok ? decodeBase64url(info.value.vapidPublicKey) : undefined;
+  const info = await withTimeout(
+    new GatewayApi({ gateways: [location.origin] }).info({ timeoutMs: STEP_TIMEOUT_MS }),
+    STEP_TIMEOUT_MS,
+    'asking the gateway',
+  );
+  const key = decodeBase64url(info.vapidPublicKey);
   if (key?.length !== 65) throw new Error('the gateway offers no usable push key');
   return key;
 }

@@ -9,7 +9,7 @@ import { answerUrl, type ServiceWorkerCallMessage } from '../browser/call-messag
 import { openNodeDb } from '../browser/db.ts';
 import { loadKnownGateways } from '../browser/gateway-store.ts';
 import { loadNodeIdentity } from '../browser/identity-store.ts';
-import { audienceOf, createAuthorization } from '../core/identity/index.ts';
+import { GatewayApi, GatewayHttpError } from '../core/api/index.ts';
 import {
   dialIdSchema,
   type PushPayload,
@@ -139,22 +139,17 @@ async function decline(dialId: string): Promise<NotificationActionResult> {
   const identity = await loadNodeIdentity();
   if (!identity) return { done: 'failed', message: 'this browser has no node identity' };
   const gateways = [...new Set([self.location.origin, ...(await loadKnownGateways())])];
-  const unreachable: string[] = [];
-  for (const gateway of gateways) {
-    const res = await fetch(new URL(`/v1/dials/${encodeURIComponent(dialId)}/reject`, gateway), {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        authorization: await createAuthorization(identity.key, audienceOf(gateway)),
-      },
-      body: JSON.stringify({ reason: 'declined' }),
-    }).catch((err: unknown) => `${gateway}: ${err instanceof Error ? err.message : String(err)}`);
-    if (typeof res === 'string') unreachable.push(res);
-    // Down behind a proxy, or cut off from its cluster: another gateway may pass it on.
-    else if (res.status >= 502 && res.status <= 504) unreachable.push(`${gateway}: ${res.status}`);
-    else return { done: 'declined', status: res.status };
+  // The typed client signs for each gateway and moves on when one is down behind a proxy
+  // or cut off from its cluster (no answer, 502–504): another may pass the decline on.
+  const api = new GatewayApi({ gateways, identity });
+  try {
+    await api.rejectDial(dialId, { reason: 'declined' });
+    return { done: 'declined', status: 200 };
+  } catch (err) {
+    // The gateway's final word (the call is over, say): the caller is not ringing any more.
+    if (err instanceof GatewayHttpError) return { done: 'declined', status: err.status };
+    return { done: 'failed', message: err instanceof Error ? err.message : String(err) };
   }
-  return { done: 'failed', message: `no gateway reachable (${unreachable.join('; ')})` };
 }
 
 /** Focuses a window of the app and hands it the call, or opens one that answers it. */
