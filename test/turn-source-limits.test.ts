@@ -15,6 +15,7 @@ import {
   Realm,
   XorMappedAddress,
 } from '../src/node/stun/index.ts';
+import { addressKey } from '../src/node/stun/ip.ts';
 import {
   EvenPort,
   Lifetime,
@@ -23,7 +24,6 @@ import {
   ReservationToken,
 } from '../src/node/turn/codec/attributes.ts';
 import { type TurnLimits, TurnServer } from '../src/node/turn/server.ts';
-import { sourceOf } from '../src/node/turn/source-limits.ts';
 import { attr, codeOf, TestTurnClient } from './support/turn-client.ts';
 
 const SECRET = 'test-secret';
@@ -130,10 +130,10 @@ describe('allocations per source', () => {
   });
 
   it('a source is an IPv4 address, or an IPv6 /64', () => {
-    expect(sourceOf('192.0.2.7')).toBe('192.0.2.7');
-    expect(sourceOf('::ffff:192.0.2.7')).toBe('192.0.2.7');
-    expect(sourceOf('2001:db8:1:2::1')).toBe(sourceOf('2001:db8:1:2:ffff:ffff:ffff:ffff'));
-    expect(sourceOf('2001:db8:1:2::1')).not.toBe(sourceOf('2001:db8:1:3::1'));
+    expect(addressKey('192.0.2.7')).toBe('192.0.2.7');
+    expect(addressKey('::ffff:192.0.2.7')).toBe('192.0.2.7');
+    expect(addressKey('2001:db8:1:2::1')).toBe(addressKey('2001:db8:1:2:ffff:ffff:ffff:ffff'));
+    expect(addressKey('2001:db8:1:2::1')).not.toBe(addressKey('2001:db8:1:3::1'));
   });
 });
 

@@ -67,3 +67,17 @@ export function unmapIpv4(address: string): string {
   const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
   return m?.[1] ?? address;
 }
+
+/**
+ * What one party cannot cheaply multiply, as a key for per-address limits (the gateway's and
+ * the TURN server's): an IPv4 address as itself (IPv4-mapped IPv6 too), an IPv6 address as its
+ * /64 (one subscriber's network, `2001:db8::/64`). Text that is no address is its own key.
+ */
+export function addressKey(address: string): string {
+  const bytes = parseIp(unmapIpv4(address));
+  if (!bytes) return address.slice(0, 64);
+  if (bytes.length === 4) return formatIp(bytes);
+  const prefix = new Uint8Array(16);
+  prefix.set(bytes.subarray(0, 8));
+  return `${formatIp(prefix)}/64`;
+}

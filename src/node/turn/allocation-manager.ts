@@ -7,12 +7,13 @@
 import { randomBytes } from 'node:crypto';
 import type { RemoteInfo, Socket } from 'node:dgram';
 import type { TransportAddress } from '../stun/address.ts';
+import { addressKey } from '../stun/ip.ts';
 import { Allocation } from './allocation.ts';
 import type { TurnLimits } from './limits.ts';
 import type { Outbox } from './outbox.ts';
 import { UserQuotas } from './quota.ts';
 import { type Authenticated, Refusal } from './refusal.ts';
-import { SourceShares, sourceOf } from './source-limits.ts';
+import { SourceShares } from './source-limits.ts';
 import { bindUdp, closeQuietly } from './udp.ts';
 
 const RESERVATION_LIFETIME_MS = 30_000;
@@ -102,7 +103,7 @@ export class AllocationManager {
     // Slots this Allocate takes: the allocation, and the reservation beside it. Taking over a
     // reservation moves its slot (of the user's quota, the source's share, the cap) instead.
     const slots = reserveNext ? 2 : 1;
-    const source = sourceOf(client.address);
+    const source = addressKey(client.address);
     const movedFrom = (owner: string, of: 'user' | 'source') =>
       reservation?.[of] === owner ? 1 : 0;
     this.makeRoomForUser(auth.user, slots - movedFrom(auth.user, 'user'));
@@ -269,7 +270,7 @@ export class AllocationManager {
     if (this.allocations.get(key) !== allocation) return;
     this.allocations.delete(key);
     this.quotas.releaseAllocation(allocation.user);
-    this.sourceShares.release(sourceOf(allocation.client.address));
+    this.sourceShares.release(addressKey(allocation.client.address));
     closeQuietly(allocation.relay);
   }
 

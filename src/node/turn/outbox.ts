@@ -8,11 +8,12 @@ import type { TransportAddress } from '../stun/address.ts';
 import { AttributeType } from '../stun/attribute.ts';
 import { MessageBuilder } from '../stun/builder.ts';
 import { ERROR_REASONS, ErrorCode } from '../stun/error-code.ts';
+import { addressKey } from '../stun/ip.ts';
 import type { StunMessage } from '../stun/message.ts';
 import { UnknownAttributes } from '../stun/unknown-attributes.ts';
 import type { TurnLimits } from './limits.ts';
 import type { Authenticated } from './refusal.ts';
-import { SourceBuckets, sourceOf } from './source-limits.ts';
+import { SourceBuckets } from './source-limits.ts';
 
 export type DropReason =
   | 'not-stun' // neither STUN nor ChannelData by its first byte
@@ -116,7 +117,7 @@ export class Outbox {
     auth: Authenticated | undefined,
     fill?: Fill,
   ): Uint8Array | undefined {
-    if (!auth && !this.unauthenticatedAnswers.take(sourceOf(client.address), this.now())) {
+    if (!auth && !this.unauthenticatedAnswers.take(addressKey(client.address), this.now())) {
       this.drop('rate-limited');
       return undefined;
     }

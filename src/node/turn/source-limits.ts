@@ -1,17 +1,9 @@
 /**
  * Limits per source, where a source is what one party cannot cheaply multiply: an IPv4 address,
  * or an IPv6 /64 (one subscriber's network). Identities are free to make, so limits per user
- * alone let one address take everything; these make it take at most a share.
+ * alone let one address take everything; these make it take at most a share. A source's key
+ * is `addressKey` (stun/ip.ts), the same the gateway's HTTP limits use.
  */
-import { parseIp, unmapIpv4 } from '../stun/ip.ts';
-
-/** The source a client address counts against: its IPv4 address, or its IPv6 /64 prefix. */
-export function sourceOf(address: string): string {
-  const bytes = parseIp(unmapIpv4(address));
-  if (!bytes) return address;
-  if (bytes.length === 4) return bytes.join('.');
-  return `${Buffer.from(bytes.subarray(0, 8)).toString('hex')}/64`;
-}
 
 /**
  * How many slots (allocations, reservations, Allocates in progress) each source holds, at most

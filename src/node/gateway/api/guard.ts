@@ -10,7 +10,8 @@ import {
   verifyAuthorization,
 } from '../../../core/identity/index.ts';
 import type { Registration, Registry } from '../../registry/index.ts';
-import { addressKey, clientAddress } from '../client-address.ts';
+import { addressKey } from '../../stun/ip.ts';
+import { clientAddress } from '../client-address.ts';
 import type { GatewayConfig } from '../config.ts';
 import { HttpError } from '../http.ts';
 import { RateLimiter } from '../rate-limit.ts';
