@@ -44,7 +44,7 @@ import {
   stunUrlOf,
 } from './config.ts';
 import { HttpFront } from './http-front.ts';
-import { countedFrom, latencyHistogram, MetricsRegistry } from './metrics.ts';
+import { countedFrom, gaugeFrom, latencyHistogram, MetricsRegistry } from './metrics.ts';
 import { loadOrCreateVapidKeys, PushSender } from './push.ts';
 import { RtcEndpoint, resolveUdpPort } from './rtc-endpoint.ts';
 import type { GatewaySession } from './session.ts';
@@ -437,14 +437,7 @@ export class Gateway {
       registers: [m],
     }).set({ version: VERSION, id: this.identity.id }, 1);
     const gauge = (name: string, help: string, read: () => number) =>
-      new Gauge({
-        name,
-        help,
-        registers: [m],
-        collect() {
-          this.set(read());
-        },
-      });
+      gaugeFrom(m, name, help, read);
     gauge('rtcmesh_uptime_seconds', 'Seconds since the gateway started.', () =>
       Math.floor((Date.now() - this.startedAt) / 1000),
     );

@@ -2,7 +2,7 @@
  * The gateway's Prometheus metrics (prom-client): one registry per gateway, and each
  * component registers its own metrics on it. Labels only ever take values from fixed lists.
  */
-import { Counter, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 export { Registry as MetricsRegistry };
 
@@ -28,6 +28,23 @@ export function countedFrom(
       const now = read();
       if (now > last) this.inc(now - last);
       last = Math.max(last, now);
+    },
+  });
+}
+
+/** A gauge read from a component when scraped. */
+export function gaugeFrom(
+  registry: Registry,
+  name: string,
+  help: string,
+  read: () => number,
+): Gauge {
+  return new Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.set(read());
     },
   });
 }

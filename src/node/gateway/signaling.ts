@@ -9,7 +9,6 @@
  * …/reject).
  */
 
-import { Gauge } from 'prom-client';
 import {
   fingerprintsInSdp,
   IdentityError,
@@ -28,7 +27,7 @@ import type {
 } from '../../core/protocol/messages.ts';
 import type { Registration, Registry } from '../registry/index.ts';
 import type { GatewayLimits } from './limits.ts';
-import { countedFrom, latencyHistogram, type MetricsRegistry } from './metrics.ts';
+import { countedFrom, gaugeFrom, latencyHistogram, type MetricsRegistry } from './metrics.ts';
 
 /** Whoever takes part in a dial: a node's ctl session, or an HTTP request waiting for its answer. */
 export interface DialParty {
@@ -134,15 +133,12 @@ export class Signaling {
   }
 
   private registerMetrics(registry: MetricsRegistry): void {
-    const pending = () => this.pending;
-    new Gauge({
-      name: 'rtcmesh_dials_pending',
-      help: 'Dials waiting for an answer or trickling candidates.',
-      registers: [registry],
-      collect() {
-        this.set(pending());
-      },
-    });
+    gaugeFrom(
+      registry,
+      'rtcmesh_dials_pending',
+      'Dials waiting for an answer or trickling candidates.',
+      () => this.pending,
+    );
     countedFrom(
       registry,
       'rtcmesh_dials_started_total',

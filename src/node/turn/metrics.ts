@@ -1,17 +1,14 @@
 /** The TURN relay's Prometheus metrics, read from its own tallies when scraped. */
-import { Gauge } from 'prom-client';
-import { countedFrom, type MetricsRegistry } from '../gateway/metrics.ts';
+import { countedFrom, gaugeFrom, type MetricsRegistry } from '../gateway/metrics.ts';
 import type { TurnServer } from './server.ts';
 
 export function registerTurnMetrics(registry: MetricsRegistry, turn: TurnServer): void {
-  new Gauge({
-    name: 'rtcmesh_turn_allocations',
-    help: 'TURN allocations now.',
-    registers: [registry],
-    collect() {
-      this.set(turn.allocationCount);
-    },
-  });
+  gaugeFrom(
+    registry,
+    'rtcmesh_turn_allocations',
+    'TURN allocations now.',
+    () => turn.allocationCount,
+  );
   const counted = (name: string, help: string, read: () => number) =>
     countedFrom(registry, name, help, read);
   counted(
