@@ -424,7 +424,6 @@ export class Gateway {
       .sweep(now)
       .catch((err: unknown) => this.logger.error({ err }, 'registry sweep failed'));
     await this.guard.countRegistrations(now);
-    this.guard.sweep(now);
   }
 
   private registerMetrics(): void {

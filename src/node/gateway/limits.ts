@@ -5,7 +5,7 @@
  * authenticated work; per-address limits key on the address (IPv6: its /64); identities are
  * free, so what a fresh identity may take is bounded per address too.
  */
-import type { RateLimit } from './rate-limit.ts';
+import type { RateLimit } from '../rate-limit.ts';
 
 export interface GatewayLimits {
   /** Largest HTTP request body. */

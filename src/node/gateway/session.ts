@@ -10,7 +10,7 @@ import {
   nodeToGatewaySchema,
   parseMessage,
 } from '../../core/protocol/messages.ts';
-import { type RateLimit, RateLimiter } from './rate-limit.ts';
+import { type RateLimit, RateLimiter } from '../rate-limit.ts';
 import type { Association } from './rtc-endpoint.ts';
 
 /** A connect whose `ctl` is not open by then is abandoned. */

@@ -4,6 +4,7 @@
  * clients and peers that never throw, and the counters /metrics reads.
  */
 import type { Socket } from 'node:dgram';
+import { RateLimiter } from '../rate-limit.ts';
 import type { TransportAddress } from '../stun/address.ts';
 import { AttributeType } from '../stun/attribute.ts';
 import { MessageBuilder } from '../stun/builder.ts';
@@ -13,7 +14,6 @@ import type { StunMessage } from '../stun/message.ts';
 import { UnknownAttributes } from '../stun/unknown-attributes.ts';
 import type { TurnLimits } from './limits.ts';
 import type { Authenticated } from './refusal.ts';
-import { SourceBuckets } from './source-limits.ts';
 
 export type DropReason =
   | 'not-stun' // neither STUN nor ChannelData by its first byte
@@ -70,7 +70,7 @@ type Fill = (b: MessageBuilder) => void;
 
 export class Outbox {
   readonly stats: TurnStats = newTurnStats();
-  private readonly unauthenticatedAnswers: SourceBuckets;
+  private readonly unauthenticatedAnswers: RateLimiter;
   private faultsLogged = 0;
   private closed = false;
 
@@ -79,9 +79,11 @@ export class Outbox {
     limits: TurnLimits,
     private readonly now: () => number,
   ) {
-    this.unauthenticatedAnswers = new SourceBuckets(
-      limits.unauthenticatedPerSecondPerSource,
-      limits.unauthenticatedBurstPerSource,
+    this.unauthenticatedAnswers = new RateLimiter(
+      {
+        perSecond: limits.unauthenticatedPerSecondPerSource,
+        burst: limits.unauthenticatedBurstPerSource,
+      },
       limits.unauthenticatedSources,
       now(),
     );

@@ -9,12 +9,12 @@ import {
   type VerifiedRequest,
   verifyAuthorization,
 } from '../../../core/identity/index.ts';
+import { RateLimiter } from '../../rate-limit.ts';
 import type { Registration, Registry } from '../../registry/index.ts';
 import { addressKey } from '../../stun/ip.ts';
 import { clientAddress } from '../client-address.ts';
 import type { GatewayConfig } from '../config.ts';
 import { HttpError } from '../http.ts';
-import { RateLimiter } from '../rate-limit.ts';
 import { httpErrorOf } from './errors.ts';
 
 export type RateClass = 'connect' | 'dial';
@@ -96,10 +96,5 @@ export class RequestGuard {
 
   async countRegistrations(now: number): Promise<void> {
     this.registrations = await this.registry.count(now).catch(() => this.registrations);
-  }
-
-  /** Forgets full buckets. */
-  sweep(now: number): void {
-    for (const l of [this.authFailures, this.newNodes, ...Object.values(this.perId)]) l.sweep(now);
   }
 }
