@@ -22,7 +22,7 @@ async function startCluster(redis: RedisServer, args: string[] = []) {
     [1, 2].map(() => startGateway({ args: ['--redis', redis.url, ...args] })),
   );
   for (const g of gateways)
-    await expect.poll(async () => (await info(g)).gateways?.length, { timeout: 15_000 }).toBe(2);
+    await expect.poll(async () => (await info(g)).gateways?.length, { timeout: 60_000 }).toBe(2);
   return gateways as [GatewayProcess, GatewayProcess];
 }
 
@@ -158,7 +158,7 @@ test('Redis restarts: the gateways recover, and a push-registered node can still
     await redis.restart();
     for (const g of [g1, g2])
       await expect
-        .poll(() => metric(g, 'rtcmesh_cluster_redis_reconnects_total'), { timeout: 15_000 })
+        .poll(() => metric(g, 'rtcmesh_cluster_redis_reconnects_total'), { timeout: 60_000 })
         .toBe(1);
     for (const g of [g1, g2])
       await expect.poll(() => metric(g, 'rtcmesh_cluster_redis_up')).toBe(1);

@@ -6,7 +6,7 @@ import type { Browser, BrowserContext, Page } from '@playwright/test';
 import { dial, expect, noteTime, openApp, storeCertificateExpiringIn, test } from './fixtures.ts';
 import { PERMISSIONS } from './support/browser.ts';
 import { type GatewayProcess, metric } from './support/gateway-process.ts';
-import { RawChromium } from './support/raw-chromium.ts';
+import { RawChromium, type RawPage } from './support/raw-chromium.ts';
 
 // Several tabs and two devices per test: more steps than most specs.
 test.describe.configure({ timeout: 150_000 });
@@ -47,6 +47,20 @@ async function deviceWithThreeTabsAndPeer(browser: Browser, url: string, bAccept
   for (const page of [...a.pages, bPage])
     await expect(page.getByTestId('status')).toHaveText('connected');
   return { a, b, bPage };
+}
+
+/** True in the tab that hosts the node's peer connections. */
+const IS_HOST = `document.body.dataset.rtcHost === 'true'`;
+
+/** Two raw tabs of one device, once one of them hosts: the host first. */
+async function hostAndOther(first: RawPage, second: RawPage): Promise<[RawPage, RawPage]> {
+  await expect
+    .poll(async () => [
+      await first.evaluate<boolean>(IS_HOST),
+      await second.evaluate<boolean>(IS_HOST),
+    ])
+    .toContain(true);
+  return (await first.evaluate<boolean>(IS_HOST)) ? [first, second] : [second, first];
 }
 
 async function dialConnected(page: Page, to: string): Promise<void> {
@@ -298,21 +312,12 @@ test('a frozen host tab hands over: another tab hosts, dials and streams, and th
       for await (const m of s.readable) { globalThis.echoed++; await s.send(m); }
     }), true)`);
     await b.evaluate(`globalThis.rtcmesh.settings.save({ acceptPolicy: 'everyone' })`);
-    const isHost = `document.body.dataset.rtcHost === 'true'`;
-    await expect
-      .poll(async () => [
-        await first.evaluate<boolean>(isHost),
-        await second.evaluate<boolean>(isHost),
-      ])
-      .toContain(true);
-    const [host, other] = (await first.evaluate<boolean>(isHost))
-      ? [first, second]
-      : [second, first];
+    const [host, other] = await hostAndOther(first, second);
 
     await host.setLifecycle('frozen');
     // The frozen host gave up its role on `freeze`: the other tab hosts and connects.
-    await other.waitFor(isHost, 10_000);
-    await other.waitFor(connected, 10_000);
+    await other.waitFor(IS_HOST);
+    await other.waitFor(connected);
     const echo = `(async () => {
       const stream = await globalThis.rtcmesh.node.dial(${JSON.stringify(bId)}, 'echo');
       await stream.send('ping while the other tab is frozen');
@@ -325,8 +330,8 @@ test('a frozen host tab hands over: another tab hosts, dials and streams, and th
 
     // Resumed, the old host stands again behind the new one and uses the node as before.
     await host.setLifecycle('active');
-    await host.waitFor(connected, 10_000);
-    expect(await host.evaluate<boolean>(isHost)).toBe(false);
+    await host.waitFor(connected);
+    expect(await host.evaluate<boolean>(IS_HOST)).toBe(false);
     expect(
       await host.evaluate<string>(echo.replace('while the other tab is frozen', 'after resume')),
     ).toBe('ping after resume');
@@ -369,16 +374,7 @@ test('the node worker decides calls itself: a frozen tab holds no call up', asyn
     await first.evaluate(
       `globalThis.rtcmesh.settings.save({ acceptPolicy: 'known', knownPeers: [${JSON.stringify(knownId)}] })`,
     );
-    const isHost = `document.body.dataset.rtcHost === 'true'`;
-    await expect
-      .poll(async () => [
-        await first.evaluate<boolean>(isHost),
-        await second.evaluate<boolean>(isHost),
-      ])
-      .toContain(true);
-    const [host, other] = (await first.evaluate<boolean>(isHost))
-      ? [first, second]
-      : [second, first];
+    const [host, other] = await hostAndOther(first, second);
     await other.setLifecycle('frozen');
     // Still counted as a tab of the node: frozen, not gone.
     const tabs = await host.evaluate<string[]>(
@@ -396,7 +392,7 @@ test('the node worker decides calls itself: a frozen tab holds no call up', asyn
     expect(await host.evaluate<boolean>(`document.querySelector('#incoming').hidden`)).toBe(true);
 
     await other.setLifecycle('active');
-    await other.waitFor(connected, 10_000);
+    await other.waitFor(connected);
   } finally {
     await chromium.close();
   }

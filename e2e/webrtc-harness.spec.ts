@@ -73,7 +73,7 @@ test('two browser contexts open a data channel to each other', async ({ browser,
 
   const open = (page: Page) =>
     page.waitForFunction(() => (window as Win).dc?.readyState === 'open', undefined, {
-      timeout: 15_000,
+      timeout: 60_000,
     });
   await Promise.all([open(a), open(b)]);
   await a.evaluate(() => (window as Win).dc?.send('hello from A'));

@@ -313,11 +313,6 @@ export class Gateway {
     return this.relay.server ? `${this.relay.host}:${this.relay.server.port}` : undefined;
   }
 
-  /** The ICE servers a node gets with its session: STUN and TURN, credentials for its ID. */
-  iceServersFor(id: NodeId): IceServerConfig[] {
-    return iceServersFor(this.relay, this.config, id);
-  }
-
   get info(): GatewayInfo {
     return {
       id: this.identity.id,
@@ -477,6 +472,7 @@ export class Gateway {
   }
 }
 
+/** The ICE servers a node gets with its session: STUN and TURN, credentials for its ID. */
 function iceServersFor(relay: Relay, config: GatewayConfig, id: NodeId): IceServerConfig[] {
   const { username, credential } = issueCredentials(
     relay.secret,
