@@ -1,11 +1,13 @@
 /**
  * `npm run bench`: prints figures, each next to a baseline measured in the same run, and
  * records them in the README's performance section. Benchmarks are not tests: nothing here
- * passes or fails on a number.
+ * passes or fails on a number, but for the app-size budget (bench/app-size.ts), which fails
+ * the run (exit 1) and the unit suite (test/app-size.test.ts) alike.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { repoPath } from '../e2e/support/paths.ts';
+import { appSizeTable, measureAppSize } from './app-size.ts';
 import { launch } from './browser.ts';
 import { peerjsDials, rawDials, rtcmeshDials } from './dial-latency.ts';
 import { pushWakeDials } from './push-wake.ts';
@@ -14,7 +16,7 @@ import { cliToCli, pageToPage } from './throughput.ts';
 
 const DIALS = Number(process.env.BENCH_DIALS ?? 30);
 /** Run only some sections: BENCH_ONLY=dial,throughput */
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'dial,throughput,relay,push').split(','));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'size,dial,throughput,relay,push').split(','));
 /** Push-woken dials each open B's app again: fewer of them. */
 const PUSH_DIALS = Number(process.env.BENCH_PUSH_DIALS ?? 10);
 
@@ -32,6 +34,20 @@ function record(section: string, table: string): void {
   }
 }
 const fmt = (ms: number) => `${ms.toFixed(1)} ms`;
+
+// The app-size budget is the one figure the bench enforces: above it the run exits 1.
+let overBudget = false;
+if (ONLY.has('size')) {
+  const size = measureAppSize();
+  const table = appSizeTable(size);
+  console.log(`\n${table}\n`);
+  record('size', table);
+  overBudget = size.overBudget;
+  if (overBudget)
+    console.error(
+      `APP SIZE OVER BUDGET: ${size.totalGzipBytes} bytes gzip > ${size.budgetBytes} (see the table above)`,
+    );
+}
 
 const browser = await launch();
 try {
@@ -127,5 +143,6 @@ try {
   await browser.close();
 }
 
+if (overBudget) console.error('npm run bench: FAILED, the app is over its size budget');
 // Servers the baselines started (PeerServer, the relay sockets) may hold the event loop.
-process.exit(0);
+process.exit(overBudget ? 1 : 0);

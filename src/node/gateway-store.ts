@@ -5,19 +5,24 @@
  */
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as z from 'zod';
+import * as z from 'zod/mini';
+import { parseValue } from '../core/protocol/schema.ts';
 
 export const GATEWAYS_FILE = 'gateways.json';
 
-const keptSchema = z.object({ gateway: z.string(), gateways: z.array(z.string()).max(64) });
+const keptSchema = z.object({
+  gateway: z.string(),
+  gateways: z.array(z.string()).check(z.maxLength(64)),
+});
 
 /** The gateways kept for `gateway`, or none (a missing or unreadable file costs only failover). */
 export async function loadKnownGateways(dataDir: string, gateway: string): Promise<string[]> {
   try {
-    const kept = keptSchema.safeParse(
+    const kept = parseValue(
+      keptSchema,
       JSON.parse(await readFile(join(dataDir, GATEWAYS_FILE), 'utf8')),
     );
-    return kept.success && kept.data.gateway === gateway ? kept.data.gateways : [];
+    return kept.ok && kept.value.gateway === gateway ? kept.value.gateways : [];
   } catch {
     return [];
   }

@@ -4,7 +4,8 @@
  * opens (or focuses) the app, which answers the call; Decline is sent from here, signed with
  * the node key from IndexedDB. With a visible window the window gets the call instead.
  */
-import * as z from 'zod';
+
+import * as z from 'zod/mini';
 import { answerUrl, type ServiceWorkerCallMessage } from '../browser/call-messages.ts';
 import { openNodeDb } from '../browser/db.ts';
 import { loadKnownGateways } from '../browser/gateway-store.ts';

@@ -15,7 +15,6 @@
  * is the outcome of a dial (`timeout`, `busy`, `gateway`): the call reached its callee's
  * gateway and ended there; ringing it again through another gateway would be a second call.
  */
-import type * as z from 'zod';
 import { audienceOf, createAuthorization, type NodeKey } from '../identity/index.ts';
 import {
   API,
@@ -25,7 +24,13 @@ import {
   type ApiRoute,
   apiPath,
 } from '../protocol/api.ts';
-import { DIAL_ERROR_CODES, errorBodySchema, MAX_MESSAGE_BYTES } from '../protocol/messages.ts';
+import {
+  DIAL_ERROR_CODES,
+  errorBodySchema,
+  MAX_MESSAGE_BYTES,
+  parseValue,
+  type Schema,
+} from '../protocol/messages.ts';
 import {
   type FailedAttempt,
   GatewayHttpError,
@@ -122,7 +127,7 @@ export class GatewayApi {
 
   /** Calls a route; resolves with the validated response and the gateway that gave it. */
   async send<N extends ApiName>(name: N, options: ApiCallOptions<N>): Promise<ApiResult<N>> {
-    const route = API[name] as ApiRoute<z.ZodType, z.ZodType>;
+    const route = API[name] as ApiRoute<Schema<unknown>, Schema<unknown>>;
     const path = apiPath(name, options.id);
     const order = uniqueGateways([...(options.from ? [options.from] : []), ...this.list]);
     const candidates = options.failover === false ? order.slice(0, 1) : order;
@@ -137,7 +142,7 @@ export class GatewayApi {
 
   /** One gateway: the response, or why the next gateway should be tried; throws what is final. */
   private async attempt(
-    route: ApiRoute<z.ZodType, z.ZodType>,
+    route: ApiRoute<Schema<unknown>, Schema<unknown>>,
     name: ApiName,
     gateway: string,
     path: string,
@@ -186,19 +191,17 @@ export class GatewayApi {
     }
     if (status >= 200 && status < 300) {
       const json = parseJson(text);
-      const parsed = route.response.safeParse(json);
-      if (!parsed.success) {
-        const issue = parsed.error.issues[0];
+      const parsed = parseValue(route.response, json);
+      if (!parsed.ok)
         throw new GatewayProtocolError(
-          `${gateway} sent a bad ${route.method} ${route.path} response: ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'bad'}`,
+          `${gateway} sent a bad ${route.method} ${route.path} response: ${parsed.message}`,
           gateway,
         );
-      }
-      return { data: parsed.data };
+      return { data: parsed.value };
     }
-    const body = errorBodySchema.safeParse(parseJson(text));
-    const error = body.success
-      ? new GatewayHttpError(status, body.data.error.code, body.data.error.message, gateway)
+    const body = parseValue(errorBodySchema, parseJson(text));
+    const error = body.ok
+      ? new GatewayHttpError(status, body.value.error.code, body.value.error.message, gateway)
       : new GatewayHttpError(
           status,
           `http-${status}`,

@@ -2,7 +2,8 @@
  * Node records (DESIGN §1): a compact JWS, signed by the node key, binding the node ID
  * to the DTLS certificate(s) it uses. Peers believe a record only when every check passes.
  */
-import * as z from 'zod';
+import * as z from 'zod/mini';
+import { parseValue } from '../protocol/schema.ts';
 import { decodeBase64url, encodeBase64url } from './base64url.ts';
 import { formatFingerprint, isFingerprint } from './certificate.ts';
 import { IdentityError } from './errors.ts';
@@ -23,16 +24,15 @@ export const CLOCK_SKEW_S = 60;
 
 const recordPayloadSchema = z.object({
   v: z.literal(RECORD_VERSION),
-  id: z.string().length(52),
-  key: z.string().length(87), // base64url of 65 bytes
-  ip6: z.string().max(45),
+  id: z.string().check(z.length(52)),
+  key: z.string().check(z.length(87)), // base64url of 65 bytes
+  ip6: z.string().check(z.maxLength(45)),
   fp: z
-    .array(z.string().refine(isFingerprint, 'not a "sha-256 AB:CD:…" fingerprint'))
-    .min(1)
-    .max(4),
-  iat: z.number().int(),
-  exp: z.number().int(),
-  name: z.string().max(64).optional(),
+    .array(z.string().check(z.refine(isFingerprint, 'not a "sha-256 AB:CD:…" fingerprint')))
+    .check(z.minLength(1), z.maxLength(4)),
+  iat: z.int(),
+  exp: z.int(),
+  name: z.optional(z.string().check(z.maxLength(64))),
 });
 
 export type NodeRecordPayload = z.infer<typeof recordPayloadSchema>;
@@ -90,14 +90,9 @@ export async function verifyNodeRecord(
   options: VerifyRecordOptions = {},
 ): Promise<VerifiedRecord> {
   const decoded = decodeJws(jws, 'node record');
-  const parsed = recordPayloadSchema.safeParse(decoded.payload);
-  if (!parsed.success) {
-    throw new IdentityError(
-      'malformed',
-      `node record payload: ${parsed.error.issues[0]?.path.join('.')} ${parsed.error.issues[0]?.message}`,
-    );
-  }
-  const p = parsed.data;
+  const parsed = parseValue(recordPayloadSchema, decoded.payload, 'node record payload');
+  if (!parsed.ok) throw new IdentityError('malformed', parsed.message);
+  const p = parsed.value;
   const publicKey = decodeBase64url(p.key);
   if (!publicKey) throw new IdentityError('bad-key', 'node record key is not base64url');
   await checkJwsSignature(decoded, publicKey, 'node record');

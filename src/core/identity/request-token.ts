@@ -3,7 +3,8 @@
  * the RFC 8292 form, self-signed by the node key. The gateway derives the caller's ID
  * from `k`, so nobody can act as an ID without its key.
  */
-import * as z from 'zod';
+import * as z from 'zod/mini';
+import { parseValue } from '../protocol/schema.ts';
 import { decodeBase64url, encodeBase64url } from './base64url.ts';
 import { IdentityError } from './errors.ts';
 import { checkJwsSignature, decodeJws, signJws } from './jws.ts';
@@ -16,11 +17,11 @@ export const MAX_TOKEN_LIFETIME_S = 10 * 60;
 export const DEFAULT_TOKEN_LIFETIME_S = 5 * 60;
 
 const claimsSchema = z.object({
-  aud: z.string().max(512),
-  exp: z.number().int(),
-  jti: z.string().min(8).max(64),
-  iat: z.number().int().optional(),
-  sub: z.string().max(256).optional(),
+  aud: z.string().check(z.maxLength(512)),
+  exp: z.int(),
+  jti: z.string().check(z.minLength(8), z.maxLength(64)),
+  iat: z.optional(z.int()),
+  sub: z.optional(z.string().check(z.maxLength(256))),
 });
 export type RequestTokenClaims = z.infer<typeof claimsSchema>;
 
@@ -87,15 +88,10 @@ export async function verifyAuthorization(
   const publicKey = decodeBase64url(key);
   if (!publicKey) throw new IdentityError('bad-key', 'Authorization k= is not base64url');
   const decoded = decodeJws(token, 'request token');
-  const parsed = claimsSchema.safeParse(decoded.payload);
-  if (!parsed.success) {
-    throw new IdentityError(
-      'malformed',
-      `request token claims: ${parsed.error.issues[0]?.path.join('.')} ${parsed.error.issues[0]?.message}`,
-    );
-  }
+  const parsed = parseValue(claimsSchema, decoded.payload, 'request token claims');
+  if (!parsed.ok) throw new IdentityError('malformed', parsed.message);
   await checkJwsSignature(decoded, publicKey, 'request token');
-  const claims = parsed.data;
+  const claims = parsed.value;
   if (claims.aud !== audienceOf(options.audience)) {
     throw new IdentityError(
       'wrong-audience',

@@ -5,7 +5,7 @@
  * Either side cancels by closing the stream; nothing half-received is ever complete.
  */
 import { sha256 } from '@noble/hashes/sha2.js';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { toHex } from '../identity/bytes.ts';
 import { parseMessage } from '../protocol/messages.ts';
 import { MAX_FRAME_PAYLOAD, type MeshStream } from './stream.ts';
@@ -14,15 +14,14 @@ export const FILE_SERVICE = 'file';
 
 const offerSchema = z.object({
   t: z.literal('offer'),
-  name: z.string().min(1).max(255),
-  size: z
-    .number()
-    .int()
-    .min(0)
-    .max(2 ** 53 - 1),
-  type: z.string().max(255),
+  name: z.string().check(z.minLength(1), z.maxLength(255)),
+  size: z.int().check(z.minimum(0), z.maximum(2 ** 53 - 1)),
+  type: z.string().check(z.maxLength(255)),
 });
-const endSchema = z.object({ t: z.literal('end'), sha256: z.string().regex(/^[0-9a-f]{64}$/) });
+const endSchema = z.object({
+  t: z.literal('end'),
+  sha256: z.string().check(z.regex(/^[0-9a-f]{64}$/)),
+});
 export type FileOffer = z.infer<typeof offerSchema>;
 
 export interface TransferProgress {

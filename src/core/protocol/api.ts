@@ -4,7 +4,8 @@
  * (every caller: node, service worker, app, tests, benchmarks) are both built from it, so
  * the two cannot drift apart.
  */
-import * as z from 'zod';
+
+import * as z from 'zod/mini';
 import {
   connectRequestSchema,
   connectResponseSchema,
@@ -18,7 +19,7 @@ import {
   registerResponseSchema,
 } from './messages.ts';
 
-export interface ApiRoute<Req extends z.ZodType, Res extends z.ZodType> {
+export interface ApiRoute<Req extends z.ZodMiniType, Res extends z.ZodMiniType> {
   method: 'GET' | 'POST';
   /** The path; `:id` stands for a dial id. */
   path: string;
@@ -28,7 +29,7 @@ export interface ApiRoute<Req extends z.ZodType, Res extends z.ZodType> {
   response: Res;
 }
 
-const route = <Req extends z.ZodType, Res extends z.ZodType>(
+const route = <Req extends z.ZodMiniType, Res extends z.ZodMiniType>(
   r: ApiRoute<Req, Res>,
 ): ApiRoute<Req, Res> => r;
 
@@ -104,7 +105,10 @@ export function apiPath(name: ApiName, id?: string): string {
  * Dial ids are 16 to 64 base64url characters.
  */
 export function matchApiPath(path: string): { name: ApiName; id?: string } | undefined {
-  for (const [name, r] of Object.entries(API) as [ApiName, ApiRoute<z.ZodType, z.ZodType>][]) {
+  for (const [name, r] of Object.entries(API) as [
+    ApiName,
+    ApiRoute<z.ZodMiniType, z.ZodMiniType>,
+  ][]) {
     if (!r.path.includes(':id')) {
       if (r.path === path) return { name };
       continue;

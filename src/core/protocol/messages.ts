@@ -3,25 +3,25 @@
  * channel, HTTP bodies) and every party (gateway, browser, CLI). Everything received is
  * parsed here first; anything that does not parse gets an `error` reply and is dropped.
  */
-import * as z from 'zod';
+import * as z from 'zod/mini';
+import { maxString, type ParseResult, parseValue, type Schema } from './schema.ts';
+
+export { type ParseResult, parseValue, type Schema } from './schema.ts';
 
 /** Longest message we accept on `ctl` or as an HTTP body (an SDP is a few KiB). */
 export const MAX_MESSAGE_BYTES = 64 * 1024;
 
-const sdp = z
-  .string()
-  .min(10)
-  .max(32 * 1024);
-const record = z.string().min(10).max(8192);
+const sdp = z.string().check(z.minLength(10), z.maxLength(32 * 1024));
+const record = z.string().check(z.minLength(10), z.maxLength(8192));
 /** Chosen by the caller (16 random bytes, base64url), so candidates can trickle at once. */
-const dialId = z.string().regex(/^[A-Za-z0-9_-]{16,64}$/);
+const dialId = z.string().check(z.regex(/^[A-Za-z0-9_-]{16,64}$/));
 /** A node ID (base32) or a mesh IPv6 address. */
-const peerAddress = z.string().min(2).max(64);
+const peerAddress = z.string().check(z.minLength(2), z.maxLength(64));
 
 export const iceCandidateSchema = z.object({
-  candidate: z.string().max(1024),
-  sdpMid: z.string().max(64).nullable().optional(),
-  sdpMLineIndex: z.number().int().min(0).max(64).nullable().optional(),
+  candidate: maxString(1024),
+  sdpMid: z.optional(z.nullable(maxString(64))),
+  sdpMLineIndex: z.optional(z.nullable(z.int().check(z.minimum(0), z.maximum(64)))),
 });
 export type IceCandidate = z.infer<typeof iceCandidateSchema>;
 
@@ -41,15 +41,15 @@ export type DialErrorCode = (typeof DIAL_ERROR_CODES)[number];
 
 /** Messages a node sends to its gateway on `ctl`. */
 export const nodeToGatewaySchema = z.discriminatedUnion('t', [
-  z.object({ t: z.literal('ping'), n: z.number().int() }),
+  z.object({ t: z.literal('ping'), n: z.int() }),
   z.object({ t: z.literal('dial'), dialId, to: peerAddress, offer: sdp, record }),
-  z.object({ t: z.literal('candidate'), dialId, candidate: iceCandidateSchema.nullable() }),
+  z.object({ t: z.literal('candidate'), dialId, candidate: z.nullable(iceCandidateSchema) }),
   z.object({ t: z.literal('answer'), dialId, answer: sdp, record }),
   z.object({
     t: z.literal('reject'),
     dialId,
     reason: z.enum(['declined', 'identity', 'busy']),
-    message: z.string().max(512).optional(),
+    message: z.optional(maxString(512)),
   }),
   z.object({ t: z.literal('cancel'), dialId }),
 ]);
@@ -57,21 +57,21 @@ export type NodeToGateway = z.infer<typeof nodeToGatewaySchema>;
 
 /** Messages a gateway sends to a node on `ctl`. */
 export const gatewayToNodeSchema = z.discriminatedUnion('t', [
-  z.object({ t: z.literal('pong'), n: z.number().int() }),
+  z.object({ t: z.literal('pong'), n: z.int() }),
   z.object({ t: z.literal('ringing'), dialId }),
   /** The callee has no session: the gateway is waking it by push; the dial stays pending. */
   z.object({ t: z.literal('waking'), dialId }),
-  z.object({ t: z.literal('incoming'), dialId, from: z.string().max(64), offer: sdp, record }),
-  z.object({ t: z.literal('candidate'), dialId, candidate: iceCandidateSchema.nullable() }),
+  z.object({ t: z.literal('incoming'), dialId, from: maxString(64), offer: sdp, record }),
+  z.object({ t: z.literal('candidate'), dialId, candidate: z.nullable(iceCandidateSchema) }),
   z.object({ t: z.literal('answer'), dialId, answer: sdp, record }),
   z.object({
     t: z.literal('dial-failed'),
     dialId,
     code: z.enum(DIAL_ERROR_CODES),
-    message: z.string().max(512),
+    message: maxString(512),
   }),
-  z.object({ t: z.literal('cancel'), dialId, reason: z.string().max(512) }),
-  z.object({ t: z.literal('error'), code: z.string().max(64), message: z.string().max(512) }),
+  z.object({ t: z.literal('cancel'), dialId, reason: maxString(512) }),
+  z.object({ t: z.literal('error'), code: maxString(64), message: maxString(512) }),
 ]);
 export type GatewayToNode = z.infer<typeof gatewayToNodeSchema>;
 
@@ -80,8 +80,8 @@ export const connectRequestSchema = z.object({ offer: sdp, record });
 export type ConnectRequest = z.infer<typeof connectRequestSchema>;
 export const iceServerSchema = z.object({
   urls: z.union([z.string(), z.array(z.string())]),
-  username: z.string().optional(),
-  credential: z.string().optional(),
+  username: z.optional(z.string()),
+  credential: z.optional(z.string()),
 });
 export type IceServerConfig = z.infer<typeof iceServerSchema>;
 export const connectResponseSchema = z.object({
@@ -100,12 +100,12 @@ export type HttpDialResponse = z.infer<typeof httpDialResponseSchema>;
 
 /** A Web Push subscription as PushSubscription.toJSON() gives it (RFC 8030, RFC 8291 keys). */
 export const pushSubscriptionSchema = z.object({
-  endpoint: z.string().min(8).max(2048),
+  endpoint: z.string().check(z.minLength(8), z.maxLength(2048)),
   keys: z.object({
     /** The browser's ECDH P-256 public key: 65 bytes, base64url (87 characters). */
-    p256dh: z.string().regex(/^[A-Za-z0-9_-]{86,88}={0,2}$/),
+    p256dh: z.string().check(z.regex(/^[A-Za-z0-9_-]{86,88}={0,2}$/)),
     /** The 16-byte authentication secret, base64url. */
-    auth: z.string().regex(/^[A-Za-z0-9_-]{22,24}={0,2}$/),
+    auth: z.string().check(z.regex(/^[A-Za-z0-9_-]{22,24}={0,2}$/)),
   }),
 });
 export type PushSubscriptionJson = z.infer<typeof pushSubscriptionSchema>;
@@ -113,7 +113,7 @@ export type PushSubscriptionJson = z.infer<typeof pushSubscriptionSchema>;
 /** POST /v1/register: a node's record and its push subscription (null removes it). */
 export const registerRequestSchema = z.object({
   record,
-  push: pushSubscriptionSchema.nullable(),
+  push: z.nullable(pushSubscriptionSchema),
 });
 export type RegisterRequest = z.infer<typeof registerRequestSchema>;
 export const registerResponseSchema = z.object({
@@ -126,10 +126,10 @@ export type RegisterResponse = z.infer<typeof registerResponseSchema>;
 /** GET /v1/dials/:id: the call waiting for the signed node, with the caller's candidates so far. */
 export const pendingDialResponseSchema = z.object({
   dialId,
-  from: z.string().max(64),
+  from: maxString(64),
   offer: sdp,
   record,
-  candidates: z.array(iceCandidateSchema).max(64),
+  candidates: z.array(iceCandidateSchema).check(z.maxLength(64)),
 });
 export type PendingDialResponse = z.infer<typeof pendingDialResponseSchema>;
 /** POST /v1/dials/:id/answer: a fully gathered answer (no channel to trickle on). */
@@ -138,7 +138,7 @@ export type DialAnswerRequest = z.infer<typeof dialAnswerRequestSchema>;
 /** POST /v1/dials/:id/reject */
 export const dialRejectRequestSchema = z.object({
   reason: z.enum(['declined', 'identity', 'busy']),
-  message: z.string().max(512).optional(),
+  message: z.optional(maxString(512)),
 });
 export type DialRejectRequest = z.infer<typeof dialRejectRequestSchema>;
 export const dialIdSchema = dialId;
@@ -147,9 +147,9 @@ export const dialIdSchema = dialId;
 export const pushPayloadSchema = z.object({
   t: z.literal('incoming'),
   dialId,
-  from: z.string().max(64),
+  from: maxString(64),
   /** The caller's name from its signed record, if it has one. */
-  name: z.string().max(128).optional(),
+  name: z.optional(maxString(128)),
   /** When the gateway sent it (ms since epoch): a late push shows as missed. */
   sentAt: z.number(),
   /** When the gateway stops waiting for an answer (ms since epoch). */
@@ -165,10 +165,9 @@ export const gatewayInfoSchema = z.object({
   /** The gateway's VAPID public key (RFC 8292): the applicationServerKey to subscribe with. */
   vapidPublicKey: z.string(),
   /** Cluster mode: the cluster's live gateways; a node fails over between them. */
-  gateways: z
-    .array(z.object({ id: z.string().max(64), url: z.string().max(512) }))
-    .max(64)
-    .optional(),
+  gateways: z.optional(
+    z.array(z.object({ id: maxString(64), url: maxString(512) })).check(z.maxLength(64)),
+  ),
 });
 export type GatewayInfo = z.infer<typeof gatewayInfoSchema>;
 
@@ -177,10 +176,8 @@ export const errorBodySchema = z.object({
 });
 export type ErrorBody = z.infer<typeof errorBodySchema>;
 
-export type ParseResult<T> = { ok: true; value: T } | { ok: false; message: string };
-
 /** Parses JSON text against a schema; never throws. */
-export function parseMessage<T>(schema: z.ZodType<T>, text: string): ParseResult<T> {
+export function parseMessage<T>(schema: Schema<T>, text: string): ParseResult<T> {
   if (text.length > MAX_MESSAGE_BYTES)
     return { ok: false, message: `message larger than ${MAX_MESSAGE_BYTES} bytes` };
   let json: unknown;
@@ -190,14 +187,4 @@ export function parseMessage<T>(schema: z.ZodType<T>, text: string): ParseResult
     return { ok: false, message: 'message is not JSON' };
   }
   return parseValue(schema, json);
-}
-
-export function parseValue<T>(schema: z.ZodType<T>, value: unknown): ParseResult<T> {
-  const result = schema.safeParse(value);
-  if (result.success) return { ok: true, value: result.data };
-  const issue = result.error.issues[0];
-  return {
-    ok: false,
-    message: `invalid message: ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'bad'}`,
-  };
 }

@@ -1,12 +1,11 @@
 /** Reads a JSON request body with a size bound; every failure is an HttpError. */
 import type { IncomingMessage } from 'node:http';
-import type { z } from 'zod';
-import { parseValue } from '../../core/protocol/messages.ts';
+import { parseValue, type Schema } from '../../core/protocol/schema.ts';
 import { HttpError } from './http.ts';
 
 export async function readJsonBody<T>(
   req: IncomingMessage,
-  schema: z.ZodType<T>,
+  schema: Schema<T>,
   maxBytes: number,
 ): Promise<T> {
   const type = req.headers['content-type'] ?? '';

@@ -20,7 +20,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import type { NodeId } from '../../core/identity/index.ts';
 import {
   dialAnswerRequestSchema,
@@ -31,6 +31,7 @@ import {
   nodeToGatewaySchema,
   pendingDialResponseSchema,
 } from '../../core/protocol/messages.ts';
+import { maxString, parseValue } from '../../core/protocol/schema.ts';
 import type { Logger } from '../log.ts';
 import { RegistryUnavailableError } from '../registry/index.ts';
 import { redactUrl, redisClient } from '../registry/redis-registry.ts';
@@ -76,22 +77,22 @@ const ANNOUNCE_EVERY_MS = 5000;
 const ANNOUNCE_TTL_MS = 15_000;
 const RPC_TIMEOUT_MS = 5000;
 
-const nodeId = z.string().max(64);
-const dialId = z.string().max(64);
+const nodeId = maxString(64);
+const dialId = maxString(64);
 /** An HTTP request about a dial, asked of the gateway that owns it. */
 const httpDialActionSchema = z.discriminatedUnion('action', [
   z.object({ action: z.literal('get') }),
-  dialAnswerRequestSchema.extend({ action: z.literal('answer') }),
-  dialRejectRequestSchema.extend({ action: z.literal('reject') }),
+  z.extend(dialAnswerRequestSchema, { action: z.literal('answer') }),
+  z.extend(dialRejectRequestSchema, { action: z.literal('reject') }),
 ]);
 /** Its outcome: the pending dial (get), nothing (answer, reject), or an HTTP error. */
 const dialLookupSchema = z.union([
-  z.object({ ok: z.literal(true), value: pendingDialResponseSchema.nullable() }),
+  z.object({ ok: z.literal(true), value: z.nullable(pendingDialResponseSchema) }),
   z.object({
     ok: z.literal(false),
-    status: z.number().int().min(400).max(599),
-    code: z.string().max(64),
-    message: z.string().max(512),
+    status: z.int().check(z.minimum(400), z.maximum(599)),
+    code: maxString(64),
+    message: maxString(512),
   }),
 ]);
 const busSchema = z.discriminatedUnion('k', [
@@ -362,9 +363,9 @@ export class Cluster {
   private receive(text: string): void {
     let message: BusMessage;
     try {
-      const parsed = busSchema.safeParse(JSON.parse(text));
-      if (!parsed.success) return;
-      message = parsed.data;
+      const parsed = parseValue(busSchema, JSON.parse(text));
+      if (!parsed.ok) return;
+      message = parsed.value;
     } catch {
       return;
     }

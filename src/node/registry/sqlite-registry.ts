@@ -4,8 +4,9 @@
  * Registry contract with backends that are not (Redis, for cluster mode).
  */
 import Database from 'better-sqlite3';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import type { NodeId } from '../../core/identity/index.ts';
+import { parseValue } from '../../core/protocol/schema.ts';
 import {
   canonicalIp6,
   checkedIp6,
@@ -229,6 +230,6 @@ function parsePush(text: string | null): PushSubscriptionData | null {
   } catch {
     return null;
   }
-  const parsed = pushSchema.safeParse(value);
-  return parsed.success ? parsed.data : null;
+  const parsed = parseValue(pushSchema, value);
+  return parsed.ok ? parsed.value : null;
 }

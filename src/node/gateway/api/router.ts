@@ -4,7 +4,6 @@
  * reads and validates the body with the route's schema, and sends what the handler returns.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { z } from 'zod';
 import type { VerifiedRequest } from '../../../core/identity/index.ts';
 import {
   API,
@@ -13,6 +12,7 @@ import {
   type ApiResponse,
   matchApiPath,
 } from '../../../core/protocol/api.ts';
+import type { Schema } from '../../../core/protocol/schema.ts';
 import { readJsonBody } from '../body.ts';
 import { HttpError, sendJson } from '../http.ts';
 import type { RateClass, RequestGuard } from './guard.ts';
@@ -59,7 +59,7 @@ export class ApiRouter {
     const caller = rate ? await this.guard.authenticate(req, rate) : (undefined as never);
     const body =
       route.method === 'POST'
-        ? await readJsonBody(req, route.request as z.ZodType<unknown>, this.maxBodyBytes)
+        ? await readJsonBody(req, route.request as Schema<unknown>, this.maxBodyBytes)
         : undefined;
     const handler = this.handlers[match.name] as (call: ApiCall<ApiName>) => Promise<unknown>;
     const value = await handler({ req, res, caller, body, id: match.id ?? '' } as ApiCall<ApiName>);
