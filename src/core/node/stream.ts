@@ -5,7 +5,8 @@
  *
  *   header bit 0: last frame of its message      bit 1: the message is UTF-8 text
  *
- * Backpressure: a write waits while the channel buffers more than HIGH_WATER bytes. On an
+ * Backpressure: a write waits while the channel buffers more than HIGH_WATER bytes and, on
+ * ordered reliable streams, while the reader's credit is used up (flow control below). On an
  * unreliable channel a lost frame loses its whole message, never corrupts the next one.
  */
 import type { VerifiedRecord } from '../identity/index.ts';
@@ -36,6 +37,25 @@ const FRAME_TEXT = 2;
  */
 const FRAME_READY = 4;
 const READY_FRAME = new Uint8Array([FRAME_READY]);
+/**
+ * Flow control (DESIGN §4) on ordered, reliable streams: a sender may have at most
+ * RECEIVE_WINDOW bytes of data frames (headers included) that the receiving app has not
+ * read; the receiver grants more as the app reads, in CREDIT frames: this header, then the
+ * bytes granted as a 4-byte big-endian count. So a reader that stops reading makes the
+ * sender wait, and what a receiver holds stays bounded.
+ *
+ * An end that speaks credit says so with CREDIT_HELLO, a frame of one byte 0, before its
+ * READY. Earlier versions join that frame as an empty fragment, which adds nothing to the
+ * next message, and they never send it: an end sends CREDIT frames, and waits for credit,
+ * only once it has the peer's hello, so either version talks to the other as before.
+ */
+const FRAME_CREDIT = 8;
+const CREDIT_HELLO = new Uint8Array([0]);
+/** Unread bytes a sender may have in flight to a reader, before any credit. */
+export const RECEIVE_WINDOW = 2 * 1024 * 1024;
+/** A reader grants credit in steps of at least this (a CREDIT frame per 64 KiB frame would
+ * double the messages in the other direction). */
+export const CREDIT_STEP = 256 * 1024;
 /** Frame payloads stay well under every implementation's maxMessageSize (Chromium: 256 KiB). */
 export const MAX_FRAME_PAYLOAD = 64 * 1024 - 1;
 /** Writes wait while more than this is buffered in the channel… */
@@ -124,6 +144,15 @@ export class FrameJoiner {
   }
 }
 
+/** A whole message waiting for the app to read it, with its size on the wire. */
+interface Received {
+  message: StreamMessage;
+  /** Its data frames' bytes, headers included. */
+  wireBytes: number;
+  /** Of those, the bytes not yet released for credit. */
+  unreleased: number;
+}
+
 /** A stream between this node and a peer, on one data channel. */
 export class MeshStream {
   readonly readable: ReadableStream<StreamMessage>;
@@ -134,6 +163,27 @@ export class MeshStream {
   private closed = false;
   /** Resolves when the other end has said it listens (or at once where there is no handshake). */
   private readonly peerReady: Promise<void>;
+  /** The peer said it speaks credit (flow control): it grants, and it expects grants. */
+  private peerCredit = false;
+  /** Bytes of data frames sent, and how many the peer allows (its window plus its grants). */
+  private sentBytes = 0;
+  private sendLimit = RECEIVE_WINDOW;
+  private creditWaiters: (() => void)[] = [];
+  /** Whole messages the app has not read yet, oldest first. */
+  private readonly queue: Received[] = [];
+  /** Bytes of data frames received, and of those handed to the app. */
+  private receivedBytes = 0;
+  private deliveredBytes = 0;
+  /** Bytes the app has read (or waits for, as part of the message it waits for), and of those
+   * granted back to the peer. Only what is released is granted: that is the flow control. */
+  private releasedBytes = 0;
+  private grantedBytes = 0;
+  /** The message being joined: its bytes so far, and those not yet released. */
+  private partialBytes = 0;
+  private partialUnreleased = 0;
+  /** Set while the app waits to read and nothing is queued: the pull to resolve. */
+  private waiting: (() => void) | undefined;
+  private ended = false;
 
   constructor(
     readonly peer: VerifiedRecord,
@@ -159,6 +209,7 @@ export class MeshStream {
     if (!independent) {
       const sayReady = () => {
         try {
+          channel.send(CREDIT_HELLO.slice());
           channel.send(READY_FRAME.slice());
         } catch {
           // closed, or handed to another context whose stream says it there
@@ -169,12 +220,35 @@ export class MeshStream {
       this.onClose(() => peerReady());
     }
     let controller!: ReadableStreamDefaultController<StreamMessage>;
-    this.readable = new ReadableStream<StreamMessage>({
-      start: (c) => {
-        controller = c;
+    // No queue of its own (high-water mark 0): messages wait in `queue`, which knows their
+    // size on the wire, and go to the app only when it reads, which is when credit is due.
+    this.readable = new ReadableStream<StreamMessage>(
+      {
+        start: (c) => {
+          controller = c;
+        },
+        pull: () => {
+          const next = this.queue.shift();
+          if (next) {
+            this.deliver(controller, next);
+            return;
+          }
+          if (this.ended) {
+            controller.close();
+            return;
+          }
+          // The app waits for the message being joined: its bytes are released as they come,
+          // or a message larger than the window could never complete.
+          this.release(this.partialUnreleased);
+          this.partialUnreleased = 0;
+          return new Promise<void>((resolve) => {
+            this.waiting = resolve;
+          });
+        },
+        cancel: () => this.close(),
       },
-      cancel: () => this.close(),
-    });
+      { highWaterMark: 0 },
+    );
     channel.addEventListener('message', (ev) => {
       try {
         const data = ev.data;
@@ -189,19 +263,63 @@ export class MeshStream {
           if (!independent) peerReady();
           return;
         }
+        if (!independent && frame.length === 1 && frame[0] === CREDIT_HELLO[0]) {
+          this.peerCredit = true;
+          this.grant();
+          return;
+        }
+        if (frame[0] === FRAME_CREDIT) {
+          if (frame.length !== 5) throw new Error('bad credit frame');
+          const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+          this.sendLimit += view.getUint32(1);
+          this.wakeSenders();
+          return;
+        }
+        this.receivedBytes += frame.length;
+        if (this.peerCredit && this.receivedBytes > RECEIVE_WINDOW + this.grantedBytes)
+          throw new Error('the peer sent more than its credit');
+        this.partialBytes += frame.length;
+        // The app is already waiting for this message: its bytes count as read.
+        if (this.waiting) this.release(frame.length);
+        else this.partialUnreleased += frame.length;
         const message = joiner.push(frame);
-        if (message !== undefined) controller.enqueue(message);
-        else if (independent) joiner.reset(); // never join across frames that may be lost
+        if (message !== undefined) {
+          const received = {
+            message,
+            wireBytes: this.partialBytes,
+            unreleased: this.partialUnreleased,
+          };
+          this.partialBytes = 0;
+          this.partialUnreleased = 0;
+          const waiting = this.waiting;
+          this.waiting = undefined;
+          if (waiting) {
+            this.deliver(controller, received);
+            waiting();
+          } else this.queue.push(received);
+        } else if (independent) {
+          joiner.reset(); // never join across frames that may be lost
+          this.release(this.partialUnreleased);
+          this.receivedBytes -= this.partialBytes;
+          this.partialBytes = 0;
+          this.partialUnreleased = 0;
+        }
       } catch (err) {
         controller.error(err);
         this.abort(err instanceof Error ? err.message : String(err));
       }
     });
     channel.addEventListener('close', () => {
-      try {
-        controller.close();
-      } catch {
-        // already closed or errored
+      this.ended = true;
+      const waiting = this.waiting;
+      this.waiting = undefined;
+      if (waiting) {
+        try {
+          controller.close();
+        } catch {
+          // already errored
+        }
+        waiting();
       }
       this.finish();
     });
@@ -217,6 +335,14 @@ export class MeshStream {
 
   get isOpen(): boolean {
     return !this.closed && this.channel.readyState === 'open';
+  }
+
+  /**
+   * Bytes received that the app has not read yet (whole messages waiting and the one being
+   * joined). With flow control this stays within RECEIVE_WINDOW (or one larger message).
+   */
+  get bufferedBytes(): number {
+    return this.receivedBytes - this.deliveredBytes;
   }
 
   get options(): StreamOptions {
@@ -244,8 +370,11 @@ export class MeshStream {
     }
     await this.peerReady;
     for (const frame of encodeFrames(message)) {
+      while (this.peerCredit && this.sentBytes + frame.length > this.sendLimit && this.isOpen)
+        await new Promise<void>((resolve) => this.creditWaiters.push(resolve));
       if (this.channel.readyState !== 'open') throw new Error(`stream ${this.service} is closed`);
       if (this.channel.bufferedAmount > HIGH_WATER) await this.drained();
+      this.sentBytes += frame.length;
       this.channel.send(frame);
     }
   }
@@ -274,7 +403,43 @@ export class MeshStream {
   private finish(): void {
     if (this.closed) return;
     this.closed = true;
+    this.wakeSenders();
     for (const l of this.closeListeners) l();
+  }
+
+  private deliver(controller: ReadableStreamDefaultController<StreamMessage>, r: Received): void {
+    this.deliveredBytes += r.wireBytes;
+    controller.enqueue(r.message);
+    this.release(r.unreleased);
+  }
+
+  /** Counts bytes as read; grants credit when enough have been. */
+  private release(bytes: number): void {
+    this.releasedBytes += bytes;
+    if (this.releasedBytes - this.grantedBytes >= CREDIT_STEP) this.grant();
+  }
+
+  /** Tells a peer that speaks credit about every byte released and not yet granted. */
+  private grant(): void {
+    if (!this.peerCredit || this.channel.readyState !== 'open') return;
+    while (this.releasedBytes > this.grantedBytes) {
+      const bytes = Math.min(this.releasedBytes - this.grantedBytes, 0xffff_ffff);
+      const frame = new Uint8Array(5);
+      frame[0] = FRAME_CREDIT;
+      new DataView(frame.buffer).setUint32(1, bytes);
+      try {
+        this.channel.send(frame);
+      } catch {
+        return; // closing, or handed to another context
+      }
+      this.grantedBytes += bytes;
+    }
+  }
+
+  private wakeSenders(): void {
+    const waiters = this.creditWaiters;
+    this.creditWaiters = [];
+    for (const w of waiters) w();
   }
 
   private drained(): Promise<void> {
