@@ -68,7 +68,7 @@ it('a reader of 1 KB/s holds a sender of 64 MiB to a window; then all of it arri
   const reader = inbound.readable.getReader();
   const got = createHash('sha256');
   let received = 0;
-  let held = new Uint8Array(0);
+  let held: Uint8Array = new Uint8Array(0);
   const take = async () => {
     const { value, done } = await reader.read();
     if (done) throw new Error(`the stream ended after ${received} bytes`);
