@@ -245,3 +245,109 @@ test('an unreliable unordered stream and a reliable one on the same peer', async
   await a.context.close();
   await b.context.close();
 });
+
+type SlowWindow = Window & {
+  rtcmesh: {
+    node: {
+      dial(
+        to: string,
+        service: string,
+      ): Promise<{ send(m: Uint8Array): Promise<void>; close(): void }>;
+      listen(
+        service: string,
+        handler: (s: { readable: ReadableStream<Uint8Array>; bufferedBytes: number }) => void,
+      ): void;
+    };
+  };
+  slow?: {
+    stream?: { readable: ReadableStream<Uint8Array>; bufferedBytes: number };
+    reader?: ReadableStreamDefaultReader<Uint8Array>;
+    received: number;
+    maxBuffered: number;
+    wrong: number;
+  };
+  written?: number;
+};
+
+test('a reader of 1 KB/s holds a sender of 64 MiB to a window, then gets every byte (flow control)', async ({
+  browser,
+  gateway,
+}) => {
+  test.setTimeout(300_000);
+  const TOTAL = 64 * 1024 * 1024;
+  const MESSAGE = 64 * 1024;
+  const [a, b] = await connectedPair(browser, gateway.url);
+  await b.page.evaluate(() => {
+    const w = window as unknown as SlowWindow;
+    w.slow = { received: 0, maxBuffered: 0, wrong: 0 };
+    w.rtcmesh.node.listen('slow', (stream) => {
+      if (w.slow) w.slow.stream = stream;
+    });
+  });
+  // A writes 64 MiB of a pattern B can check byte by byte; B reads nothing yet.
+  await a.page.evaluate(
+    async ({ to, TOTAL, MESSAGE }) => {
+      const w = window as unknown as SlowWindow;
+      w.written = 0;
+      const stream = await w.rtcmesh.node.dial(to, 'slow');
+      void (async () => {
+        for (let o = 0; o < TOTAL; o += MESSAGE) {
+          const m = new Uint8Array(MESSAGE);
+          for (let i = 0; i < MESSAGE; i++) m[i] = ((o + i) * 2654435761) >>> 24;
+          await stream.send(m);
+          w.written = o + MESSAGE;
+        }
+      })();
+    },
+    { to: b.id, TOTAL, MESSAGE },
+  );
+  const buffered = () =>
+    b.page.evaluate(() => (window as unknown as SlowWindow).slow?.stream?.bufferedBytes ?? 0);
+  // The window fills, then B reads 1 KB a second for a while: A must wait.
+  await expect.poll(buffered, { timeout: 60_000 }).toBeGreaterThanOrEqual(1024 * 1024);
+  const slow = await b.page.evaluate(async () => {
+    const s = (window as unknown as SlowWindow).slow;
+    if (!s?.stream) throw new Error('no stream');
+    s.reader = s.stream.readable.getReader();
+    let held = 0;
+    for (let t = 0; t < 6; t++) {
+      if (held === 0) {
+        const { value } = await s.reader.read();
+        held = value?.length ?? 0;
+        s.received += held;
+      }
+      held = Math.max(0, held - 1024);
+      await new Promise((r) => setTimeout(r, 1000));
+      s.maxBuffered = Math.max(s.maxBuffered, s.stream.bufferedBytes);
+    }
+    return s.maxBuffered;
+  });
+  const writtenWhileSlow = await a.page.evaluate(() => (window as unknown as SlowWindow).written);
+  console.log(
+    `browser slow reader: B held at most ${slow} bytes; A had written ${writtenWhileSlow}`,
+  );
+  expect(slow).toBeLessThanOrEqual(4 * 1024 * 1024);
+  expect(writtenWhileSlow).toBeLessThan(TOTAL / 4);
+  // Full speed: the rest arrives, every byte as written (the first message was checked by
+  // length only: its reader had other things to do).
+  const result = await b.page.evaluate(async (TOTAL) => {
+    const s = (window as unknown as SlowWindow).slow;
+    if (!s?.reader || !s.stream) throw new Error('no reader');
+    while (s.received < TOTAL) {
+      const { value, done } = await s.reader.read();
+      if (done || !value) break;
+      for (let i = 0; i < value.length; i++)
+        if (value[i] !== ((s.received + i) * 2654435761) >>> 24) s.wrong++;
+      s.received += value.length;
+      s.maxBuffered = Math.max(s.maxBuffered, s.stream.bufferedBytes);
+    }
+    return { received: s.received, wrong: s.wrong, maxBuffered: s.maxBuffered };
+  }, TOTAL);
+  expect(result).toEqual({ received: TOTAL, wrong: 0, maxBuffered: expect.any(Number) });
+  expect(result.maxBuffered).toBeLessThanOrEqual(4 * 1024 * 1024);
+  await expect
+    .poll(() => a.page.evaluate(() => (window as unknown as SlowWindow).written))
+    .toBe(TOTAL);
+  await a.context.close();
+  await b.context.close();
+});
