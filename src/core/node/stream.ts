@@ -245,7 +245,10 @@ export class MeshStream {
             this.waiting = resolve;
           });
         },
-        cancel: () => this.close(),
+        cancel: () => {
+          this.queue.length = 0;
+          this.close();
+        },
       },
       { highWaterMark: 0 },
     );
@@ -298,8 +301,8 @@ export class MeshStream {
             waiting();
           } else this.queue.push(received);
         } else if (independent) {
-          joiner.reset(); // never join across frames that may be lost
-          this.release(this.partialUnreleased);
+          // Never join across frames that may be lost: the fragment is dropped.
+          joiner.reset();
           this.receivedBytes -= this.partialBytes;
           this.partialBytes = 0;
           this.partialUnreleased = 0;
