@@ -44,7 +44,7 @@ function describeIssue(issue: z.core.$ZodIssue): string {
     case 'invalid_format':
       return `not in the expected format`;
     case 'invalid_value':
-      return `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+      return `expected one of ${issue.values.map((v) => (typeof v === 'string' ? JSON.stringify(v) : String(v))).join(', ')}`;
     case 'invalid_union':
       return 'matches no allowed shape';
     case 'custom':
