@@ -13,8 +13,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GatewayProcess, RTCMESH_BIN, startGateway } from '../e2e/support/gateway-process.ts';
 import {
-  encodeHead,
   END_OF_BODY,
+  encodeHead,
   parseResponseHead,
 } from '../src/core/services/http-over-stream.ts';
 import { connectNode, type MeshNodeHandle, type MeshStream } from '../src/node/index.ts';
@@ -24,7 +24,7 @@ const children = new Set<ChildProcess>();
 const servers: Server[] = [];
 beforeAll(async () => {
   gateway = await startGateway();
-});
+}, 120_000);
 afterAll(async () => {
   for (const c of children) c.kill('SIGTERM');
   for (const s of servers) s.close();
@@ -66,7 +66,11 @@ function rtcmesh(args: string[], data = mkdtempSync(join(tmpdir(), 'rtcmesh-sv-'
   };
 }
 
-async function waitFor<T>(check: () => T | undefined | false, what: string, ms = 60_000): Promise<T> {
+async function waitFor<T>(
+  check: () => T | undefined | false,
+  what: string,
+  ms = 60_000,
+): Promise<T> {
   const until = Date.now() + ms;
   for (;;) {
     const v = check();
@@ -169,7 +173,7 @@ describe('rtcmesh expose + forward', { timeout: 240_000 }, () => {
     exposeData = mkdtempSync(join(tmpdir(), 'rtcmesh-sv-'));
     exposer = await startExpose(['echo', `127.0.0.1:${echoPort}`], exposeData);
     forwarder = await startForward(exposer.id, 'echo');
-  });
+  }, 120_000);
 
   it('carries 20 connections at once, 1 MiB each way on each, byte-identical', async () => {
     const payloads = Array.from({ length: 20 }, () => randomBytes(1024 * 1024));
@@ -223,6 +227,117 @@ describe('rtcmesh expose + forward', { timeout: 240_000 }, () => {
       echoed = await roundTrip(forwarder.port, payload).catch(() => undefined);
     }
     expect(echoed?.equals(payload)).toBe(true);
+    expect(forwarder.cli.child.exitCode).toBe(null);
+  });
+});
+
+/** Sends one HTTP-over-stream request; resolves with the answer's head and body text. */
+async function httpOverStream(node: MeshNodeHandle, peer: string, service: string, path: string) {
+  const stream = await node.dial(peer, service);
+  const writer = stream.writable.getWriter();
+  await writer.write(encodeHead({ method: 'GET', path, headers: [] }));
+  await writer.write(END_OF_BODY);
+  const reader = stream.readable.getReader();
+  const first = await reader.read();
+  const head = first.done ? undefined : parseResponseHead(first.value);
+  let body = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done || typeof value === 'string' || value.byteLength === 0) break;
+    body += new TextDecoder().decode(value);
+  }
+  stream.close();
+  return { head, body };
+}
+
+describe('bad input', { timeout: 240_000 }, () => {
+  let client: MeshNodeHandle;
+  beforeAll(async () => {
+    client = await connectNode({
+      gateway: gateway.url,
+      dataDir: mkdtempSync(join(tmpdir(), 'rtcmesh-sv-')),
+    });
+  }, 120_000);
+  afterAll(() => client.close());
+
+  it('a device answering garbage instead of HTTP: a clear error, and the next request is served', async () => {
+    const device = createServer((socket) => {
+      socket.on('error', () => {});
+      socket.once('data', (d: Buffer) => {
+        if (d.toString().startsWith('GET /garbage'))
+          socket.end('SSH-2.0-not-http-at-all\r\n\x00\x01\x02\r\n\r\n');
+        else socket.end('HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nfine!');
+      });
+    });
+    const port = await serve(device);
+    const { id } = await startExpose(['web', `127.0.0.1:${port}`, '--http']);
+    const bad = await httpOverStream(client, id, 'web', '/garbage');
+    expect(bad.head).toMatchObject({ error: expect.stringMatching(/did not answer HTTP/) });
+    const good = await httpOverStream(client, id, 'web', '/');
+    expect(good.head).toMatchObject({ status: 200 });
+    expect(good.body).toBe('fine!');
+  });
+
+  it('a peer opening 1,000 streams to an exposed port: the excess is refused, nothing hangs, it keeps serving', async () => {
+    const held = namedEcho();
+    const port = await serve(held.server);
+    const { cli, id } = await startExpose([
+      'flood',
+      `127.0.0.1:${port}`,
+      '--max-connections',
+      '100',
+    ]);
+    (await client.dial(id, 'flood')).close(); // the link, made once
+    const outcomes = await Promise.all(
+      Array.from({ length: 1000 }, async (_, i) => {
+        let stream: MeshStream;
+        try {
+          stream = await client.dial(id, 'flood');
+        } catch (err) {
+          return `dial failed: ${(err as Error).message}`;
+        }
+        const reader = stream.readable.getReader();
+        await stream.send(new TextEncoder().encode(`s${i}\n`)).catch(() => {});
+        const first = await reader.read().catch(() => ({ done: true as const, value: undefined }));
+        stream.close();
+        if (first.done) return 'closed';
+        return typeof first.value === 'string' ? first.value : 'echoed';
+      }),
+    );
+    const count = (p: (o: string) => boolean) => outcomes.filter(p).length;
+    expect(count((o) => o === 'echoed')).toBeGreaterThan(0);
+    // Every stream got an answer; the refused ones were told why.
+    const unclear = outcomes.filter(
+      (o) => !o.includes('busy') && o !== 'echoed' && !o.startsWith('dial failed'),
+    );
+    expect(unclear).toEqual([]);
+    expect(cli.err()).toMatch(/refused \d+ stream\(s\).*100 connections are open/);
+    // And it still serves: a forward through it carries bytes.
+    const forwarder = await startForward(id, 'flood');
+    const payload = randomBytes(100_000);
+    expect((await roundTrip(forwarder.port, payload)).equals(payload)).toBe(true);
+    expect(cli.child.exitCode).toBe(null);
+  });
+
+  it('a forward to a closed port: the connection closes at once, with a clear error on both sides', async () => {
+    const closed = createServer();
+    const port = await serve(closed);
+    await new Promise((r) => closed.close(r));
+    const { cli, id } = await startExpose(['nothing', `127.0.0.1:${port}`]);
+    const forwarder = await startForward(id, 'nothing');
+    const got = await roundTrip(forwarder.port, Buffer.from('hello')).catch((e: Error) => e);
+    expect(got instanceof Error || got.length === 0).toBe(true);
+    await waitFor(
+      () => /could not connect to 127\.0\.0\.1:\d+.*ECONNREFUSED/.test(cli.err()),
+      'the device to say why',
+    );
+    await waitFor(
+      () =>
+        /the device could not connect to 127\.0\.0\.1:\d+.*ECONNREFUSED/.test(forwarder.cli.err()),
+      'the forwarder to say why',
+    );
+    // Both keep running.
+    expect(cli.child.exitCode).toBe(null);
     expect(forwarder.cli.child.exitCode).toBe(null);
   });
 });

@@ -388,7 +388,10 @@ async function main(argv: string[]): Promise<void> {
       if (!local || !peer || !service || more.length)
         fail('usage: rtcmesh forward [BIND:]PORT PEER SERVICE');
       // A bare port binds to loopback.
-      const { host, port } = parseListen(/^\d+$/.test(local) ? `127.0.0.1:${local}` : local, '[BIND:]PORT');
+      const { host, port } = parseListen(
+        /^\d+$/.test(local) ? `127.0.0.1:${local}` : local,
+        '[BIND:]PORT',
+      );
       await runForward(options, {
         host,
         port,

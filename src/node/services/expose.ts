@@ -45,6 +45,7 @@ export const DEFAULT_MAX_CONNECTIONS = 256;
 const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
 /** Refusals are logged at most this often (a flood must not flood the log). */
 const REFUSAL_LOG_MS = 5_000;
+const REFUSAL_CLOSE_MS = 10_000;
 
 type Listen = (service: string, handler: (stream: MeshStream) => void) => () => void;
 
@@ -64,10 +65,12 @@ export function expose(
   let lastRefusalLog = 0;
   let closed = false;
 
-  const refuse = async (stream: MeshStream, why: string) => {
-    const writer = stream.writable.getWriter();
-    await writer.write(why).catch(() => {});
-    await writer.close().catch(() => stream.close());
+  // The far end closes once it has read why (a close of ours could overtake the text: see
+  // tcp-bridge.ts); one that does not is closed on after a while.
+  const refuse = (stream: MeshStream, why: string) => {
+    const timer = setTimeout(() => stream.close(), REFUSAL_CLOSE_MS);
+    stream.onClose(() => clearTimeout(timer));
+    stream.send(why).catch(() => stream.close());
   };
 
   const serveTcp = (
@@ -79,7 +82,7 @@ export function expose(
     socket.once('timeout', () => socket.destroy(new Error(`no answer in ${idleMs / 1000} s`)));
     const onConnectError = (err: Error) => {
       log.warn(`${service}: could not connect to ${target} for ${stream.peer.id}: ${err.message}`);
-      void refuse(stream, `${service}: the device could not connect to ${target}: ${err.message}`);
+      refuse(stream, `${service}: the device could not connect to ${target}: ${err.message}`);
     };
     socket.once('error', onConnectError);
     stream.onClose(() => (socket.destroyed || socket.connecting ? socket.destroy() : undefined));
@@ -111,17 +114,17 @@ export function expose(
     }
     headers.host = target;
     let answered = false;
+    // The caller closes once it has read the answer (a close of ours could overtake the last
+    // bytes: see tcp-bridge.ts); one that does not is closed on after a while.
+    const closeSoon = () => {
+      const timer = setTimeout(() => stream.close(), REFUSAL_CLOSE_MS);
+      stream.onClose(() => clearTimeout(timer));
+    };
     const fail = (why: string) => {
       if (answered) return stream.close(); // mid-body: the cut shows as a failed body
       answered = true;
       log.warn(`${service}: ${head.method} ${head.path} for ${stream.peer.id}: ${why}`);
-      void writer
-        .write(encodeHead({ error: why }))
-        .then(
-          () => writer.close(),
-          () => stream.close(),
-        )
-        .catch(() => stream.close());
+      writer.write(encodeHead({ error: why })).then(closeSoon, () => stream.close());
     };
     const req = request({
       host,
@@ -160,7 +163,7 @@ export function expose(
           for await (const chunk of res as AsyncIterable<Buffer>)
             await writer.write(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
           await writer.write(END_OF_BODY);
-          await writer.close();
+          closeSoon();
         } catch {
           res.destroy();
           stream.close();
@@ -195,7 +198,7 @@ export function expose(
         lastRefusalLog = now;
         refused = 0;
       }
-      void refuse(stream, `${service}: busy, ${max} connections are open`);
+      refuse(stream, `${service}: busy, ${max} connections are open`);
       return;
     }
     open.add(stream);
