@@ -341,3 +341,55 @@ describe('bad input', { timeout: 240_000 }, () => {
     expect(forwarder.cli.child.exitCode).toBe(null);
   });
 });
+
+/** Whether anything listens on a loopback port. */
+const listening = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const socket = connect({ port, host: '127.0.0.1' });
+    socket.on('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.on('error', () => resolve(false));
+  });
+
+describe('the library: node.expose and node.forward', { timeout: 120_000 }, () => {
+  it('carry connections; each handle closes only its own; a node closes its own handles', async () => {
+    const echo = namedEcho();
+    const port = await serve(echo.server);
+    const dataDir = () => mkdtempSync(join(tmpdir(), 'rtcmesh-sv-'));
+    const device = await connectNode({
+      gateway: gateway.url,
+      dataDir: dataDir(),
+      accept: 'everyone',
+    });
+    const laptop = await connectNode({ gateway: gateway.url, dataDir: dataDir() });
+    try {
+      const served = device.expose('echo', { host: '127.0.0.1', port });
+      const aborted = new AbortController();
+      const first = await laptop.forward({
+        port: 0,
+        peer: device.id,
+        service: 'echo',
+        signal: aborted.signal,
+      });
+      const second = await laptop.forward({ port: 0, peer: device.ip6, service: 'echo' });
+      const payload = randomBytes(300_000);
+      expect((await roundTrip(first.port, payload)).equals(payload)).toBe(true);
+      expect((await roundTrip(second.port, payload)).equals(payload)).toBe(true);
+      // Aborting the first one's signal closes it, and only it.
+      aborted.abort();
+      expect(await listening(first.port)).toBe(false);
+      expect((await roundTrip(second.port, payload)).equals(payload)).toBe(true);
+      // The device stops serving: connections through the forward are turned away.
+      served.close();
+      expect((await roundTrip(second.port, payload).catch(() => Buffer.alloc(0))).length).toBe(0);
+      // Closing the node closes its forward.
+      await laptop.close();
+      expect(await listening(second.port)).toBe(false);
+    } finally {
+      await laptop.close();
+      await device.close();
+    }
+  });
+});

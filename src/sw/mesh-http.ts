@@ -161,11 +161,14 @@ async function answer(request: Request, scope: Scope, path: string): Promise<Res
     await send(encodeHead({ method: request.method, path, headers: endToEnd(request.headers) }));
     const hasBody = request.method !== 'GET' && request.method !== 'HEAD';
     const body = hasBody ? (request.body ?? (await request.blob()).stream()) : null;
-    const sending = sendBody(send, body);
+    // Not awaited: a device may answer before it has read the whole body (an error, say).
+    void sendBody(send, body).catch(() => stream.close());
     const first = await reader.read();
     const head = first.done ? undefined : parseResponseHead(first.value);
-    await sending;
-    if (!head) throw new Error('the device sent no answer');
+    if (!head)
+      throw new Error(
+        `the device sent no answer (does it run \`rtcmesh expose ${scope.service} HOST:PORT --http\`?)`,
+      );
     if ('error' in head) {
       stream.close();
       return problem(502, 'The device could not answer', head.error);

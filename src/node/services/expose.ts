@@ -85,7 +85,10 @@ export function expose(
       refuse(stream, `${service}: the device could not connect to ${target}: ${err.message}`);
     };
     socket.once('error', onConnectError);
-    stream.onClose(() => (socket.destroyed || socket.connecting ? socket.destroy() : undefined));
+    // Gone before the connection was made (once made, the bridge owns both).
+    stream.onClose(() => {
+      if (socket.connecting) socket.destroy();
+    });
     socket.once('connect', () => {
       socket.off('error', onConnectError);
       socket.setTimeout(0);
@@ -177,7 +180,12 @@ export function expose(
         for (;;) {
           const { value, done } = await body.read();
           if (done) break;
-          if (!req.write(value)) await new Promise((r) => req.once('drain', r));
+          if (!req.write(value))
+            await new Promise((r) => {
+              req.once('drain', r);
+              req.once('close', r);
+            });
+          if (req.destroyed) return;
         }
         req.end();
       } catch (err) {
