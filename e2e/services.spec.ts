@@ -133,6 +133,14 @@ test('a device exposing its web page: the app opens it in the connection panel a
     await dial(page, deviceId);
     const panel = page.locator(`article.link[data-peer="${deviceId}"]`);
     await expect(panel).toHaveAttribute('data-open', 'true');
+    // A link alone does not load a device's page into the app's origin…
+    const direct = await page.evaluate(async (url) => {
+      const res = await fetch(url);
+      return { status: res.status, error: res.headers.get('x-rtcmesh-error') };
+    }, `/mesh/${deviceId}/http/`);
+    expect(direct.status).toBe(502);
+    expect(direct.error).toMatch(/open http from the connection's panel/);
+    // …opening it from the panel does.
     await panel.getByRole('button', { name: 'Open' }).click();
 
     const frame = page.frameLocator(`article.link[data-peer="${deviceId}"] iframe.web-frame`);

@@ -9,6 +9,30 @@ import type { NodeClient } from './node-client.ts';
 const PORT_REQUEST = 'rtcmesh-http-port';
 export const DEFAULT_WEB_SERVICE = 'http';
 
+/**
+ * The devices' pages the user opened from a panel. A device's page runs in the app's origin,
+ * so a link to /mesh/<stranger>/… must not load a stranger's page by itself: the service
+ * worker gets a stream only for a page opened here (in any tab of the app: localStorage).
+ */
+const ALLOWED_KEY = 'rtcmesh.meshWeb.opened';
+const MAX_ALLOWED = 100;
+const scopeKey = (peer: string, service: string) => `${peer}/${service}`;
+
+function openedPages(): string[] {
+  try {
+    const list: unknown = JSON.parse(localStorage.getItem(ALLOWED_KEY) ?? '[]');
+    return Array.isArray(list) ? list.filter((x): x is string => typeof x === 'string') : [];
+  } catch {
+    return [];
+  }
+}
+
+function allowPage(peer: string, service: string): void {
+  const key = scopeKey(peer, service);
+  const list = [...openedPages().filter((k) => k !== key), key].slice(-MAX_ALLOWED);
+  localStorage.setItem(ALLOWED_KEY, JSON.stringify(list));
+}
+
 /** Answers the service worker's requests for stream ports. */
 export function serveMeshPorts(node: NodeClient): void {
   if (!('serviceWorker' in navigator)) return;
@@ -17,6 +41,13 @@ export function serveMeshPorts(node: NodeClient): void {
     const reply = event.ports[0];
     if (data?.type !== PORT_REQUEST || !reply) return;
     if (typeof data.peer !== 'string' || typeof data.service !== 'string') return;
+    if (!openedPages().includes(scopeKey(data.peer, data.service))) {
+      reply.postMessage({
+        ok: false,
+        error: `a link alone does not open a device's page: open ${data.service} from the connection's panel in the app first`,
+      });
+      return;
+    }
     node.dialHandle(data.peer, data.service).then(
       ({ peer, channel }) =>
         reply.postMessage(
@@ -53,6 +84,7 @@ export function webPanel(peer: string): HTMLElement {
     ev.preventDefault();
     const service = (form.elements.namedItem('service') as HTMLInputElement).value.trim();
     if (!service) return;
+    allowPage(peer, service);
     const url = meshUrl(peer, service);
     frame.src = url;
     frame.hidden = false;

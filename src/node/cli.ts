@@ -59,8 +59,9 @@ Usage:
 const NODE_OPTIONS = `Node options (flag, environment variable, default):
   --gateway URL        RTCMESH_GATEWAY      ${DEFAULT_GATEWAY}
   --data DIR           RTCMESH_NODE_DATA    ${DEFAULT_NODE_DATA}
-  --accept POLICY      RTCMESH_ACCEPT       everyone for listen and expose, known otherwise (everyone, known or ask;
-                                            a terminal cannot ask, so ask declines)
+  --accept POLICY      RTCMESH_ACCEPT       everyone for listen and expose, known otherwise
+                                            (everyone, known or ask; a terminal cannot ask,
+                                            so ask declines)
   --known ID           (repeatable)         peers the known policy accepts
   --name NAME                               a name peers see in your record
 `;
