@@ -58,11 +58,15 @@ function parseScoped(url: URL): (Scope & { path: string }) | undefined {
   if (!url.pathname.startsWith(MESH_PREFIX)) return undefined;
   const m = /^\/mesh\/([^/]+)\/([^/]+)(\/.*)?$/.exec(url.pathname);
   if (!m?.[1] || !m[2]) return undefined;
-  return {
-    peer: decodeURIComponent(m[1]),
-    service: decodeURIComponent(m[2]),
-    path: (m[3] ?? '/') + url.search,
-  };
+  try {
+    return {
+      peer: decodeURIComponent(m[1]),
+      service: decodeURIComponent(m[2]),
+      path: (m[3] ?? '/') + url.search,
+    };
+  } catch {
+    return undefined; // a malformed escape: not a page of ours
+  }
 }
 
 function remember(clientId: string, scope: Scope): void {

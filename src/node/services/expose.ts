@@ -45,7 +45,7 @@ export const DEFAULT_MAX_CONNECTIONS = 256;
 const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
 /** Refusals are logged at most this often (a flood must not flood the log). */
 const REFUSAL_LOG_MS = 5_000;
-const REFUSAL_CLOSE_MS = 10_000;
+const CALLER_CLOSE_MS = 10_000;
 
 type Listen = (service: string, handler: (stream: MeshStream) => void) => () => void;
 
@@ -68,7 +68,7 @@ export function expose(
   // The far end closes once it has read why (a close of ours could overtake the text: see
   // tcp-bridge.ts); one that does not is closed on after a while.
   const refuse = (stream: MeshStream, why: string) => {
-    const timer = setTimeout(() => stream.close(), REFUSAL_CLOSE_MS);
+    const timer = setTimeout(() => stream.close(), CALLER_CLOSE_MS);
     stream.onClose(() => clearTimeout(timer));
     stream.send(why).catch(() => stream.close());
   };
@@ -107,7 +107,8 @@ export function expose(
     head: HttpRequestHead,
   ) => {
     const writer = stream.writable.getWriter();
-    const headers: Record<string, string> = {};
+    // No prototype: header names come from the peer.
+    const headers: Record<string, string> = Object.create(null);
     for (const [name, value] of endToEnd(head.headers)) {
       const key = name.toLowerCase();
       headers[key] =
@@ -120,7 +121,7 @@ export function expose(
     // The caller closes once it has read the answer (a close of ours could overtake the last
     // bytes: see tcp-bridge.ts); one that does not is closed on after a while.
     const closeSoon = () => {
-      const timer = setTimeout(() => stream.close(), REFUSAL_CLOSE_MS);
+      const timer = setTimeout(() => stream.close(), CALLER_CLOSE_MS);
       stream.onClose(() => clearTimeout(timer));
     };
     const fail = (why: string) => {
