@@ -12,11 +12,14 @@ import { launch } from './browser.ts';
 import { peerjsDials, rawDials, rtcmeshDials } from './dial-latency.ts';
 import { pushWakeDials } from './push-wake.ts';
 import { relayBench } from './relay.ts';
+import { servicesBench } from './services.ts';
 import { cliToCli, pageToPage } from './throughput.ts';
 
 const DIALS = Number(process.env.BENCH_DIALS ?? 30);
 /** Run only some sections: BENCH_ONLY=dial,throughput */
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'size,dial,throughput,relay,push').split(','));
+const ONLY = new Set(
+  (process.env.BENCH_ONLY ?? 'size,dial,throughput,relay,push,services').split(','),
+);
 /** Push-woken dials each open B's app again: fewer of them. */
 const PUSH_DIALS = Number(process.env.BENCH_PUSH_DIALS ?? 10);
 
@@ -138,6 +141,30 @@ try {
     ].join('\n');
     console.log(`\n${table}\n`);
     record('push', table);
+  }
+  if (ONLY.has('services')) {
+    console.log('services: 64 MiB over TCP through forward → mesh → expose, best of 3; page TTFB');
+    const cli = await cliToCli();
+    const s = await servicesBench();
+    const table = [
+      `Services (\`npm run bench\`, 64 MiB, best of 3; TTFB over ${s.ttfb.length ? 30 : 0} requests, ${cpus().length} cores, ${new Date().toISOString().slice(0, 10)}):`,
+      '',
+      '| path | throughput |',
+      '|---|---|',
+      `| plain loopback TCP copy | ${s.loopbackMbPerS.toFixed(1)} MB/s |`,
+      `| ${cli.name} | ${cli.mbPerS.toFixed(1)} MB/s |`,
+      `| TCP through rtcmesh forward → expose | ${s.forwardMbPerS.toFixed(1)} MB/s |`,
+      '',
+      `forward/expose vs the CLI stream: ${(s.forwardMbPerS / cli.mbPerS).toFixed(2)}; vs loopback: ${(s.forwardMbPerS / s.loopbackMbPerS).toFixed(3)}.`,
+      '',
+      '| time to first byte of a page | p50 | p95 |',
+      '|---|---|---|',
+      ...s.ttfb.map((t) => `| ${t.name} | ${fmt(t.p50)} | ${fmt(t.p95)} |`),
+      '',
+      `Through the mesh / direct, p50: ${((s.ttfb[1]?.p50 ?? 0) / (s.ttfb[0]?.p50 ?? 1)).toFixed(1)}× (a difference of ${fmt((s.ttfb[1]?.p50 ?? 0) - (s.ttfb[0]?.p50 ?? 0))}).`,
+    ].join('\n');
+    console.log(`\n${table}\n`);
+    record('services', table);
   }
 } finally {
   await browser.close();

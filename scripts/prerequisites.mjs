@@ -51,6 +51,11 @@ export const PREREQUISITES = [
     why: 'makes the loopback-only network namespace',
   },
   {
+    command: 'sshd',
+    debianPackage: 'openssh-server',
+    why: 'the SSH-over-the-mesh test runs a real sshd and ssh (rtcmesh expose, ProxyCommand)',
+  },
+  {
     command: 'python3',
     debianPackage: 'python3',
     why: 'node-gyp, to compile better-sqlite3 where no prebuilt binary fits',

@@ -11,6 +11,7 @@ import {
 import { DIAL_ERROR_TEXT, DialError } from '../core/node/errors.ts';
 import type { AcceptPolicy } from '../core/node/mesh-node.ts';
 import { loadOrRenewCertificate, type NodeCertificate } from './certificate.ts';
+import { serveMeshPorts } from './mesh-web.ts';
 import { type IncomingCallView, NodeClient } from './node-client.ts';
 import { NodeWorkerHost } from './node-worker-host.ts';
 import { PeersView } from './peers-view.ts';
@@ -253,6 +254,7 @@ async function start(): Promise<void> {
   addEventListener('hashchange', prefillDial);
 
   wireNode(node, settings);
+  serveMeshPorts(node);
   await node.attach();
   if (worker.shared) {
     // Marked on the page for the curious (and the tests): is this tab the RTC host?

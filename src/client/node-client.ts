@@ -281,6 +281,16 @@ export class NodeClient implements WorkerUser {
     return this.adopt(handle);
   }
 
+  /**
+   * Opens a stream and hands it over unread: its data port goes to whoever reads it (the
+   * service worker answering a mesh web page's requests: ./mesh-web.ts).
+   */
+  dialHandle(to: string, service: string, signal?: AbortSignal): Promise<StreamHandle> {
+    return this.call(signal, (callId) =>
+      this.ask((api) => api.dial(this.tabId, callId, to, service, {})),
+    );
+  }
+
   pathOf(serial: number): Promise<PathInfo> {
     return this.ask((api) => api.path(serial)).then((path) => {
       if (!path) throw new Error('the connection is closed');

@@ -18,6 +18,7 @@ import {
   type TransferResult,
 } from '../core/node/file-transfer.ts';
 import type { MeshStream } from '../core/node/stream.ts';
+import { webPanel } from './mesh-web.ts';
 import type { LinkView, NodeClient } from './node-client.ts';
 
 const $ = <T extends Element>(root: ParentNode, selector: string): T => {
@@ -74,6 +75,7 @@ class PeerCard {
     this.wireContact();
     this.wireCompose();
     this.wireFiles();
+    this.el.append(webPanel(peer));
     $<HTMLButtonElement>(this.el, '.hangup').addEventListener('click', () => this.link?.close());
     void this.loadHistory();
   }

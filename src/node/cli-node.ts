@@ -7,7 +7,14 @@ import { DialError } from '../core/node/errors.ts';
 import type { Logger } from '../core/node/logger.ts';
 import type { AcceptPolicy } from '../core/node/mesh-node.ts';
 import type { MeshStream } from '../core/node/stream.ts';
-import { connectNode, DEFAULT_GATEWAY, DEFAULT_NODE_DATA, type MeshNodeHandle } from './index.ts';
+import {
+  connectNode,
+  DEFAULT_GATEWAY,
+  DEFAULT_NODE_DATA,
+  type ExposeOptions,
+  type ForwardOptions,
+  type MeshNodeHandle,
+} from './index.ts';
 import { pumpIn, pumpOut } from './pipe.ts';
 
 export { DEFAULT_GATEWAY, DEFAULT_NODE_DATA };
@@ -131,6 +138,30 @@ export async function runDial(
   stream.close();
   await node.close();
   return 0;
+}
+
+/** `rtcmesh expose SERVICE HOST:PORT`: serve a TCP port to peers. */
+export async function runExpose(
+  options: CliNodeOptions,
+  service: string,
+  target: ExposeOptions,
+): Promise<void> {
+  const node = await startCliNode(options);
+  node.expose(service, target);
+  log(
+    `exposing ${target.host}:${target.port} as ${service}${target.http ? ' (HTTP: the app can open it)' : ''} (accept: ${options.accept})`,
+  );
+  await untilSignal();
+  await node.close();
+}
+
+/** `rtcmesh forward [BIND:]PORT PEER SERVICE`: a local port whose connections go to a peer. */
+export async function runForward(options: CliNodeOptions, target: ForwardOptions): Promise<void> {
+  const node = await startCliNode(options);
+  const forward = await node.forward(target);
+  log(`forwarding ${forward.host}:${forward.port} to ${target.peer} ${target.service}`);
+  await untilSignal();
+  await node.close();
 }
 
 function untilSignal(): Promise<void> {

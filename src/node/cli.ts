@@ -12,6 +12,8 @@ import {
   DEFAULT_GATEWAY,
   DEFAULT_NODE_DATA,
   runDial,
+  runExpose,
+  runForward,
   runListen,
   runNode,
 } from './cli-node.ts';
@@ -47,14 +49,19 @@ Usage:
                                     serve SERVICE: pipe each stream to stdio, or run CMD per stream
   rtcmesh dial PEER SERVICE [node options]
                                     pipe stdin/stdout through a stream to PEER (node ID or mesh IPv6)
+  rtcmesh expose SERVICE HOST:PORT [--http] [node options]
+                                    serve SERVICE from a TCP port: each stream becomes a connection
+  rtcmesh forward [BIND:]PORT PEER SERVICE [node options]
+                                    each connection to a local port becomes a stream to PEER's SERVICE
   rtcmesh --version | --help
 `;
 
 const NODE_OPTIONS = `Node options (flag, environment variable, default):
   --gateway URL        RTCMESH_GATEWAY      ${DEFAULT_GATEWAY}
   --data DIR           RTCMESH_NODE_DATA    ${DEFAULT_NODE_DATA}
-  --accept POLICY      RTCMESH_ACCEPT       everyone for listen, known otherwise (everyone, known or ask;
-                                            a terminal cannot ask, so ask declines)
+  --accept POLICY      RTCMESH_ACCEPT       everyone for listen and expose, known otherwise
+                                            (everyone, known or ask; a terminal cannot ask,
+                                            so ask declines)
   --known ID           (repeatable)         peers the known policy accepts
   --name NAME                               a name peers see in your record
 `;
@@ -96,7 +103,27 @@ const HELP: Record<string, string> = {
   id: "Usage: rtcmesh id [--data DIR]\n\nPrints this node's ID and mesh IPv6 address, making its key on first use.\n\n  --data DIR           RTCMESH_DATA         ./data\n",
   node: `Usage: rtcmesh node [node options]\n\nStays online as a mesh node (accepting calls by the accept policy).\n\n${NODE_OPTIONS}`,
   listen: `Usage: rtcmesh listen SERVICE [--exec CMD] [node options]\n\nServes SERVICE: pipes each incoming stream to stdin/stdout, or runs CMD per stream.\n\n${NODE_OPTIONS}`,
-  dial: `Usage: rtcmesh dial PEER SERVICE [node options]\n\nPipes stdin/stdout through a stream to PEER's SERVICE (PEER: node ID or mesh IPv6).\n\n${NODE_OPTIONS}`,
+  dial: `Usage: rtcmesh dial PEER SERVICE [node options]\n\nPipes stdin/stdout through a stream to PEER's SERVICE (PEER: node ID or mesh IPv6).\nAs an SSH ProxyCommand, against \`rtcmesh expose ssh 127.0.0.1:22\` on the device:\n  ssh -o ProxyCommand='rtcmesh dial %h ssh' user@PEER\n\n${NODE_OPTIONS}`,
+  expose: `Usage: rtcmesh expose SERVICE HOST:PORT [--http] [--max-connections N] [node options]
+
+Serves SERVICE from a TCP port: each stream a peer opens to SERVICE becomes a TCP connection
+to HOST:PORT (half closes and resets carried both ways). Peers reach it with
+\`rtcmesh forward PORT THIS-NODE SERVICE\` or \`rtcmesh dial THIS-NODE SERVICE\`.
+
+  --http               HOST:PORT is an HTTP server: the app can open it from the connection's
+                       panel (its requests are made with node:http; plain TCP streams still work)
+  --max-connections N  connections open at once; more streams are refused (default 256)
+
+${NODE_OPTIONS}`,
+  forward: `Usage: rtcmesh forward [BIND:]PORT PEER SERVICE [--max-connections N] [node options]
+
+Listens on BIND:PORT (default 127.0.0.1): each TCP connection becomes its own stream to PEER's
+SERVICE (PEER: node ID or mesh IPv6), served there by \`rtcmesh expose\`. Each connection dials
+anew, so a peer that restarts is reached again by the next connection.
+
+  --max-connections N  connections open at once; more are reset (default 256)
+
+${NODE_OPTIONS}`,
 };
 
 function fail(message: string, code = 2): never {
@@ -263,7 +290,7 @@ async function runId(args: string[]): Promise<void> {
 function nodeOptions(
   args: string[],
   defaultAccept: AcceptPolicy,
-  extra: Record<string, { type: 'string' }> = {},
+  extra: Record<string, { type: 'string' } | { type: 'boolean' }> = {},
 ) {
   const { values, positionals } = parseArgs({
     args,
@@ -290,7 +317,21 @@ function nodeOptions(
     known: values.known ?? [],
     ...(values.name ? { name: values.name } : {}),
   };
-  return { options, positionals, values: values as Record<string, string | string[] | undefined> };
+  return {
+    options,
+    positionals,
+    values: values as Record<string, string | boolean | string[] | undefined>,
+  };
+}
+
+function maxConnections(value: string | boolean | string[] | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (typeof value !== 'string' || !Number.isInteger(n) || n < 1 || n > 65535)
+    throw new ConfigError(
+      `--max-connections must be a whole number from 1 to 65535, not "${value}"`,
+    );
+  return n;
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -322,6 +363,44 @@ async function main(argv: string[]): Promise<void> {
       if (!peer || !service || more.length) fail(`usage: rtcmesh dial PEER SERVICE`);
       // Exit at once: the peer connection's native threads need not be waited for.
       return process.exit(await runDial(options, peer, service));
+    }
+    case 'expose': {
+      const { options, positionals, values } = nodeOptions(rest, 'everyone', {
+        http: { type: 'boolean' },
+        'max-connections': { type: 'string' },
+      });
+      const [service, target, ...more] = positionals;
+      if (!service || !target || more.length)
+        fail('usage: rtcmesh expose SERVICE HOST:PORT [--http]');
+      const { host, port } = parseListen(target, 'HOST:PORT');
+      await runExpose(options, service, {
+        host,
+        port,
+        http: values.http === true,
+        maxConnections: maxConnections(values['max-connections']),
+      });
+      return process.exit(0);
+    }
+    case 'forward': {
+      const { options, positionals, values } = nodeOptions(rest, 'known', {
+        'max-connections': { type: 'string' },
+      });
+      const [local, peer, service, ...more] = positionals;
+      if (!local || !peer || !service || more.length)
+        fail('usage: rtcmesh forward [BIND:]PORT PEER SERVICE');
+      // A bare port binds to loopback.
+      const { host, port } = parseListen(
+        /^\d+$/.test(local) ? `127.0.0.1:${local}` : local,
+        '[BIND:]PORT',
+      );
+      await runForward(options, {
+        host,
+        port,
+        peer,
+        service,
+        maxConnections: maxConnections(values['max-connections']),
+      });
+      return process.exit(0);
     }
     case 'gateway':
       return runGateway(rest);

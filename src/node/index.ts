@@ -28,10 +28,14 @@ import { loadOrCreateCertificate } from './certificate-store.ts';
 import { loadKnownGateways, saveKnownGateways } from './gateway-store.ts';
 import { loadOrCreateIdentity } from './identity-store.ts';
 import { nodeRtcPlatform } from './rtc-platform.ts';
+import { type ExposeHandle, type ExposeOptions, expose } from './services/expose.ts';
+import { type ForwardHandle, type ForwardOptions, forward } from './services/forward.ts';
 
 export * from '../core/api/index.ts';
 export * from '../core/node/index.ts';
 export { consoleLogger, type Logger, silentLogger } from '../core/node/logger.ts';
+export type { ExposeHandle, ExposeOptions } from './services/expose.ts';
+export type { ForwardHandle, ForwardOptions } from './services/forward.ts';
 
 export const DEFAULT_GATEWAY = 'http://127.0.0.1:8080';
 export const DEFAULT_NODE_DATA = join(homedir(), '.rtcmesh');
@@ -107,6 +111,16 @@ export interface MeshNodeHandle {
   dial(peer: string, service: string, options?: DialOptions): Promise<MeshStream>;
   /** Serves `service`: `handler` gets every stream a peer opens to it; returns a remover. */
   listen(service: string, handler: (stream: MeshStream) => void): () => void;
+  /**
+   * Serves `service` from a TCP port: each stream a peer opens becomes a connection to
+   * `host:port` (`http`: the app's web requests too). Closed with the node.
+   */
+  expose(service: string, options: ExposeOptions): ExposeHandle;
+  /**
+   * Listens on a local TCP port: each connection becomes a stream to `peer`'s `service`.
+   * Resolves once listening; closed with the node.
+   */
+  forward(options: ForwardOptions): Promise<ForwardHandle>;
   on<K extends keyof MeshNodeHandleEvents>(event: K, listener: MeshNodeHandleEvents[K]): () => void;
   /** Closes this node's gateway session and peer connections (only this node's). */
   close(): Promise<void>;
@@ -202,6 +216,17 @@ export async function connectNode(options: ConnectNodeOptions = {}): Promise<Mes
 
   let closed: Promise<void> | undefined;
   const onAbort = () => void handle.close();
+  const services = new Set<{ close(): unknown }>();
+  const owned = <T extends { close(): unknown }>(service: T): T => {
+    services.add(service);
+    const close = service.close.bind(service);
+    return Object.assign(service, {
+      close: () => {
+        services.delete(service);
+        return close();
+      },
+    });
+  };
   const handle: MeshNodeHandle = {
     id: identity.id,
     ip6: identity.ip6,
@@ -213,6 +238,16 @@ export async function connectNode(options: ConnectNodeOptions = {}): Promise<Mes
     },
     dial: (peer, service, dialOptions = {}) => node.dial(peer, service, dialOptions),
     listen: (service, handler) => node.listen(service, handler),
+    expose: (service, exposeOptions) =>
+      owned(expose((name, handler) => node.listen(name, handler), service, exposeOptions, log)),
+    forward: async (forwardOptions) =>
+      owned(
+        await forward(
+          (peer, service, dialOptions) => node.dial(peer, service, dialOptions),
+          forwardOptions,
+          log,
+        ),
+      ),
     on: (event, listener) => {
       listeners[event].add(listener);
       return () => listeners[event].delete(listener);
@@ -220,6 +255,7 @@ export async function connectNode(options: ConnectNodeOptions = {}): Promise<Mes
     close: () => {
       closed ??= (async () => {
         options.signal?.removeEventListener('abort', onAbort);
+        await Promise.all([...services].map((service) => service.close()));
         node.stop();
         // Let the closes reach the native side before saying done.
         await new Promise((resolve) => setImmediate(resolve));

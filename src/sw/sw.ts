@@ -10,6 +10,7 @@ import {
   precacheAndRoute,
 } from 'workbox-precaching';
 import { NavigationRoute, registerRoute } from 'workbox-routing';
+import { installMeshHttp } from './mesh-http.ts';
 import {
   handledPushes,
   installPushHandlers,
@@ -25,6 +26,9 @@ declare const self: ServiceWorkerGlobalScope & {
   };
 };
 
+// First: mesh web pages' requests (/mesh/… and their absolute paths) are the device's, not the app's.
+installMeshHttp();
+
 // Filled in at build time (scripts/build.mjs) with every file of the built shell.
 precacheAndRoute(self.__WB_MANIFEST);
 cleanupOutdatedCaches();
@@ -32,7 +36,7 @@ cleanupOutdatedCaches();
 // Any in-app URL opens the shell; the gateway's own endpoints always go to the network.
 registerRoute(
   new NavigationRoute(createHandlerBoundToURL('/index.html'), {
-    denylist: [/^\/v1\//, /^\/healthz$/, /^\/metrics$/],
+    denylist: [/^\/v1\//, /^\/healthz$/, /^\/metrics$/, /^\/mesh\//],
   }),
 );
 
