@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { DialError } from '../core/node/errors.ts';
 import type { Logger } from '../core/node/logger.ts';
 import type { AcceptPolicy } from '../core/node/mesh-node.ts';
+import { describePath } from '../core/node/rtc.ts';
 import type { MeshStream } from '../core/node/stream.ts';
 import { connectNode, DEFAULT_GATEWAY, DEFAULT_NODE_DATA, type MeshNodeHandle } from './index.ts';
 import { pumpIn, pumpOut } from './pipe.ts';
@@ -122,6 +123,8 @@ export async function runDial(
     return 1;
   }
   log(`${service}: connected to ${stream.peer.id}`);
+  const path = await stream.path().catch(() => undefined);
+  if (path) log(`${service}: path ${describePath(path)}`);
   const closed = new Promise<void>((resolve) => stream.onClose(resolve));
   // Done when the peer has ended its input (or closed), and ours has been sent.
   await Promise.race([

@@ -169,6 +169,13 @@ export const gatewayInfoSchema = z.object({
     .array(z.object({ id: z.string().max(64), url: z.string().max(512) }))
     .max(64)
     .optional(),
+  /** Federation: the gateways linked to this one, and those reachable through them. */
+  federation: z
+    .object({
+      peers: z.array(z.string().max(64)).max(64),
+      gateways: z.array(z.object({ id: z.string().max(64), hops: z.number().int() })).max(1024),
+    })
+    .optional(),
 });
 export type GatewayInfo = z.infer<typeof gatewayInfoSchema>;
 

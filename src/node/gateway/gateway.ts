@@ -7,7 +7,12 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Counter, collectDefaultMetrics, Gauge } from 'prom-client';
-import { type NodeId, type NodeIdentity, RecordCache } from '../../core/identity/index.ts';
+import {
+  createNodeRecord,
+  type NodeId,
+  type NodeIdentity,
+  RecordCache,
+} from '../../core/identity/index.ts';
 import type {
   GatewayInfo,
   IceServerConfig,
@@ -34,7 +39,7 @@ import { REGISTRY_DOWN } from './api/errors.ts';
 import { RequestGuard } from './api/guard.ts';
 import { apiHandlers } from './api/handlers.ts';
 import { ApiRouter } from './api/router.ts';
-import { Cluster } from './cluster.ts';
+import { Cluster, type ClusterBus } from './cluster.ts';
 import {
   ConfigError,
   defaultTurnListen,
@@ -43,6 +48,7 @@ import {
   localUrl,
   stunUrlOf,
 } from './config.ts';
+import { FEDERATION_PATH, Federation } from './federation/federation.ts';
 import { HttpFront } from './http-front.ts';
 import { countedFrom, gaugeFrom, latencyHistogram, MetricsRegistry } from './metrics.ts';
 import { loadOrCreateVapidKeys, PushSender } from './push.ts';
@@ -78,6 +84,7 @@ async function startRelay(config: GatewayConfig, udpPort: number): Promise<Relay
     relayIp,
     secret,
     allowPrivatePeers: turn.allowPrivatePeers,
+    peerNetworks: turn.peerNetworks,
     rfc5766ChannelNumbers: turn.rfc5766ChannelNumbers,
     limits: turn.limits,
   }).catch((err: NodeJS.ErrnoException) => {
@@ -128,6 +135,8 @@ export class Gateway {
     private readonly rtc: RtcEndpoint,
     private readonly push: PushSender,
     private readonly cluster: Cluster | undefined,
+    /** Federation without Redis (federation/): links to other gateways, when not in a cluster. */
+    readonly federation: Federation | undefined,
     private readonly timers: ReturnType<typeof setInterval>[],
   ) {
     this.countFault = new Counter({
@@ -169,6 +178,23 @@ export class Gateway {
           throw new ConfigError(`--redis: ${(err as Error).message}`);
         })
       : undefined;
+    const federation = cluster
+      ? undefined
+      : new Federation({
+          self: {
+            identity,
+            record: () =>
+              createNodeRecord(identity, {
+                fingerprints: [certificate.fingerprint],
+                name: 'gateway',
+              }),
+          },
+          accept: config.federation.accept,
+          allow: config.federation.allow,
+          routeTtlMs: config.limits.dialTimeoutMs + 30_000,
+          logger,
+        });
+    const bus: ClusterBus | undefined = cluster ?? federation;
     const registry = cluster
       ? new RedisRegistry(cluster.client, {
           prefix: config.redis?.prefix,
@@ -199,11 +225,11 @@ export class Gateway {
       events: {
         opened: (party) => {
           signaling.calleeConnected(party);
-          cluster?.nodeConnected(party.id);
+          bus?.nodeConnected(party.id);
         },
         gone: (party) => {
           signaling.partyGone(party);
-          cluster?.nodeGone(party.id);
+          bus?.nodeGone(party.id);
         },
         message: (session, party, msg) => gateway?.onCtl(session, party, msg),
         invalid: () => front.countRefused.inc({ reason: 'invalid-message' }),
@@ -215,9 +241,12 @@ export class Gateway {
       config.limits,
       (callee, payload) => gateway?.wakeByPush(callee, payload) ?? Promise.resolve('starting'),
       records,
-      cluster && {
-        find: (callee) => cluster.remoteParty(callee.id, callee.gatewayId),
-        dialStarted: (dialId, ttlMs) => cluster.rememberDial(dialId, ttlMs),
+      bus && {
+        find: (callee) => bus.find(callee),
+        dialStarted: (dialId, ttlMs) => bus.rememberDial(dialId, ttlMs),
+        ...(bus.lookup
+          ? { lookup: (to: string) => bus.lookup?.(to) ?? Promise.resolve(undefined) }
+          : {}),
       },
       metrics,
     );
@@ -237,7 +266,7 @@ export class Gateway {
         registry,
         sessions,
         signaling,
-        cluster,
+        cluster: bus,
         guard,
         records,
         info: () => (gateway as Gateway).info,
@@ -256,14 +285,20 @@ export class Gateway {
       staticFiles: pwaBuilt ? new StaticFiles(config.pwaDir) : undefined,
       metrics,
       logger,
+      upgrade: (req, socket, head, path) => {
+        if (path !== FEDERATION_PATH || !federation) return false;
+        federation.upgrade(req, socket, head);
+        return true;
+      },
     });
-    await cluster?.listen({
+    await bus?.listen({
       deliverLocal: (node, msg) => sessions.deliver(node, msg),
       fromRemote: (party, msg) => signaling.handle(party, msg),
       remoteGone: (node, dialId) => signaling.remoteGone(node, dialId),
       remoteConnected: (party) => signaling.calleeConnected(party),
       httpDial: async (node, dialId, request) => signaling.settleHttp(node, dialId, request),
       ready: () => sessions.assert(),
+      holds: (node) => sessions.party(node) !== undefined,
     });
     const timers = [setInterval(() => void gateway?.sweep(), 60_000)];
     for (const t of timers) t.unref();
@@ -281,6 +316,7 @@ export class Gateway {
       rtc,
       push,
       cluster,
+      federation,
       timers,
     );
     gateway.registerMetrics();
@@ -290,11 +326,12 @@ export class Gateway {
     } catch (err) {
       sessions.close('gateway stopping');
       await relay.server?.close();
-      await cluster?.close();
+      await bus?.close();
       throw err;
     }
     gateway.url = config.publicUrl ?? localUrl(config.listen, listenedOn);
     cluster?.announce(gateway.url);
+    for (const peer of config.federation.peers) federation?.addPeer(peer);
     void gateway.sweep();
     return gateway;
   }
@@ -320,6 +357,14 @@ export class Gateway {
       version: VERSION,
       vapidPublicKey: this.push.publicKey,
       ...(this.cluster ? { gateways: this.cluster.list } : {}),
+      ...(this.federation?.linkedPeers.length
+        ? {
+            federation: {
+              peers: this.federation.linkedPeers,
+              gateways: this.federation.gateways.map((g) => ({ id: g.id, hops: g.path.length })),
+            },
+          }
+        : {}),
     };
   }
 
@@ -346,6 +391,7 @@ export class Gateway {
     await Promise.all([front, this.relay.server?.close()]);
     await this.registry.close();
     await this.cluster?.close();
+    await this.federation?.close();
   }
 
   /** What a node says on its ctl channel. */
@@ -375,8 +421,8 @@ export class Gateway {
         });
         return;
       default:
-        // Cluster mode: the callee's side of a dial another gateway owns goes back there.
-        if (this.cluster?.forwardFromNode(session.id, msg)) return;
+        // Cluster or federation: the callee's side of a dial another gateway owns goes back there.
+        if ((this.cluster ?? this.federation)?.forwardFromNode(session.id, msg)) return;
         this.signaling.handle(party, msg);
     }
   }
@@ -466,6 +512,31 @@ export class Gateway {
         'rtcmesh_cluster_redis_reconnects_total',
         'Times the connection to Redis came back.',
         () => cluster.stats.redisReconnects,
+      );
+    }
+    const federation = this.federation;
+    if (federation) {
+      gauge(
+        'rtcmesh_federation_links',
+        'Gateways linked now (federation).',
+        () => federation.linkedPeers.length,
+      );
+      gauge(
+        'rtcmesh_federation_routes',
+        "Routes held, every peer's offers (federation).",
+        () => federation.routeCount,
+      );
+      countedFrom(
+        m,
+        'rtcmesh_federation_dials_forwarded_total',
+        'Dials forwarded to a node on another gateway of the federation.',
+        () => federation.stats.forwarded,
+      );
+      countedFrom(
+        m,
+        'rtcmesh_federation_dropped_total',
+        'Federation messages dropped (lies, loops, no way on).',
+        () => federation.stats.dropped,
       );
     }
     if (this.relay.server) registerTurnMetrics(m, this.relay.server);
