@@ -126,10 +126,12 @@ export async function runDial(
   const path = await stream.path().catch(() => undefined);
   if (path) log(`${service}: path ${describePath(path)}`);
   const closed = new Promise<void>((resolve) => stream.onClose(resolve));
-  // Done when the peer has ended its input (or closed), and ours has been sent.
+  // Done when the peer has ended its input (or closed), and ours has been sent. A peer that
+  // closes may still have messages queued here: they are written out before we stop.
+  const output = pumpOut(stream, process.stdout);
   await Promise.race([
-    Promise.all([pumpIn(process.stdin, stream), pumpOut(stream, process.stdout)]),
-    closed,
+    Promise.all([pumpIn(process.stdin, stream), output]),
+    closed.then(() => output),
   ]);
   stream.close();
   await node.close();
