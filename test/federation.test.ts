@@ -5,13 +5,29 @@
  * the bytes cross each side's own gateway relay (two relay hops), DTLS end to end.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type GatewayProcess, RTCMESH_BIN, startGateway } from '../e2e/support/gateway-process.ts';
+import { WebSocket } from 'ws';
+import {
+  type GatewayProcess,
+  metric,
+  RTCMESH_BIN,
+  startGateway,
+} from '../e2e/support/gateway-process.ts';
+import {
+  createNodeRecord,
+  encodeBase32,
+  generateNodeKeyPair,
+  identityOf,
+  type NodeId,
+  nodeKeyFromCryptoKeys,
+} from '../src/core/identity/index.ts';
+import { signJws } from '../src/core/identity/jws.ts';
 import { buildFederatedLans, type FederatedLans } from './support/federated-lans.ts';
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
@@ -265,3 +281,179 @@ describe('federation without Redis, across LANs with no route between them', () 
     }, 300_000);
   }
 });
+
+/** A federation link the test drives by hand: a stranger, or a peer that lies and floods. */
+async function rawLink(
+  url: string,
+): Promise<{ ws: WebSocket; closed: Promise<number>; frames: unknown[] }> {
+  const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/federation`, {
+    perMessageDeflate: false,
+  });
+  const frames: unknown[] = [];
+  ws.on('message', (d) => frames.push(JSON.parse(d.toString())));
+  const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+  ws.on('error', () => undefined);
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  return { ws, closed, frames };
+}
+
+/** A gateway identity the test holds, proving itself as a real one would. */
+async function authenticate(link: { ws: WebSocket; frames: unknown[] }): Promise<NodeId> {
+  const pair = await generateNodeKeyPair();
+  const identity = await identityOf(await nodeKeyFromCryptoKeys(pair.privateKey, pair.publicKey));
+  const fp = `sha-256 ${Array.from({ length: 32 }, () => 'AB').join(':')}`;
+  const record = await createNodeRecord(identity, { fingerprints: [fp] });
+  link.ws.send(JSON.stringify({ t: 'hello', v: 1, nonce: randomBytes(18).toString('base64url') }));
+  const hello = await waitFor(
+    () =>
+      link.frames.find((f) => (f as { t?: string }).t === 'hello') as { nonce: string } | undefined,
+    'the gateway hello',
+  );
+  const proof = await signJws(
+    identity.key,
+    { typ: 'rtcmesh-federation', alg: 'ES256' },
+    {
+      typ: 'rtcmesh-federation',
+      from: identity.id,
+      nonce: hello.nonce,
+      iat: Math.floor(Date.now() / 1000),
+    },
+  );
+  link.ws.send(JSON.stringify({ t: 'auth', record, proof }));
+  return identity.id;
+}
+
+const randomId = () => encodeBase32(randomBytes(32));
+
+describe('federation links take garbage, lies and floods without harm', () => {
+  it('strangers are cut, a lying peer is bounded, and the federation keeps working', async () => {
+    const gw1 = await startGateway({ args: ['--registry', 'memory', '--federate'] });
+    cleanups.push(() => gw1.stop());
+
+    // Garbage: not JSON, binary, a frame over the size cap, an upgrade to another path.
+    const garbage = await rawLink(gw1.url);
+    for (let i = 0; i < 50; i++) garbage.ws.send(`{not json ${i}`);
+    expect(await garbage.closed).toBeGreaterThan(0);
+    const binary = await rawLink(gw1.url);
+    binary.ws.send(Buffer.from([0, 1, 2, 3]));
+    binary.ws.send(Buffer.from([4, 5]));
+    await binary.closed;
+    const huge = await rawLink(gw1.url);
+    huge.ws.send('x'.repeat(512 * 1024));
+    expect(await huge.closed).toBe(1009);
+    await expect(
+      new Promise((resolve, reject) => {
+        const ws = new WebSocket(`${gw1.url.replace(/^http/, 'ws')}/v1/other`);
+        ws.once('open', () => resolve('open'));
+        ws.once('error', reject);
+      }),
+    ).rejects.toThrow(/404/);
+
+    // A replayed or forged proof: another nonce, another gateway named than the record's.
+    const forged = await rawLink(gw1.url);
+    forged.ws.send(
+      JSON.stringify({ t: 'hello', v: 1, nonce: randomBytes(18).toString('base64url') }),
+    );
+    const other = await generateNodeKeyPair();
+    const otherIdentity = await identityOf(
+      await nodeKeyFromCryptoKeys(other.privateKey, other.publicKey),
+    );
+    const fp = `sha-256 ${Array.from({ length: 32 }, () => 'CD').join(':')}`;
+    forged.ws.send(
+      JSON.stringify({
+        t: 'auth',
+        record: await createNodeRecord(otherIdentity, { fingerprints: [fp] }),
+        proof: await signJws(
+          otherIdentity.key,
+          { alg: 'ES256' },
+          { typ: 'rtcmesh-federation', from: randomId(), nonce: 'x'.repeat(24), iat: 0 },
+        ),
+      }),
+    );
+    await forged.closed;
+
+    // A peer that proves its identity, then lies and floods.
+    const liar = await rawLink(gw1.url);
+    const liarId = await authenticate(liar);
+    await waitFor(
+      () => liar.frames.find((f) => (f as { t?: string }).t === 'announce'),
+      'the gateway to announce itself',
+    );
+    // Paths that do not end at the liar, or loop, or name the gateway itself: all dropped.
+    liar.ws.send(JSON.stringify({ t: 'announce', node: randomId(), path: [randomId()] }));
+    liar.ws.send(JSON.stringify({ t: 'announce', node: randomId(), path: [liarId, liarId] }));
+    liar.ws.send(JSON.stringify({ t: 'announce', node: randomId(), path: [gw1.id, liarId] }));
+    // Messages with nowhere to go, or out of hops.
+    for (let i = 0; i < 10; i++)
+      liar.ws.send(
+        JSON.stringify({
+          t: 'route',
+          to: randomId(),
+          from: liarId,
+          ttl: i % 2,
+          body: { k: 'gone', node: randomId(), dialId: 'a'.repeat(22) },
+        }),
+      );
+    // A flood of presence: far more than a peer may hold in the gateway's table.
+    for (let i = 0; i < 40_000 && liar.ws.readyState === liar.ws.OPEN; i++)
+      liar.ws.send(JSON.stringify({ t: 'announce', node: randomId(), path: [liarId] }));
+    // Whatever the gateway made of it (rate-limited, cut, or up to the table's bound), its
+    // table holds no more than one peer may fill.
+    await new Promise<void>((resolve) => {
+      const check = () => (liar.ws.bufferedAmount === 0 ? resolve() : setTimeout(check, 100));
+      check();
+    });
+    expect(await metric(gw1, 'rtcmesh_federation_routes')).toBeLessThanOrEqual(20_000);
+    liar.ws.close();
+
+    // The gateway still serves, and an honest federation through it still carries a dial.
+    expect((await fetch(`${gw1.url}/healthz`)).status).toBe(200);
+    const gw2 = await startGateway({ args: ['--registry', 'memory', '--peer', gw1.url] });
+    cleanups.push(() => gw2.stop());
+    const listener = loopbackCli(gw2.url, ['listen', 'echo', '--exec', 'cat']);
+    const id = await waitFor(() => /node (\S+) \(/.exec(listener.err())?.[1], 'the listener');
+    for (let attempt = 0; ; attempt++) {
+      const dialer = loopbackCli(gw1.url, ['dial', id, 'echo'], Buffer.from('still here\n'));
+      const code = await dialer.exited;
+      if (code === 1 && /not-found/.test(dialer.err()) && attempt < 30) {
+        await new Promise((r) => setTimeout(r, 1000));
+        continue;
+      }
+      expect(dialer.err()).toMatch(/echo: connected to/);
+      expect(dialer.out().toString()).toBe('still here\n');
+      break;
+    }
+  }, 300_000);
+});
+
+/** `rtcmesh …` on loopback (the test's own namespace). */
+function loopbackCli(gatewayUrl: string, args: string[], input?: Buffer): Cli {
+  const data = mkdtempSync(join(tmpdir(), 'rtcmesh-fed-node-'));
+  const child = spawn(
+    process.execPath,
+    [RTCMESH_BIN, ...args, '--gateway', gatewayUrl, '--data', data],
+    {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    },
+  );
+  let stdout = Buffer.alloc(0);
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => {
+    stdout = Buffer.concat([stdout, d]);
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  child.stdin.on('error', () => undefined);
+  if (input !== undefined) child.stdin.end(input);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  cleanups.push(async () => {
+    if (child.exitCode === null) child.kill('SIGTERM');
+    await exited;
+    rmSync(data, { recursive: true, force: true });
+  });
+  return { child, exited, out: () => stdout, err: () => stderr };
+}
