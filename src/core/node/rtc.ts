@@ -123,7 +123,10 @@ export function relayHops(info: PathInfo): number {
   return (info.local === 'relay' ? 1 : 0) + (info.remote === 'relay' ? 1 : 0);
 }
 
-/** The path as a user reads it: `you → relay 10.9.0.1:50000 → relay 10.9.0.2:50002 → peer`. */
+/**
+ * The path as a user reads it: `you → relay 10.9.0.1:50000 → relay 10.9.0.2:50002 → peer`.
+ * (No round trip: node-datachannel's polyfill reports it in whole seconds.)
+ */
 export function describePath(info: PathInfo): string {
   const hop = (type: string | null, address: string | null) =>
     type === 'relay' ? [`relay ${address ?? '?'}`] : [];
@@ -138,7 +141,7 @@ export function describePath(info: PathInfo): string {
     hops === 0
       ? `direct, ${info.local ?? '?'} → ${info.remote ?? '?'}`
       : `${hops} relay hop${hops === 1 ? '' : 's'}`;
-  return `${steps.join(' → ')} (${kind}${info.rttMs !== null ? `, ${info.rttMs} ms` : ''})`;
+  return `${steps.join(' → ')} (${kind})`;
 }
 
 export async function pathInfo(pc: PeerConnectionLike): Promise<PathInfo> {
