@@ -21,6 +21,7 @@ import {
 } from '../../../core/identity/index.ts';
 import type { GatewayToNode } from '../../../core/protocol/messages.ts';
 import type { Logger } from '../../log.ts';
+import { RateLimiter } from '../../rate-limit.ts';
 import type { Registration } from '../../registry/index.ts';
 import type { ClusterBus, ClusterHandlers, InDialMessage } from '../cluster.ts';
 import type { DialParty, HttpDialOutcome } from '../signaling.ts';
@@ -46,6 +47,12 @@ const MAX_ROUTES_PER_PEER = 20_000;
 const MAX_DIAL_ROUTES = 10_000;
 const RECONNECT_MIN_MS = 1000;
 const RECONNECT_MAX_MS = 30_000;
+/**
+ * Calls one peer may ring on this gateway's nodes: dials crossing a link skip the caller's
+ * gateway limits here, so a peer that floods calls is refused beyond this (a small mesh's
+ * honest rate is far below).
+ */
+const INCOMING_PER_LINK = { perSecond: 50, burst: 200 };
 /** A link whose peer stops answering pings for this long is cut. */
 const PING_EVERY_MS = 15_000;
 
@@ -107,6 +114,7 @@ export class Federation implements ClusterBus {
     string,
     { owner: NodeId; node: NodeId; timer: ReturnType<typeof setTimeout> }
   >();
+  private readonly incoming = new RateLimiter(INCOMING_PER_LINK, MAX_LINKS * 2);
   private readonly server = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
   private handlers: ClusterHandlers | undefined;
   private readonly pinger: ReturnType<typeof setInterval>;
@@ -447,6 +455,11 @@ export class Federation implements ClusterBus {
     switch (body.k) {
       case 'to-node': {
         const m = body.msg;
+        if (m.t === 'incoming' && !this.incoming.take(link.peer ?? '')) {
+          this.dropped(link, 'a call over the rate of calls a peer may ring');
+          this.sendRouted(origin, { k: 'gone', node, dialId: m.dialId });
+          return;
+        }
         const delivered = handlers.deliverLocal(node, m);
         if (!('dialId' in m)) return;
         if (!delivered) {
