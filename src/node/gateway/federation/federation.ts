@@ -58,7 +58,7 @@ const PING_EVERY_MS = 15_000;
 
 export interface FederationOptions {
   self: LinkIdentity;
-  /** Accept links that other gateways open (otherwise only our own --peer links). */
+  /** Accept links that other gateways open (also once addPeer is called, as --peer implies). */
   accept: boolean;
   /** Only these gateways may link (undefined: any gateway that proves its identity). */
   allow: ReadonlySet<string> | undefined;
@@ -119,9 +119,11 @@ export class Federation implements ClusterBus {
   private handlers: ClusterHandlers | undefined;
   private readonly pinger: ReturnType<typeof setInterval>;
   private closed = false;
+  private accepting: boolean;
   readonly stats = { forwarded: 0, routed: 0, dropped: 0, refusedLinks: 0 };
 
   constructor(private readonly options: FederationOptions) {
+    this.accepting = options.accept;
     this.pinger = setInterval(() => this.ping(), PING_EVERY_MS);
     this.pinger.unref();
   }
@@ -156,11 +158,13 @@ export class Federation implements ClusterBus {
 
   /**
    * Links to another gateway (a --peer, or one found on the LAN), and keeps linking again
-   * whenever the link drops. A URL already added is not added twice.
+   * whenever the link drops. A URL already added is not added twice. From then on this
+   * gateway also accepts links (two gateways that found each other may both dial).
    */
   addPeer(text: string): void {
     if (this.closed) return;
     const parsed = parsePeerUrl(text);
+    this.accepting = true;
     if (this.peers.has(parsed.wsUrl)) return;
     if (this.peers.size >= MAX_PEERS)
       throw new Error(`a gateway links to at most ${MAX_PEERS} peers`);
@@ -178,7 +182,7 @@ export class Federation implements ClusterBus {
 
   /** An HTTP upgrade to FEDERATION_PATH: a gateway opening a link to us. */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    if (!this.options.accept || this.closed || this.linkCount >= MAX_LINKS) {
+    if (!this.accepting || this.closed || this.linkCount >= MAX_LINKS) {
       this.stats.refusedLinks++;
       socket.end('HTTP/1.1 403 Forbidden\r\nconnection: close\r\n\r\n');
       return;
