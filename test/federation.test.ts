@@ -109,6 +109,7 @@ async function startMesh(
     routedThrough?: [number, number, number];
     peerNets?: string[][];
     script?: (i: number) => string | undefined;
+    extraArgs?: (i: number) => string[];
     env?: Record<string, string>;
   } = {},
 ): Promise<Mesh> {
@@ -137,6 +138,7 @@ async function startMesh(
           '--federate',
           ...(options.peerNets?.[index] ?? g.backboneNets).flatMap((n) => ['--turn-peer-net', n]),
           ...links.flatMap((url) => ['--peer', url]),
+          ...(options.extraArgs?.(i) ?? []),
         ],
       });
       cleanups.push(() => gateway.stop());
@@ -238,6 +240,39 @@ describe('federation without Redis, across LANs with no route between them', () 
     const reverse = await dial(mesh, 3, back, Buffer.from('hello across three gateways\n'));
     expect(reverse.code).toBe(0);
     expect(reverse.out.toString()).toBe('hello across three gateways\n');
+  }, 300_000);
+
+  it('a chain of three gateways whose middle one routes no IP: TURN chaining through GW2', async () => {
+    const mesh = await startMesh(
+      'fde',
+      3,
+      [
+        [1, 2],
+        [2, 3],
+      ],
+      [
+        [1, 2],
+        [3, 2],
+      ],
+      {
+        // GW2 runs a transit relay on each backbone, relaying onto the other; GW1 and GW3
+        // forward their nodes' UDP to the one facing them.
+        extraArgs: (i) =>
+          i === 2
+            ? ['--turn-transit', '10.77.12.2=10.77.23.2', '--turn-transit', '10.77.23.2=10.77.12.2']
+            : [],
+      },
+    );
+    const id = await echoListener(mesh, 3);
+    const payload = FOUR_MIB.subarray(0, 1024 * 1024);
+    const result = await dial(mesh, 1, id, payload);
+    expect(result.err).toMatch(/echo: connected to/);
+    expect(result.code).toBe(0);
+    expect(result.out.equals(payload)).toBe(true);
+    const path = /echo: path (.*)/.exec(result.err)?.[1] ?? '';
+    // One of GW2's transit relays meets an end gateway's relay on a backbone.
+    expect(path).toMatch(/2 relay hops/);
+    expect(path).toMatch(/relay 10\.77\.(12\.2|23\.2):\d+/);
   }, 300_000);
 
   for (const mode of ['swap-fingerprint', 'substitute-record'] as const) {

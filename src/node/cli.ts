@@ -82,6 +82,8 @@ const GATEWAY_OPTIONS = `Gateway options (flag, environment variable, default):
   --turn-rfc5766-channels  RTCMESH_TURN_RFC5766_CHANNELS=1  let old clients bind channels 0x5000–0x7FFF
   --turn-peer-net CIDR RTCMESH_TURN_PEER_NET=CIDR,…  relay to this private network although private
                        (repeatable)         peers are refused: the backbone of federated gateways' relays
+  --turn-transit L=R   (repeatable)         TURN chaining: a transit relay for peer gateways' nodes,
+                                            listening on L (facing a peer), relaying from R
   --peer URL           RTCMESH_PEERS=URL,…  federation without Redis: link to this gateway (http(s)://…,
                        (repeatable)         #<gateway ID> at the end pins which one); implies --federate
   --federate           RTCMESH_FEDERATE=1   accept federation links other gateways open
@@ -112,7 +114,7 @@ function fail(message: string, code = 2): never {
   process.exit(code);
 }
 
-/** --peer, --federate, --peer-allow and --turn-peer-net (docs/design.md "Federation…"). */
+/** --peer, --federate, --peer-allow, --turn-peer-net and --turn-transit (docs/design.md §9). */
 function readFederationOptions(
   config: GatewayConfig,
   values: {
@@ -120,6 +122,7 @@ function readFederationOptions(
     federate?: boolean;
     'peer-allow'?: string[];
     'turn-peer-net'?: string[];
+    'turn-transit'?: string[];
   },
   env: NodeJS.ProcessEnv,
 ): void {
@@ -158,6 +161,15 @@ function readFederationOptions(
     throw new ConfigError(`--turn-peer-net: ${(err as Error).message}`);
   }
   config.turn.peerNetworks = nets;
+  config.turn.transit = (values['turn-transit'] ?? []).map((text) => {
+    const [listen = '', relay = '', ...rest] = text.split('=');
+    if (rest.length || !listen || !relay)
+      throw new ConfigError(`--turn-transit takes LISTEN_IP=RELAY_IP, not "${text}"`);
+    return {
+      listen: parseIpAddress(listen, '--turn-transit'),
+      relay: parseIpAddress(relay, '--turn-transit'),
+    };
+  });
 }
 
 async function runGateway(args: string[]): Promise<void> {
@@ -187,6 +199,7 @@ async function runGateway(args: string[]): Promise<void> {
       'log-format': { type: 'string' },
       allow: { type: 'string', multiple: true },
       'turn-peer-net': { type: 'string', multiple: true },
+      'turn-transit': { type: 'string', multiple: true },
       peer: { type: 'string', multiple: true },
       federate: { type: 'boolean' },
       'peer-allow': { type: 'string', multiple: true },

@@ -98,6 +98,12 @@ export interface TurnConfig {
    * the backbone where federated gateways' relays live, so relay↔relay paths form.
    */
   peerNetworks: string[];
+  /**
+   * TURN chaining (--turn-transit LISTEN=RELAY): transit relays for peer gateways' nodes, each
+   * listening on this gateway's address facing a peer and relaying from its address on
+   * another network (docs/design.md §9).
+   */
+  transit: { listen: string; relay: string }[];
   /** Let clients bind channels 0x5000–0x7FFF, as RFC 5766 did (coturn 4.6's own client does). */
   rfc5766ChannelNumbers: boolean;
   limits: TurnGatewayLimits;
@@ -131,6 +137,7 @@ export function defaultConfig(): GatewayConfig {
       relayIp: undefined,
       allowPrivatePeers: false,
       peerNetworks: [],
+      transit: [],
       rfc5766ChannelNumbers: false,
       limits: { ...DEFAULT_TURN_LIMITS, credentialLifetimeS: 3600 },
     },

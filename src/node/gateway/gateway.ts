@@ -31,6 +31,7 @@ import {
   RegistryUnavailableError,
   SqliteRegistry,
 } from '../registry/index.ts';
+import { normalIp } from '../turn/address-policy.ts';
 import { issueCredentials } from '../turn/credentials.ts';
 import { registerTurnMetrics } from '../turn/metrics.ts';
 import { loadOrCreateTurnSecret } from '../turn/secret-store.ts';
@@ -105,6 +106,45 @@ async function startRelay(config: GatewayConfig, udpPort: number): Promise<Relay
   };
 }
 
+/** A transit relay (TURN chaining): for peer gateways' nodes, onto another network. */
+interface TransitRelay {
+  listen: string;
+  server: TurnServer;
+}
+
+/** Transit credentials a peer's nodes get: refreshed over the link well before this. */
+const TRANSIT_CREDENTIAL_LIFETIME_S = 3600;
+
+async function startTransitRelays(config: GatewayConfig, relay: Relay): Promise<TransitRelay[]> {
+  const turn = config.turn;
+  const started: TransitRelay[] = [];
+  try {
+    for (const t of turn.transit) {
+      const server = await TurnServer.start({
+        listen: { host: t.listen, port: 0 },
+        relayIp: t.relay,
+        secret: relay.secret,
+        allowPrivatePeers: turn.allowPrivatePeers,
+        peerNetworks: turn.peerNetworks,
+        rfc5766ChannelNumbers: turn.rfc5766ChannelNumbers,
+        limits: turn.limits,
+      });
+      started.push({ listen: t.listen, server });
+    }
+  } catch (err) {
+    await Promise.all(started.map((t) => t.server.close()));
+    await relay.server?.close();
+    throw new ConfigError(`--turn-transit: ${(err as Error).message}`);
+  }
+  return started;
+}
+
+/** Where the built-in TURN server listens (nodes reach forwarders there too). */
+function relayListenHost(config: GatewayConfig, udpPort: number): string | undefined {
+  const host = (config.turn.listen ?? defaultTurnListen(config.udp, udpPort)).host;
+  return isWildcard(host) ? undefined : host;
+}
+
 /** RFC 8292 `sub`: how a push service can reach whoever runs this gateway. */
 function vapidSubject(publicUrl: string | undefined): string {
   return publicUrl?.startsWith('https:') ? publicUrl : 'mailto:rtcmesh-gateway@localhost';
@@ -135,6 +175,7 @@ export class Gateway {
     private readonly rtc: RtcEndpoint,
     private readonly push: PushSender,
     private readonly cluster: Cluster | undefined,
+    private readonly transit: TransitRelay[],
     /** Federation without Redis (federation/): links to other gateways, when not in a cluster. */
     readonly federation: Federation | undefined,
     private readonly timers: ReturnType<typeof setInterval>[],
@@ -166,6 +207,7 @@ export class Gateway {
       keyFile,
     });
     const relay = await startRelay(config, port);
+    const transit = await startTransitRelays(config, relay);
     const cluster = config.redis
       ? await Cluster.connect({
           url: config.redis.url,
@@ -193,6 +235,15 @@ export class Gateway {
           allow: config.federation.allow,
           routeTtlMs: config.limits.dialTimeoutMs + 30_000,
           logger,
+          transitOffers: (local, peer) =>
+            transit
+              .filter((t) => normalIp(t.listen) === local)
+              .map((t) => ({
+                host: t.listen,
+                port: t.server.port,
+                ...issueCredentials(relay.secret, peer, TRANSIT_CREDENTIAL_LIFETIME_S),
+              })),
+          ...(relay.server ? { forwardHost: relayListenHost(config, port) } : {}),
         });
     const bus: ClusterBus | undefined = cluster ?? federation;
     const registry = cluster
@@ -270,7 +321,10 @@ export class Gateway {
         guard,
         records,
         info: () => (gateway as Gateway).info,
-        iceServersFor: (id) => iceServersFor(relay, config, id),
+        iceServersFor: (id) => [
+          ...iceServersFor(relay, config, id),
+          ...(federation?.transitIceServers() ?? []),
+        ],
         routeFailure: (err) => routeFailure(logger, err),
         observeConnect: (s) => connectSeconds.observe(s),
       }),
@@ -316,6 +370,7 @@ export class Gateway {
       rtc,
       push,
       cluster,
+      transit,
       federation,
       timers,
     );
@@ -326,6 +381,7 @@ export class Gateway {
     } catch (err) {
       sessions.close('gateway stopping');
       await relay.server?.close();
+      await Promise.all(transit.map((t) => t.server.close()));
       await bus?.close();
       throw err;
     }
@@ -388,7 +444,11 @@ export class Gateway {
     const front = this.front.close(graceMs);
     this.signaling.close();
     this.sessions.close('gateway stopping');
-    await Promise.all([front, this.relay.server?.close()]);
+    await Promise.all([
+      front,
+      this.relay.server?.close(),
+      ...this.transit.map((t) => t.server.close()),
+    ]);
     await this.registry.close();
     await this.cluster?.close();
     await this.federation?.close();

@@ -19,10 +19,11 @@ import {
   type NodeId,
   parseNodeId,
 } from '../../../core/identity/index.ts';
-import type { GatewayToNode } from '../../../core/protocol/messages.ts';
+import type { GatewayToNode, IceServerConfig } from '../../../core/protocol/messages.ts';
 import type { Logger } from '../../log.ts';
 import { RateLimiter } from '../../rate-limit.ts';
 import type { Registration } from '../../registry/index.ts';
+import { normalIp } from '../../turn/address-policy.ts';
 import type { ClusterBus, ClusterHandlers, InDialMessage } from '../cluster.ts';
 import type { DialParty, HttpDialOutcome } from '../signaling.ts';
 import { Link, type LinkIdentity } from './link.ts';
@@ -32,8 +33,10 @@ import {
   MAX_HOPS,
   type RoutedBody,
   type RouteMessage,
+  type TransitServer,
 } from './protocol.ts';
 import { RouteTable } from './routes.ts';
+import { TransitForwarder } from './transit.ts';
 
 export const FEDERATION_PATH = '/v1/federation';
 
@@ -65,7 +68,17 @@ export interface FederationOptions {
   /** How long a forwarded dial is remembered on the callee's side. */
   routeTtlMs: number;
   logger: Logger;
+  /**
+   * TURN chaining, offering side: the transit servers this gateway runs on `local` (its
+   * address on a link), with credentials for peer `peer`'s nodes.
+   */
+  transitOffers?: (local: string, peer: NodeId) => TransitServer[];
+  /** TURN chaining, using side: where this gateway's nodes reach its forwarders (its TURN host). */
+  forwardHost?: string;
 }
+
+/** Transit credentials are offered again this often (they last an hour). */
+const TRANSIT_REFRESH_MS = 20 * 60_000;
 
 interface Peer {
   url: string;
@@ -118,6 +131,12 @@ export class Federation implements ClusterBus {
   private readonly server = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
   private handlers: ClusterHandlers | undefined;
   private readonly pinger: ReturnType<typeof setInterval>;
+  private readonly transitTimer: ReturnType<typeof setInterval>;
+  /** Forwarders to peers' transit TURN servers, by peer, with the credentials to use. */
+  private readonly forwarders = new Map<
+    NodeId,
+    { forwarder: TransitForwarder; server: TransitServer }[]
+  >();
   private closed = false;
   private accepting: boolean;
   readonly stats = { forwarded: 0, routed: 0, dropped: 0, refusedLinks: 0 };
@@ -126,6 +145,10 @@ export class Federation implements ClusterBus {
     this.accepting = options.accept;
     this.pinger = setInterval(() => this.ping(), PING_EVERY_MS);
     this.pinger.unref();
+    this.transitTimer = setInterval(() => {
+      for (const link of this.links.values()) this.offerTransit(link);
+    }, TRANSIT_REFRESH_MS);
+    this.transitTimer.unref();
   }
 
   get id(): NodeId {
@@ -187,7 +210,13 @@ export class Federation implements ClusterBus {
       socket.end('HTTP/1.1 403 Forbidden\r\nconnection: close\r\n\r\n');
       return;
     }
-    this.server.handleUpgrade(req, socket, head, (ws) => this.adopt(ws, false, undefined));
+    const addresses = {
+      local: normalIp(req.socket.localAddress ?? ''),
+      remote: normalIp(req.socket.remoteAddress ?? ''),
+    };
+    this.server.handleUpgrade(req, socket, head, (ws) =>
+      this.adopt(ws, false, undefined, addresses),
+    );
   }
 
   // --- the cluster bus ---
@@ -259,6 +288,8 @@ export class Federation implements ClusterBus {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.pinger);
+    clearInterval(this.transitTimer);
+    for (const peer of [...this.forwarders.keys()]) this.dropForwarders(peer);
     for (const peer of this.peers.values()) clearTimeout(peer.timer);
     for (const link of [...this.links.values(), ...this.handshaking])
       link.close('gateway stopping');
@@ -287,9 +318,16 @@ export class Federation implements ClusterBus {
       perMessageDeflate: false,
     });
     let adopted = false;
+    let addresses = { local: '', remote: '' };
+    ws.once('upgrade', (res) => {
+      addresses = {
+        local: normalIp(res.socket.localAddress ?? ''),
+        remote: normalIp(res.socket.remoteAddress ?? ''),
+      };
+    });
     ws.once('open', () => {
       adopted = true;
-      peer.link = this.adopt(ws, true, peer);
+      peer.link = this.adopt(ws, true, peer, addresses);
     });
     ws.once('error', () => {
       if (!adopted) this.retry(peer);
@@ -304,9 +342,15 @@ export class Federation implements ClusterBus {
     peer.timer.unref();
   }
 
-  private adopt(ws: WebSocket, initiator: boolean, peer: Peer | undefined): Link {
+  private adopt(
+    ws: WebSocket,
+    initiator: boolean,
+    peer: Peer | undefined,
+    addresses: { local: string; remote: string },
+  ): Link {
     const link = new Link({
       socket: ws,
+      addresses,
       self: this.options.self,
       initiator,
       ...(peer ? { url: peer.url } : {}),
@@ -346,6 +390,7 @@ export class Federation implements ClusterBus {
       { peer: id, url: link.url, initiator: link.initiator },
       `federation: linked to gateway ${id}`,
     );
+    this.offerTransit(link);
     // The whole table, as the peer should see it.
     link.send({ t: 'announce', node: this.id, path: [this.id] });
     for (const node of this.local) link.send({ t: 'announce', node, path: [this.id] });
@@ -364,6 +409,7 @@ export class Federation implements ClusterBus {
       this.links.delete(id);
       this.options.logger.warn({ peer: id, reason }, `federation: link to gateway ${id} closed`);
       for (const node of this.table.removePeer(id)) this.propagate(node);
+      this.dropForwarders(id);
     } else if (peer && !id) {
       this.options.logger.warn({ url: peer.url, reason }, 'federation: could not link');
     }
@@ -425,7 +471,68 @@ export class Federation implements ClusterBus {
       case 'route':
         this.route(link, msg);
         return;
+      case 'transit':
+        void this.useTransit(link, msg.servers).catch((err: unknown) =>
+          this.options.logger.warn({ err, peer: from }, 'federation: transit forwarder failed'),
+        );
+        return;
     }
+  }
+
+  // --- TURN chaining ---
+
+  /** The ICE servers a node here gets beside this gateway's own: peers' transit servers. */
+  transitIceServers(): IceServerConfig[] {
+    const host = this.options.forwardHost;
+    if (!host) return [];
+    const h = host.includes(':') ? `[${host}]` : host;
+    return [...this.forwarders.values()].flat().map(({ forwarder, server }) => ({
+      urls: [`turn:${h}:${forwarder.port}?transport=udp`],
+      username: server.username,
+      credential: server.credential,
+    }));
+  }
+
+  private offerTransit(link: Link): void {
+    const servers = this.options.transitOffers?.(link.addresses.local, link.peer as NodeId) ?? [];
+    if (servers.length) link.send({ t: 'transit', servers: servers.slice(0, 4) });
+  }
+
+  /** A peer offers its transit servers: forward to them from our LAN (new credentials kept). */
+  private async useTransit(link: Link, servers: TransitServer[]): Promise<void> {
+    const peer = link.peer as NodeId;
+    const host = this.options.forwardHost;
+    if (!host) return;
+    const current = this.forwarders.get(peer) ?? [];
+    const next: { forwarder: TransitForwarder; server: TransitServer }[] = [];
+    for (const server of servers) {
+      // Only to the peer's own address on this link: a peer may not make us send anywhere else.
+      if (normalIp(server.host) !== link.addresses.remote) {
+        this.dropped(link, 'a transit server not at the peer itself');
+        continue;
+      }
+      const same = current.find(
+        (f) =>
+          f.forwarder.upstream.host === server.host && f.forwarder.upstream.port === server.port,
+      );
+      next.push({
+        forwarder:
+          same?.forwarder ?? (await TransitForwarder.start(host, server, this.options.logger)),
+        server,
+      });
+    }
+    for (const old of current)
+      if (!next.some((n) => n.forwarder === old.forwarder)) old.forwarder.close();
+    if (!this.links.has(peer) || this.closed) {
+      for (const n of next) n.forwarder.close();
+      return;
+    }
+    this.forwarders.set(peer, next);
+  }
+
+  private dropForwarders(peer: NodeId): void {
+    for (const f of this.forwarders.get(peer) ?? []) f.forwarder.close();
+    this.forwarders.delete(peer);
   }
 
   private dropped(link: Link, what: string): void {

@@ -59,6 +59,8 @@ export interface LinkOptions {
   url?: string;
   /** Only this gateway may be on the other end (a pinned --peer). */
   expectedPeer?: NodeId;
+  /** The TCP connection's addresses (our side, the peer's), as this host sees them. */
+  addresses: { local: string; remote: string };
   events: LinkEvents;
   logger: Logger;
 }
@@ -109,6 +111,11 @@ export class Link {
 
   get url(): string | undefined {
     return this.options.url;
+  }
+
+  /** Our address on this link, and the peer's. */
+  get addresses(): { local: string; remote: string } {
+    return this.options.addresses;
   }
 
   get up(): boolean {

@@ -56,6 +56,23 @@ export const linkMessageSchema = z.discriminatedUnion('t', [
   }),
   /** `node` is no longer reachable through the sender. */
   z.object({ t: z.literal('withdraw'), node: nodeId }),
+  /**
+   * TURN chaining: transit TURN servers the sender runs on its own address of this link,
+   * relaying onto another network, with credentials for the receiver's nodes (§9).
+   */
+  z.object({
+    t: z.literal('transit'),
+    servers: z
+      .array(
+        z.object({
+          host: z.string().max(45),
+          port: z.number().int().min(1).max(65535),
+          username: z.string().max(128),
+          credential: z.string().max(128),
+        }),
+      )
+      .max(4),
+  }),
   z.object({
     t: z.literal('route'),
     to: gatewayId,
@@ -67,3 +84,4 @@ export const linkMessageSchema = z.discriminatedUnion('t', [
 ]);
 export type LinkMessage = z.infer<typeof linkMessageSchema>;
 export type RouteMessage = Extract<LinkMessage, { t: 'route' }>;
+export type TransitServer = Extract<LinkMessage, { t: 'transit' }>['servers'][number];
