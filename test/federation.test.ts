@@ -417,6 +417,17 @@ describe('federation links take garbage, lies and floods without harm', () => {
       () => liar.frames.find((f) => (f as { t?: string }).t === 'announce'),
       'the gateway to announce itself',
     );
+    // A transit relay somewhere else than the peer itself: the gateway must not forward there.
+    liar.ws.send(
+      JSON.stringify({
+        t: 'transit',
+        servers: [{ host: '127.0.0.9', port: 9, username: 'u', credential: 'c' }],
+      }),
+    );
+    for (let i = 0; (await metric(gw1, 'rtcmesh_federation_dropped_total')) < 1; i++) {
+      if (i > 300) throw new Error('the transit lie was not dropped');
+      await new Promise((r) => setTimeout(r, 100));
+    }
     // Paths that do not end at the liar, or loop, or name the gateway itself: all dropped.
     liar.ws.send(JSON.stringify({ t: 'announce', node: randomId(), path: [randomId()] }));
     liar.ws.send(JSON.stringify({ t: 'announce', node: randomId(), path: [liarId, liarId] }));

@@ -14,9 +14,11 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import {
+  formatIp6,
   idPrefixFromMeshIp6,
   meshIp6,
   type NodeId,
+  parseIp6,
   parseNodeId,
 } from '../../../core/identity/index.ts';
 import type { GatewayToNode, IceServerConfig } from '../../../core/protocol/messages.ts';
@@ -231,9 +233,11 @@ export class Federation implements ClusterBus {
   /** A node held by another gateway of the federation, as a registration for signaling. */
   async lookup(to: string): Promise<Registration | undefined> {
     let id = parseNodeId(to);
-    if (!id && idPrefixFromMeshIp6(to)) {
+    const bytes = id ? undefined : idPrefixFromMeshIp6(to) && parseIp6(to);
+    if (bytes) {
+      const canonical = formatIp6(bytes); // one spelling, as meshIp6 writes it
       for (const node of this.table.nodes)
-        if (meshIp6(node) === to) {
+        if (meshIp6(node) === canonical) {
           id = node;
           break;
         }
