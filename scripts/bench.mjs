@@ -1,5 +1,5 @@
-// `npm run bench`, `npm run bench:capacity` and `npm run bench:abuse`: bundles bench/ (or
-// bench/capacity/, bench/abuse/) and runs it in a loopback-only network namespace.
+// `npm run bench`, `npm run bench:capacity`, `npm run bench:abuse` and `npm run
+// bench:federation`: bundles bench/ (or bench/capacity/, bench/abuse/, bench/federation/) and runs it in a loopback-only network namespace.
 //
 //   node scripts/bench.mjs [capacity|abuse] [args…]     (args, such as --quick, pass through)
 import { spawnSync } from 'node:child_process';
@@ -7,10 +7,16 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const mode = ['capacity', 'abuse'].includes(process.argv[2]) ? process.argv[2] : undefined;
+const mode = ['capacity', 'abuse', 'federation'].includes(process.argv[2])
+  ? process.argv[2]
+  : undefined;
 const dir = mode ? `bench/${mode}` : 'bench';
 // The capacity and abuse runs start worker (attacker) processes from their own bundle.
-const entries = { capacity: ['run', 'worker'], abuse: ['run', 'attacker'] }[mode] ?? ['run'];
+const entries = {
+  capacity: ['run', 'worker'],
+  abuse: ['run', 'attacker'],
+  federation: ['run', 'peer'],
+}[mode] ?? ['run'];
 await build({
   entryPoints: entries.map((name) => `${root}${dir}/${name}.ts`),
   outdir: `${root}dist/${dir}`,

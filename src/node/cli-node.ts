@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { DialError } from '../core/node/errors.ts';
 import type { Logger } from '../core/node/logger.ts';
 import type { AcceptPolicy } from '../core/node/mesh-node.ts';
+import { describePath } from '../core/node/rtc.ts';
 import type { MeshStream } from '../core/node/stream.ts';
 import {
   connectNode,
@@ -129,11 +130,15 @@ export async function runDial(
     return 1;
   }
   log(`${service}: connected to ${stream.peer.id}`);
+  const path = await stream.path().catch(() => undefined);
+  if (path) log(`${service}: path ${describePath(path)}`);
   const closed = new Promise<void>((resolve) => stream.onClose(resolve));
-  // Done when the peer has ended its input (or closed), and ours has been sent.
+  // Done when the peer has ended its input (or closed), and ours has been sent. A peer that
+  // closes may still have messages queued here: they are written out before we stop.
+  const output = pumpOut(stream, process.stdout);
   await Promise.race([
-    Promise.all([pumpIn(process.stdin, stream), pumpOut(stream, process.stdout)]),
-    closed,
+    Promise.all([pumpIn(process.stdin, stream), output]),
+    closed.then(() => output),
   ]);
   stream.close();
   await node.close();

@@ -33,11 +33,13 @@ import {
   parseTurnUrl,
   setLimit,
 } from './gateway/config.ts';
+import { parsePeerUrl } from './gateway/federation/federation.ts';
 import { Gateway } from './gateway/gateway.ts';
 import { loadOrCreateIdentity } from './identity-store.ts';
 import { createLogger, isLogLevel, LOG_LEVELS } from './log.ts';
 import { DEFAULT_PRESENCE_TTL_MS, DEFAULT_REDIS_PREFIX } from './registry/index.ts';
 import { redactUrl } from './registry/redis-registry.ts';
+import { PeerNetworks } from './turn/address-policy.ts';
 
 const COMMANDS = `rtcmesh ${VERSION}: a private mesh over WebRTC
 
@@ -85,6 +87,14 @@ const GATEWAY_OPTIONS = `Gateway options (flag, environment variable, default):
   --turn-relay-ip IP   RTCMESH_TURN_RELAY_IP  the TURN host  (where relayed traffic goes out)
   --turn-allow-private RTCMESH_TURN_ALLOW_PRIVATE=1  relay to loopback and private peers too
   --turn-rfc5766-channels  RTCMESH_TURN_RFC5766_CHANNELS=1  let old clients bind channels 0x5000–0x7FFF
+  --turn-peer-net CIDR RTCMESH_TURN_PEER_NET=CIDR,…  relay to this private network although private
+                       (repeatable)         peers are refused: the backbone of federated gateways' relays
+  --turn-transit L=R   (repeatable)         TURN chaining: a transit relay for peer gateways' nodes,
+                                            listening on L (facing a peer), relaying from R
+  --peer URL           RTCMESH_PEERS=URL,…  federation without Redis: link to this gateway (http(s)://…,
+                       (repeatable)         #<gateway ID> at the end pins which one); implies --federate
+  --federate           RTCMESH_FEDERATE=1   accept federation links other gateways open
+  --peer-allow ID      (repeatable)         only these gateways may link (default: any that proves its ID)
   --push-allow-private RTCMESH_PUSH_ALLOW_PRIVATE=1  send Web Push to loopback, private and plain-http
                                             endpoints too (a local push service in tests)
   --trust-proxy        RTCMESH_TRUST_PROXY=1  behind a reverse proxy: per-address limits use the
@@ -131,6 +141,64 @@ function fail(message: string, code = 2): never {
   process.exit(code);
 }
 
+/** --peer, --federate, --peer-allow, --turn-peer-net and --turn-transit (docs/design.md §9). */
+function readFederationOptions(
+  config: GatewayConfig,
+  values: {
+    peer?: string[];
+    federate?: boolean;
+    'peer-allow'?: string[];
+    'turn-peer-net'?: string[];
+    'turn-transit'?: string[];
+  },
+  env: NodeJS.ProcessEnv,
+): void {
+  const list = (flag: string[] | undefined, variable: string | undefined) => [
+    ...(flag ?? []),
+    ...(variable ?? '').split(/[\s,]+/).filter(Boolean),
+  ];
+  const peers = list(values.peer, env.RTCMESH_PEERS);
+  for (const peer of peers) {
+    try {
+      parsePeerUrl(peer);
+    } catch (err) {
+      throw new ConfigError(`--peer: ${(err as Error).message}`);
+    }
+  }
+  config.federation.peers = peers;
+  const federate = env.RTCMESH_FEDERATE;
+  config.federation.accept =
+    peers.length > 0 || values.federate === true || federate === '1' || federate === 'true';
+  const allowed = values['peer-allow'] ?? [];
+  if (allowed.length) {
+    config.federation.allow = new Set(
+      allowed.map((text) => {
+        const id = parseNodeId(text);
+        if (!id) throw new ConfigError(`--peer-allow takes gateway IDs, not "${text}"`);
+        return id;
+      }),
+    );
+  }
+  if (config.redis && (peers.length || config.federation.accept))
+    throw new ConfigError('--peer and --federate link gateways without Redis: leave out --redis');
+  const nets = list(values['turn-peer-net'], env.RTCMESH_TURN_PEER_NET);
+  try {
+    new PeerNetworks(nets);
+  } catch (err) {
+    throw new ConfigError(`--turn-peer-net: ${(err as Error).message}`);
+  }
+  config.turn.peerNetworks = nets;
+  config.turn.transit = (values['turn-transit'] ?? []).map((text) => {
+    const [listen = '', relay = '', ...rest] = text.split('=');
+    if (rest.length || !listen || !relay)
+      throw new ConfigError(`--turn-transit takes LISTEN_IP=RELAY_IP, not "${text}"`);
+    return {
+      listen: parseIpAddress(listen, '--turn-transit'),
+      relay: parseIpAddress(relay, '--turn-transit'),
+    };
+  });
+}
+
 async function runGateway(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
@@ -157,6 +225,11 @@ async function runGateway(args: string[]): Promise<void> {
       'log-level': { type: 'string' },
       'log-format': { type: 'string' },
       allow: { type: 'string', multiple: true },
+      'turn-peer-net': { type: 'string', multiple: true },
+      'turn-transit': { type: 'string', multiple: true },
+      peer: { type: 'string', multiple: true },
+      federate: { type: 'boolean' },
+      'peer-allow': { type: 'string', multiple: true },
     },
     strict: true,
   });
@@ -194,6 +267,7 @@ async function runGateway(args: string[]): Promise<void> {
   if (dialTimeout) config.limits.dialTimeoutMs = parseDuration(dialTimeout, '--dial-timeout');
   for (const setting of values.limit ?? []) setLimit(config.limits, setting, config.turn.limits);
   readTurnOptions(config, values, env);
+  readFederationOptions(config, values, env);
   const pushAllowPrivate = env.RTCMESH_PUSH_ALLOW_PRIVATE;
   config.push.allowPrivateEndpoints =
     values['push-allow-private'] === true ||

@@ -14,7 +14,11 @@ export async function pumpIn(input: Readable, stream: MeshStream): Promise<void>
     if (!stream.isOpen) return;
     await stream.send(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
   }
-  if (stream.isOpen) await stream.send(END_OF_INPUT);
+  if (!stream.isOpen) return;
+  await stream.send(END_OF_INPUT);
+  // The caller closes the stream next: over a slow path (relays) a close right after the
+  // last send dropped what was still buffered.
+  await stream.flush();
 }
 
 /** Copies the stream into `output` until the peer ends its input or closes. */

@@ -11,4 +11,5 @@ export {
 } from './mesh-node.ts';
 export { PeerLink } from './peer-link.ts';
 export type { PathInfo, RtcPlatform } from './rtc.ts';
+export { describePath, relayHops } from './rtc.ts';
 export { MeshStream, type StreamMessage, type StreamOptions } from './stream.ts';

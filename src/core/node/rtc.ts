@@ -107,12 +107,41 @@ export function channelOpen(channel: DataChannelLike, timeoutMs: number): Promis
   });
 }
 
-/** Candidate types and round-trip time of the selected pair. */
+/** Candidate types, addresses and round-trip time of the selected pair. */
 export interface PathInfo {
   local: string | null;
   remote: string | null;
+  /** `ip:port` of each candidate (a relay candidate: the TURN relay's address). */
+  localAddress: string | null;
+  remoteAddress: string | null;
   protocol: string | null;
   rttMs: number | null;
+}
+
+/** Relays the path crosses: one per relay candidate on either side (DESIGN "Relays across hops"). */
+export function relayHops(info: PathInfo): number {
+  return (info.local === 'relay' ? 1 : 0) + (info.remote === 'relay' ? 1 : 0);
+}
+
+/**
+ * The path as a user reads it: `you → relay 10.9.0.1:50000 → relay 10.9.0.2:50002 → peer`.
+ * (No round trip: node-datachannel's polyfill reports it in whole seconds.)
+ */
+export function describePath(info: PathInfo): string {
+  const hop = (type: string | null, address: string | null) =>
+    type === 'relay' ? [`relay ${address ?? '?'}`] : [];
+  const hops = relayHops(info);
+  const steps = [
+    'you',
+    ...hop(info.local, info.localAddress),
+    ...hop(info.remote, info.remoteAddress),
+    'peer',
+  ];
+  const kind =
+    hops === 0
+      ? `direct, ${info.local ?? '?'} → ${info.remote ?? '?'}`
+      : `${hops} relay hop${hops === 1 ? '' : 's'}`;
+  return `${steps.join(' → ')} (${kind})`;
 }
 
 export async function pathInfo(pc: PeerConnectionLike): Promise<PathInfo> {
@@ -137,9 +166,18 @@ export async function pathInfo(pc: PeerConnectionLike): Promise<PathInfo> {
   const remote =
     typeof pair?.remoteCandidateId === 'string' ? stats.get(pair.remoteCandidateId) : undefined;
   const rtt = pair?.currentRoundTripTime;
+  // Browsers say `address`, node-datachannel's polyfill `ip`.
+  const where = (c: Record<string, unknown> | undefined) => {
+    const ip = typeof c?.address === 'string' ? c.address : typeof c?.ip === 'string' ? c.ip : null;
+    if (!ip) return null;
+    const host = ip.includes(':') ? `[${ip}]` : ip;
+    return typeof c?.port === 'number' ? `${host}:${c.port}` : host;
+  };
   return {
     local: typeof local?.candidateType === 'string' ? local.candidateType : null,
     remote: typeof remote?.candidateType === 'string' ? remote.candidateType : null,
+    localAddress: where(local),
+    remoteAddress: where(remote),
     protocol: typeof local?.protocol === 'string' ? local.protocol : null,
     rttMs: typeof rtt === 'number' ? Math.round(rtt * 10_000) / 10 : null,
   };

@@ -382,7 +382,12 @@ export class MeshStream {
     }
   }
 
-  /** Closes once everything written has left the buffer. */
+  /** Resolves once everything sent so far has left the send buffer (or the stream closed). */
+  flush(): Promise<void> {
+    return this.flushed();
+  }
+
+  /** Closes now; what is still buffered may be lost (flush() first to keep it). */
   close(): void {
     if (this.closed) return;
     try {

@@ -168,6 +168,13 @@ export const gatewayInfoSchema = z.object({
   gateways: z.optional(
     z.array(z.object({ id: maxString(64), url: maxString(512) })).check(z.maxLength(64)),
   ),
+  /** Federation: the gateways linked to this one, and those reachable through them. */
+  federation: z.optional(
+    z.object({
+      peers: z.array(maxString(64)).check(z.maxLength(64)),
+      gateways: z.array(z.object({ id: maxString(64), hops: z.int() })).check(z.maxLength(1024)),
+    }),
+  ),
 });
 export type GatewayInfo = z.infer<typeof gatewayInfoSchema>;
 

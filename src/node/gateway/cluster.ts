@@ -33,7 +33,7 @@ import {
 } from '../../core/protocol/messages.ts';
 import { maxString, parseValue } from '../../core/protocol/schema.ts';
 import type { Logger } from '../log.ts';
-import { RegistryUnavailableError } from '../registry/index.ts';
+import { type Registration, RegistryUnavailableError } from '../registry/index.ts';
 import { redactUrl, redisClient } from '../registry/redis-registry.ts';
 import type { VapidKeys } from './push.ts';
 import type { DialParty, HttpDialAction, HttpDialOutcome } from './signaling.ts';
@@ -59,6 +59,28 @@ export interface ClusterHandlers {
   httpDial(node: NodeId, dialId: string, request: HttpDialAction): Promise<HttpDialOutcome>;
   /** Redis is (again) reachable: assert what this gateway holds. */
   ready(): void;
+  /** Whether this gateway holds a session of `node` now. */
+  holds(node: NodeId): boolean;
+}
+
+/**
+ * The cluster bus as the gateway uses it: Redis (Cluster, one site) or links between
+ * gateways (Federation, federation/, small meshes across networks).
+ */
+export interface ClusterBus {
+  readonly stats: { forwarded: number };
+  listen(handlers: ClusterHandlers): Promise<void>;
+  /** The party for a callee held by another gateway; undefined when none holds it. */
+  find(callee: Registration): Promise<DialParty | undefined>;
+  /** A node unknown to this gateway's registry but held elsewhere (federation only). */
+  lookup?(to: string): Promise<Registration | undefined>;
+  /** The callee's side of a dial another gateway owns, sent there; false if none is. */
+  forwardFromNode(node: NodeId, msg: InDialMessage): boolean;
+  nodeConnected(node: NodeId): void;
+  nodeGone(node: NodeId): void;
+  rememberDial(id: string, ttlMs: number): Promise<void>;
+  httpDial(node: NodeId, id: string, request: HttpDialAction): Promise<HttpDialOutcome | undefined>;
+  close(): Promise<void>;
 }
 
 export interface ClusterOptions {
@@ -119,7 +141,7 @@ const busSchema = z.discriminatedUnion('k', [
 ]);
 type BusMessage = z.infer<typeof busSchema>;
 
-export class Cluster {
+export class Cluster implements ClusterBus {
   private gateways: ClusterGateway[] = [];
   private publicUrl = '';
   /** Dials forwarded to a session here: where they live. */
@@ -250,6 +272,10 @@ export class Cluster {
     }
     if (!(Number(reply[1]) > 0)) return undefined;
     return this.party(node, gatewayId);
+  }
+
+  find(callee: Registration): Promise<DialParty | undefined> {
+    return this.remoteParty(callee.id, callee.gatewayId);
   }
 
   /**

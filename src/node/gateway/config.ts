@@ -35,6 +35,17 @@ export interface GatewayConfig {
   allow: ReadonlySet<string> | undefined;
   turn: TurnConfig;
   push: PushConfig;
+  federation: FederationConfig;
+}
+
+/** Federation without Redis (federation/): gateways on different networks linked directly. */
+export interface FederationConfig {
+  /** Gateways to link to (--peer URL, optionally `#<gateway ID>` to pin which one). */
+  peers: string[];
+  /** Accept links other gateways open (--peer or --federate turn it on). */
+  accept: boolean;
+  /** Only these gateways may link (--peer-allow; undefined: any that proves its identity). */
+  allow: ReadonlySet<string> | undefined;
 }
 
 /** Cluster mode (DESIGN §5): several gateways on one Redis serve one mesh. */
@@ -82,6 +93,17 @@ export interface TurnConfig {
   relayIp: string | undefined;
   /** Relay to loopback, private and link-local peers (tests on one machine). */
   allowPrivatePeers: boolean;
+  /**
+   * Private networks the relay may send to even without allowPrivatePeers (--turn-peer-net):
+   * the backbone where federated gateways' relays live, so relay↔relay paths form.
+   */
+  peerNetworks: string[];
+  /**
+   * TURN chaining (--turn-transit LISTEN=RELAY): transit relays for peer gateways' nodes, each
+   * listening on this gateway's address facing a peer and relaying from its address on
+   * another network (docs/design.md §9).
+   */
+  transit: { listen: string; relay: string }[];
   /** Let clients bind channels 0x5000–0x7FFF, as RFC 5766 did (coturn 4.6's own client does). */
   rfc5766ChannelNumbers: boolean;
   limits: TurnGatewayLimits;
@@ -114,10 +136,13 @@ export function defaultConfig(): GatewayConfig {
       url: undefined,
       relayIp: undefined,
       allowPrivatePeers: false,
+      peerNetworks: [],
+      transit: [],
       rfc5766ChannelNumbers: false,
       limits: { ...DEFAULT_TURN_LIMITS, credentialLifetimeS: 3600 },
     },
     push: { allowPrivateEndpoints: false },
+    federation: { peers: [], accept: false, allow: undefined },
   };
 }
 

@@ -7,7 +7,12 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Counter, collectDefaultMetrics, Gauge } from 'prom-client';
-import { type NodeId, type NodeIdentity, RecordCache } from '../../core/identity/index.ts';
+import {
+  createNodeRecord,
+  type NodeId,
+  type NodeIdentity,
+  RecordCache,
+} from '../../core/identity/index.ts';
 import type {
   GatewayInfo,
   IceServerConfig,
@@ -26,6 +31,7 @@ import {
   RegistryUnavailableError,
   SqliteRegistry,
 } from '../registry/index.ts';
+import { normalIp } from '../turn/address-policy.ts';
 import { issueCredentials } from '../turn/credentials.ts';
 import { registerTurnMetrics } from '../turn/metrics.ts';
 import { loadOrCreateTurnSecret } from '../turn/secret-store.ts';
@@ -34,7 +40,7 @@ import { REGISTRY_DOWN } from './api/errors.ts';
 import { RequestGuard } from './api/guard.ts';
 import { apiHandlers } from './api/handlers.ts';
 import { ApiRouter } from './api/router.ts';
-import { Cluster } from './cluster.ts';
+import { Cluster, type ClusterBus } from './cluster.ts';
 import {
   ConfigError,
   defaultTurnListen,
@@ -43,6 +49,7 @@ import {
   localUrl,
   stunUrlOf,
 } from './config.ts';
+import { FEDERATION_PATH, Federation } from './federation/federation.ts';
 import { HttpFront } from './http-front.ts';
 import { countedFrom, gaugeFrom, latencyHistogram, MetricsRegistry } from './metrics.ts';
 import { loadOrCreateVapidKeys, PushSender } from './push.ts';
@@ -78,6 +85,7 @@ async function startRelay(config: GatewayConfig, udpPort: number): Promise<Relay
     relayIp,
     secret,
     allowPrivatePeers: turn.allowPrivatePeers,
+    peerNetworks: turn.peerNetworks,
     rfc5766ChannelNumbers: turn.rfc5766ChannelNumbers,
     limits: turn.limits,
   }).catch((err: NodeJS.ErrnoException) => {
@@ -96,6 +104,45 @@ async function startRelay(config: GatewayConfig, udpPort: number): Promise<Relay
     urls: [`stun:${address}`, `turn:${address}?transport=udp`],
     secret,
   };
+}
+
+/** A transit relay (TURN chaining): for peer gateways' nodes, onto another network. */
+interface TransitRelay {
+  listen: string;
+  server: TurnServer;
+}
+
+/** Transit credentials a peer's nodes get: refreshed over the link well before this. */
+const TRANSIT_CREDENTIAL_LIFETIME_S = 3600;
+
+async function startTransitRelays(config: GatewayConfig, relay: Relay): Promise<TransitRelay[]> {
+  const turn = config.turn;
+  const started: TransitRelay[] = [];
+  try {
+    for (const t of turn.transit) {
+      const server = await TurnServer.start({
+        listen: { host: t.listen, port: 0 },
+        relayIp: t.relay,
+        secret: relay.secret,
+        allowPrivatePeers: turn.allowPrivatePeers,
+        peerNetworks: turn.peerNetworks,
+        rfc5766ChannelNumbers: turn.rfc5766ChannelNumbers,
+        limits: turn.limits,
+      });
+      started.push({ listen: t.listen, server });
+    }
+  } catch (err) {
+    await Promise.all(started.map((t) => t.server.close()));
+    await relay.server?.close();
+    throw new ConfigError(`--turn-transit: ${(err as Error).message}`);
+  }
+  return started;
+}
+
+/** Where the built-in TURN server listens (nodes reach forwarders there too). */
+function relayListenHost(config: GatewayConfig, udpPort: number): string | undefined {
+  const host = (config.turn.listen ?? defaultTurnListen(config.udp, udpPort)).host;
+  return isWildcard(host) ? undefined : host;
 }
 
 /** RFC 8292 `sub`: how a push service can reach whoever runs this gateway. */
@@ -128,6 +175,9 @@ export class Gateway {
     private readonly rtc: RtcEndpoint,
     private readonly push: PushSender,
     private readonly cluster: Cluster | undefined,
+    private readonly transit: TransitRelay[],
+    /** Federation without Redis (federation/): links to other gateways, when not in a cluster. */
+    readonly federation: Federation | undefined,
     private readonly timers: ReturnType<typeof setInterval>[],
   ) {
     this.countFault = new Counter({
@@ -157,6 +207,7 @@ export class Gateway {
       keyFile,
     });
     const relay = await startRelay(config, port);
+    const transit = await startTransitRelays(config, relay);
     const cluster = config.redis
       ? await Cluster.connect({
           url: config.redis.url,
@@ -169,6 +220,32 @@ export class Gateway {
           throw new ConfigError(`--redis: ${(err as Error).message}`);
         })
       : undefined;
+    const federation = cluster
+      ? undefined
+      : new Federation({
+          self: {
+            identity,
+            record: () =>
+              createNodeRecord(identity, {
+                fingerprints: [certificate.fingerprint],
+                name: 'gateway',
+              }),
+          },
+          accept: config.federation.accept,
+          allow: config.federation.allow,
+          routeTtlMs: config.limits.dialTimeoutMs + 30_000,
+          logger,
+          transitOffers: (local, peer) =>
+            transit
+              .filter((t) => normalIp(t.listen) === local)
+              .map((t) => ({
+                host: t.listen,
+                port: t.server.port,
+                ...issueCredentials(relay.secret, peer, TRANSIT_CREDENTIAL_LIFETIME_S),
+              })),
+          ...(relay.server ? { forwardHost: relayListenHost(config, port) } : {}),
+        });
+    const bus: ClusterBus | undefined = cluster ?? federation;
     const registry = cluster
       ? new RedisRegistry(cluster.client, {
           prefix: config.redis?.prefix,
@@ -199,11 +276,11 @@ export class Gateway {
       events: {
         opened: (party) => {
           signaling.calleeConnected(party);
-          cluster?.nodeConnected(party.id);
+          bus?.nodeConnected(party.id);
         },
         gone: (party) => {
           signaling.partyGone(party);
-          cluster?.nodeGone(party.id);
+          bus?.nodeGone(party.id);
         },
         message: (session, party, msg) => gateway?.onCtl(session, party, msg),
         invalid: () => front.countRefused.inc({ reason: 'invalid-message' }),
@@ -215,9 +292,12 @@ export class Gateway {
       config.limits,
       (callee, payload) => gateway?.wakeByPush(callee, payload) ?? Promise.resolve('starting'),
       records,
-      cluster && {
-        find: (callee) => cluster.remoteParty(callee.id, callee.gatewayId),
-        dialStarted: (dialId, ttlMs) => cluster.rememberDial(dialId, ttlMs),
+      bus && {
+        find: (callee) => bus.find(callee),
+        dialStarted: (dialId, ttlMs) => bus.rememberDial(dialId, ttlMs),
+        ...(bus.lookup
+          ? { lookup: (to: string) => bus.lookup?.(to) ?? Promise.resolve(undefined) }
+          : {}),
       },
       metrics,
     );
@@ -237,11 +317,14 @@ export class Gateway {
         registry,
         sessions,
         signaling,
-        cluster,
+        cluster: bus,
         guard,
         records,
         info: () => (gateway as Gateway).info,
-        iceServersFor: (id) => iceServersFor(relay, config, id),
+        iceServersFor: (id) => [
+          ...iceServersFor(relay, config, id),
+          ...(federation?.transitIceServers() ?? []),
+        ],
         routeFailure: (err) => routeFailure(logger, err),
         observeConnect: (s) => connectSeconds.observe(s),
       }),
@@ -256,14 +339,20 @@ export class Gateway {
       staticFiles: pwaBuilt ? new StaticFiles(config.pwaDir) : undefined,
       metrics,
       logger,
+      upgrade: (req, socket, head, path) => {
+        if (path !== FEDERATION_PATH || !federation) return false;
+        federation.upgrade(req, socket, head);
+        return true;
+      },
     });
-    await cluster?.listen({
+    await bus?.listen({
       deliverLocal: (node, msg) => sessions.deliver(node, msg),
       fromRemote: (party, msg) => signaling.handle(party, msg),
       remoteGone: (node, dialId) => signaling.remoteGone(node, dialId),
       remoteConnected: (party) => signaling.calleeConnected(party),
       httpDial: async (node, dialId, request) => signaling.settleHttp(node, dialId, request),
       ready: () => sessions.assert(),
+      holds: (node) => sessions.party(node) !== undefined,
     });
     const timers = [setInterval(() => void gateway?.sweep(), 60_000)];
     for (const t of timers) t.unref();
@@ -281,6 +370,8 @@ export class Gateway {
       rtc,
       push,
       cluster,
+      transit,
+      federation,
       timers,
     );
     gateway.registerMetrics();
@@ -290,11 +381,13 @@ export class Gateway {
     } catch (err) {
       sessions.close('gateway stopping');
       await relay.server?.close();
-      await cluster?.close();
+      await Promise.all(transit.map((t) => t.server.close()));
+      await bus?.close();
       throw err;
     }
     gateway.url = config.publicUrl ?? localUrl(config.listen, listenedOn);
     cluster?.announce(gateway.url);
+    for (const peer of config.federation.peers) federation?.addPeer(peer);
     void gateway.sweep();
     return gateway;
   }
@@ -320,6 +413,14 @@ export class Gateway {
       version: VERSION,
       vapidPublicKey: this.push.publicKey,
       ...(this.cluster ? { gateways: this.cluster.list } : {}),
+      ...(this.federation?.linkedPeers.length
+        ? {
+            federation: {
+              peers: this.federation.linkedPeers,
+              gateways: this.federation.gateways.map((g) => ({ id: g.id, hops: g.path.length })),
+            },
+          }
+        : {}),
     };
   }
 
@@ -343,9 +444,14 @@ export class Gateway {
     const front = this.front.close(graceMs);
     this.signaling.close();
     this.sessions.close('gateway stopping');
-    await Promise.all([front, this.relay.server?.close()]);
+    await Promise.all([
+      front,
+      this.relay.server?.close(),
+      ...this.transit.map((t) => t.server.close()),
+    ]);
     await this.registry.close();
     await this.cluster?.close();
+    await this.federation?.close();
   }
 
   /** What a node says on its ctl channel. */
@@ -375,8 +481,8 @@ export class Gateway {
         });
         return;
       default:
-        // Cluster mode: the callee's side of a dial another gateway owns goes back there.
-        if (this.cluster?.forwardFromNode(session.id, msg)) return;
+        // Cluster or federation: the callee's side of a dial another gateway owns goes back there.
+        if ((this.cluster ?? this.federation)?.forwardFromNode(session.id, msg)) return;
         this.signaling.handle(party, msg);
     }
   }
@@ -466,6 +572,31 @@ export class Gateway {
         'rtcmesh_cluster_redis_reconnects_total',
         'Times the connection to Redis came back.',
         () => cluster.stats.redisReconnects,
+      );
+    }
+    const federation = this.federation;
+    if (federation) {
+      gauge(
+        'rtcmesh_federation_links',
+        'Gateways linked now (federation).',
+        () => federation.linkedPeers.length,
+      );
+      gauge(
+        'rtcmesh_federation_routes',
+        "Routes held, every peer's offers (federation).",
+        () => federation.routeCount,
+      );
+      countedFrom(
+        m,
+        'rtcmesh_federation_dials_forwarded_total',
+        'Dials forwarded to a node on another gateway of the federation.',
+        () => federation.stats.forwarded,
+      );
+      countedFrom(
+        m,
+        'rtcmesh_federation_dropped_total',
+        'Federation messages dropped (lies, loops, no way on).',
+        () => federation.stats.dropped,
       );
     }
     if (this.relay.server) registerTurnMetrics(m, this.relay.server);

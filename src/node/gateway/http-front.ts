@@ -5,6 +5,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Counter, type Registry } from 'prom-client';
 import { API, matchApiPath } from '../../core/protocol/api.ts';
 import type { Logger } from '../log.ts';
@@ -40,6 +41,8 @@ export interface HttpFrontOptions {
   staticFiles: StaticFiles | undefined;
   metrics: Registry;
   logger: Logger;
+  /** A WebSocket upgrade (federation links); false when nothing serves that path. */
+  upgrade?: (req: IncomingMessage, socket: Duplex, head: Buffer, path: string) => boolean;
 }
 
 export class HttpFront {
@@ -77,6 +80,19 @@ export class HttpFront {
     this.server.requestTimeout = limits.requestTimeoutMs;
     this.server.headersTimeout = Math.min(10_000, limits.requestTimeoutMs);
     this.server.maxConnections = limits.maxConnections;
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      let path = '';
+      try {
+        path = new URL(req.url ?? '/', 'http://gateway').pathname;
+      } catch {
+        // not a path: refused below
+      }
+      // A long-lived link: the request timeouts no longer apply.
+      req.socket.setTimeout(0);
+      if (options.upgrade?.(req, socket, head, path)) return;
+      this.countRefused.inc({ reason: 'upgrade' });
+      socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\n\r\n');
+    });
     const perAddress = new Map<string, number>();
     this.server.on('connection', (socket) => {
       const key = addressKey(socket.remoteAddress ?? 'unknown');

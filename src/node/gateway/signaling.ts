@@ -49,6 +49,8 @@ export type Waker = (callee: Registration, payload: PushPayload) => Promise<stri
  */
 export interface RemoteParties {
   find(callee: Registration): Promise<DialParty | undefined>;
+  /** Federation: a node this gateway's registry does not know, held by another gateway. */
+  lookup?(to: string): Promise<Registration | undefined>;
   dialStarted(dialId: string, ttlMs: number): Promise<void>;
 }
 
@@ -215,7 +217,7 @@ export class Signaling {
         return fail('identity', `your record was refused: ${err.message}`);
       throw err;
     }
-    const registration = await this.registration(msg.to);
+    const registration = (await this.registration(msg.to)) ?? (await this.remote?.lookup?.(msg.to));
     if (!registration) return fail('not-found', `no node ${msg.to} is known to this gateway`);
     const calleeId = registration.id;
     if (calleeId === caller.id) return fail('invalid', 'a node cannot dial itself');

@@ -3,6 +3,7 @@
  * the networks behind it). Loopback, private and link-local peers are refused unless the
  * operator allows them (tests on one machine do); addresses nobody can be are always refused.
  */
+import { BlockList } from 'node:net';
 import { formatIp, parseIp, unmapIpv4 } from '../stun/ip.ts';
 
 export type PeerAddressClass =
@@ -60,11 +61,55 @@ export function classifyPeerAddress(address: string): PeerAddressClass {
   return 'public';
 }
 
+/**
+ * Private networks a relay may reach although private peers are refused: the backbone where
+ * federated gateways' relays live (docs/design.md "Relays across hops"). Only private and
+ * link-local ranges may be named; loopback, multicast and the like never.
+ */
+export class PeerNetworks {
+  private readonly list = new BlockList();
+  readonly cidrs: string[] = [];
+
+  constructor(cidrs: readonly string[] = []) {
+    for (const cidr of cidrs) this.add(cidr);
+  }
+
+  /** Adds `ADDRESS/PREFIX`; throws a clear error for anything else. */
+  add(cidr: string): void {
+    const m = /^([^/]+)\/(\d{1,3})$/.exec(cidr.trim());
+    const address = m?.[1] ?? '';
+    const prefix = Number(m?.[2]);
+    const family = familyOf(address);
+    if (!m || !parseIp(address) || prefix > (family === 'ipv4' ? 32 : 128))
+      throw new Error(
+        `a relay peer network must be ADDRESS/PREFIX such as 10.9.0.0/24, not "${cidr}"`,
+      );
+    const c = classifyPeerAddress(address);
+    if (c !== 'private' && c !== 'link-local')
+      throw new Error(`relay peer network ${cidr} is ${c}: only private ranges may be named`);
+    if (prefix < (family === 'ipv4' ? 8 : 16))
+      throw new Error(`relay peer network ${cidr} is wider than a /${family === 'ipv4' ? 8 : 16}`);
+    this.list.addSubnet(address, prefix, family);
+    this.cidrs.push(cidr.trim());
+  }
+
+  has(address: string): boolean {
+    if (this.cidrs.length === 0) return false;
+    const ip = normalIp(address);
+    return this.list.check(ip, familyOf(ip));
+  }
+}
+
 /** Whether a relay may send to this peer. */
-export function peerAllowed(address: string, allowPrivate: boolean): boolean {
+export function peerAllowed(
+  address: string,
+  allowPrivate: boolean,
+  networks?: PeerNetworks,
+): boolean {
   const c = classifyPeerAddress(address);
   if (c === 'public') return true;
-  return allowPrivate && (c === 'loopback' || c === 'private' || c === 'link-local');
+  if (allowPrivate && (c === 'loopback' || c === 'private' || c === 'link-local')) return true;
+  return (c === 'private' || c === 'link-local') && networks !== undefined && networks.has(address);
 }
 
 export const familyOf = (address: string): 'ipv4' | 'ipv6' =>

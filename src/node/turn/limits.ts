@@ -55,6 +55,8 @@ export interface TurnServerOptions {
   realm?: string;
   /** Relay to loopback, private and link-local peers too (tests on one machine). */
   allowPrivatePeers?: boolean;
+  /** Private networks relayed to even without allowPrivatePeers (federated gateways' relays). */
+  peerNetworks?: readonly string[];
   /** Accept channels 0x5000–0x7FFF as RFC 5766 did (old clients); RFC 8656 says 400. */
   rfc5766ChannelNumbers?: boolean;
   limits?: Partial<TurnLimits>;

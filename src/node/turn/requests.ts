@@ -15,7 +15,7 @@ import { checkIntegrity, type IntegrityAlgorithm, longTermKey } from '../stun/in
 import { unmapIpv4 } from '../stun/ip.ts';
 import { Method, type StunMessage } from '../stun/message.ts';
 import { Nonce, Realm, Username } from '../stun/text.ts';
-import { familyOf, normalIp, peerAllowed } from './address-policy.ts';
+import { familyOf, normalIp, PeerNetworks, peerAllowed } from './address-policy.ts';
 import type { Allocation } from './allocation.ts';
 import type { AllocationManager } from './allocation-manager.ts';
 import {
@@ -92,7 +92,11 @@ export interface RequestContext {
 }
 
 export class RequestHandlers {
-  constructor(private readonly ctx: RequestContext) {}
+  private readonly peerNetworks: PeerNetworks;
+
+  constructor(private readonly ctx: RequestContext) {
+    this.peerNetworks = new PeerNetworks(ctx.options.peerNetworks);
+  }
 
   /** Handles one request; throws only on a bug (the caller counts and logs it). */
   async handle(m: StunMessage, client: TransportAddress): Promise<void> {
@@ -246,7 +250,8 @@ export class RequestHandlers {
   private checkPeer(peer: TransportAddress): TransportAddress {
     const { options, relayFamily } = this.ctx;
     if (familyOf(peer.address) !== relayFamily) throw new Refusal(443);
-    if (!peerAllowed(peer.address, options.allowPrivatePeers ?? false)) throw new Refusal(403);
+    if (!peerAllowed(peer.address, options.allowPrivatePeers ?? false, this.peerNetworks))
+      throw new Refusal(403);
     // Never relay into this server's own STUN/TURN port.
     if (peer.port === this.ctx.listenPort() && peer.address === normalIp(options.listen.host))
       throw new Refusal(403);

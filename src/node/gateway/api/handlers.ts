@@ -14,7 +14,7 @@ import {
 import type { ApiResponse } from '../../../core/protocol/api.ts';
 import type { GatewayInfo, GatewayToNode } from '../../../core/protocol/messages.ts';
 import { type Registry, registrationOf } from '../../registry/index.ts';
-import type { Cluster } from '../cluster.ts';
+import type { ClusterBus } from '../cluster.ts';
 import type { GatewayConfig } from '../config.ts';
 import { HttpError } from '../http.ts';
 import { pushEndpointProblem } from '../push.ts';
@@ -34,7 +34,7 @@ export interface HandlerDeps {
   registry: Registry;
   sessions: SessionTable;
   signaling: Signaling;
-  cluster: Cluster | undefined;
+  cluster: ClusterBus | undefined;
   guard: RequestGuard;
   records: RecordCache;
   info: () => GatewayInfo;
