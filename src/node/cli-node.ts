@@ -13,7 +13,10 @@ import { pumpIn, pumpOut } from './pipe.ts';
 export { DEFAULT_GATEWAY, DEFAULT_NODE_DATA };
 
 export interface CliNodeOptions {
-  gateway: string;
+  /** None: find one on the LAN (DESIGN "The disconnected mesh"). */
+  gateway: string | undefined;
+  /** With no gateway: run the LAN's gateway in this process when none answers. */
+  mayServe: boolean;
   dataDir: string;
   accept: AcceptPolicy;
   /** Peers the `known` policy accepts. */
@@ -36,7 +39,7 @@ export const stderrLogger: Logger = {
 /** The library's node, as the CLI runs it: logging to stderr, and a terminal cannot ask. */
 export function startCliNode(options: CliNodeOptions): Promise<MeshNodeHandle> {
   return connectNode({
-    gateway: options.gateway,
+    ...(options.gateway ? { gateway: options.gateway } : { lan: { mayServe: options.mayServe } }),
     dataDir: options.dataDir,
     accept: options.accept,
     known: options.known,

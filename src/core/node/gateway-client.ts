@@ -4,7 +4,12 @@
  * jittered backoff whenever the association is lost. One object owns the whole lifecycle.
  */
 import { GatewayApi, GatewayHttpError } from '../api/index.ts';
-import { fingerprintsInSdp, type NodeIdentity, verifyNodeRecord } from '../identity/index.ts';
+import {
+  fingerprintsInSdp,
+  type NodeId,
+  type NodeIdentity,
+  verifyNodeRecord,
+} from '../identity/index.ts';
 import {
   type GatewayToNode,
   gatewayToNodeSchema,
@@ -25,6 +30,13 @@ import {
 
 export type GatewayStatus = 'offline' | 'connecting' | 'connected' | 'reconnecting';
 
+/** A gateway found by a locator (LAN discovery): where it says it is, and who it says it is. */
+export interface LocatedGateway {
+  readonly url: string;
+  /** Its node ID: the session is refused unless the gateway proves it (a record + DTLS). */
+  readonly id: string;
+}
+
 export interface GatewayClientOptions {
   gatewayUrl: string;
   identity: NodeIdentity;
@@ -41,6 +53,12 @@ export interface GatewayClientOptions {
   knownGateways?: readonly string[];
   /** The cluster's gateways changed (learned from /v1/info): worth keeping for next time. */
   onGateways?: (urls: string[]) => void;
+  /**
+   * Where gateways are now (LAN discovery), asked before every connection attempt, the
+   * preferred first; a session is made only with a gateway whose record proves the ID the
+   * locator gave. Without it, the given gateway (and its cluster) are used.
+   */
+  locate?: (signal: AbortSignal) => Promise<readonly LocatedGateway[]>;
   logger?: Logger;
 }
 
@@ -54,6 +72,8 @@ const OPEN_TIMEOUT_MS = 10_000;
  */
 const PONG_WAIT_MS = 1500;
 const PROBE_TIMEOUT_MS = 5000;
+/** The locator found no gateway: ask again this soon (a LAN query is cheap; one may be starting). */
+const LOCATE_AGAIN_MS = 1000;
 
 export class GatewayClient {
   status: GatewayStatus = 'offline';
@@ -77,6 +97,8 @@ export class GatewayClient {
   private pingTimer: ReturnType<typeof setInterval> | undefined;
   private lastHeard = 0;
   private pingCount = 0;
+  /** With a locator: the ID each located gateway must prove. */
+  private located = new Map<string, string>();
 
   constructor(private readonly options: GatewayClientOptions) {
     this.gatewayUrl = options.gatewayUrl;
@@ -131,6 +153,18 @@ export class GatewayClient {
       'connecting',
     );
     try {
+      if (this.options.locate) {
+        const found = await this.options.locate(this.calls.signal);
+        if (generation !== this.generation) return;
+        const first = found[0];
+        if (!first) {
+          this.lost('no gateway found', LOCATE_AGAIN_MS + Math.random() * LOCATE_AGAIN_MS);
+          return;
+        }
+        this.located = new Map(found.map((g) => [g.url, g.id]));
+        this.api.setGateways(found.map((g) => g.url));
+        this.gatewayUrl = first.url;
+      }
       const pc = this.options.rtc.createPeerConnection({ iceServers: [] });
       this.pc = pc;
       const ctl = pc.createDataChannel('ctl', { negotiated: true, id: 0 });
@@ -150,8 +184,12 @@ export class GatewayClient {
         this.log.info(`${this.gatewayUrl} cannot serve; connecting through ${gateway}`);
         this.gatewayUrl = gateway;
       }
+      const expectedId = this.options.locate ? this.located.get(gateway) : undefined;
+      if (this.options.locate && !expectedId) throw new Error(`${gateway} was not located`);
       await verifyNodeRecord(response.record, {
         fingerprintsInUse: fingerprintsInSdp(response.answer),
+        // A located gateway must be the one its announcement named (ID, key and DTLS).
+        ...(expectedId ? { expectedId: expectedId as NodeId } : {}),
       });
       await pc.setRemoteDescription({ type: 'answer', sdp: response.answer });
       await channelOpen(ctl, OPEN_TIMEOUT_MS);
@@ -168,7 +206,8 @@ export class GatewayClient {
       this.pingTimer = setInterval(() => this.heartbeat(), PING_EVERY_MS);
       this.backoff.reset();
       this.setStatus('connected', `connected to gateway ${response.gateway}`);
-      void this.learnGateways(generation);
+      // A located gateway's cluster list is not verified: the locator is the only source.
+      if (!this.options.locate) void this.learnGateways(generation);
     } catch (err) {
       if (generation !== this.generation) return;
       const reason = err instanceof Error ? err.message : String(err);
