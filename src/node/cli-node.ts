@@ -93,6 +93,9 @@ export async function runListen(
   await node.close();
 }
 
+/** How long a served stream waits for the dialer to close it after the command's output. */
+const PEER_CLOSE_WAIT_MS = 10_000;
+
 async function serveWithCommand(stream: MeshStream, command: string): Promise<void> {
   const child = spawn(command, { shell: true, stdio: ['pipe', 'pipe', 'inherit'] });
   const exited = new Promise<number | null>((resolve) =>
@@ -102,7 +105,12 @@ async function serveWithCommand(stream: MeshStream, command: string): Promise<vo
   const fromChild = pumpIn(child.stdout, stream);
   stream.onClose(() => child.kill('SIGTERM'));
   await Promise.all([toChild, fromChild, exited]);
-  await new Promise((r) => setTimeout(r, 50));
+  // The dialer closes once it has read our end of input; closing first could overtake the
+  // tail still in flight (lost under load), so only a peer that never closes is closed on.
+  await Promise.race([
+    new Promise<void>((resolve) => stream.onClose(resolve)),
+    new Promise((resolve) => setTimeout(resolve, PEER_CLOSE_WAIT_MS)),
+  ]);
   stream.close();
 }
 
@@ -127,9 +135,11 @@ export async function runDial(
   log(`${service}: connected to ${stream.peer.id}`);
   const closed = new Promise<void>((resolve) => stream.onClose(resolve));
   // Done when the peer has ended its input (or closed), and ours has been sent.
+  // A close still lets what arrived before it be written out (it waits in the readable).
+  const output = pumpOut(stream, process.stdout);
   await Promise.race([
-    Promise.all([pumpIn(process.stdin, stream), pumpOut(stream, process.stdout)]),
-    closed,
+    Promise.all([pumpIn(process.stdin, stream), output]),
+    closed.then(() => output),
   ]);
   stream.close();
   await node.close();

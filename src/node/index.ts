@@ -218,7 +218,7 @@ export async function connectNode(options: ConnectNodeOptions = {}): Promise<Mes
   const node = new MeshNode({
     // With LAN discovery the locator names the gateway before every attempt.
     gatewayUrl: lanMode ? LAN_PLACEHOLDER : gateway,
-    ...(lanMode ? { locate: lanMode.locate } : {}),
+    ...(lanMode ? { locate: lanMode.locate, onLocatedFailed: lanMode.distrust } : {}),
     // Cluster mode: the others, should `gateway` be the one that is down.
     ...(lanMode
       ? {}

@@ -3,7 +3,12 @@
  * POST /v1/connect, a `ctl` channel for signaling and heartbeats, and reconnection with
  * jittered backoff whenever the association is lost. One object owns the whole lifecycle.
  */
-import { GatewayApi, GatewayHttpError } from '../api/index.ts';
+import {
+  GatewayApi,
+  GatewayHttpError,
+  GatewayProtocolError,
+  GatewayUnreachable,
+} from '../api/index.ts';
 import {
   fingerprintsInSdp,
   type NodeId,
@@ -59,6 +64,8 @@ export interface GatewayClientOptions {
    * locator gave. Without it, the given gateway (and its cluster) are used.
    */
   locate?: (signal: AbortSignal) => Promise<readonly LocatedGateway[]>;
+  /** A located gateway failed (unreachable, or could not prove its ID). */
+  onLocatedFailed?: (gateway: LocatedGateway) => void;
   logger?: Logger;
 }
 
@@ -74,6 +81,12 @@ const PONG_WAIT_MS = 1500;
 const PROBE_TIMEOUT_MS = 5000;
 /** The locator found no gateway: ask again this soon (a LAN query is cheap; one may be starting). */
 const LOCATE_AGAIN_MS = 1000;
+/**
+ * A located gateway that failed (unreachable, or could not prove its ID) is tried last for
+ * this long: anyone on a LAN can announce a gateway that never works, and must not keep the
+ * honest one from being used.
+ */
+const FAILED_LAST_MS = 30_000;
 
 export class GatewayClient {
   status: GatewayStatus = 'offline';
@@ -99,6 +112,8 @@ export class GatewayClient {
   private pingCount = 0;
   /** With a locator: the ID each located gateway must prove. */
   private located = new Map<string, string>();
+  /** With a locator: gateways that failed lately, and until when they are tried last. */
+  private readonly failedUntil = new Map<string, number>();
 
   constructor(private readonly options: GatewayClientOptions) {
     this.gatewayUrl = options.gatewayUrl;
@@ -152,6 +167,8 @@ export class GatewayClient {
       this.status === 'offline' || this.status === 'connecting' ? 'connecting' : 'reconnecting',
       'connecting',
     );
+    /** The gateway that answered the connect request (whose record is then checked). */
+    let answered: string | undefined;
     try {
       if (this.options.locate) {
         const found = await this.options.locate(this.calls.signal);
@@ -162,8 +179,14 @@ export class GatewayClient {
           return;
         }
         this.located = new Map(found.map((g) => [g.url, g.id]));
-        this.api.setGateways(found.map((g) => g.url));
-        this.gatewayUrl = first.url;
+        const now = Date.now();
+        const failed = (url: string) => (this.failedUntil.get(url) ?? 0) > now;
+        const ordered = [
+          ...found.filter((g) => !failed(g.url)),
+          ...found.filter((g) => failed(g.url)),
+        ].map((g) => g.url);
+        this.api.setGateways(ordered);
+        this.gatewayUrl = ordered[0] ?? first.url;
       }
       const pc = this.options.rtc.createPeerConnection({ iceServers: [] });
       this.pc = pc;
@@ -180,6 +203,7 @@ export class GatewayClient {
         signal: this.calls.signal,
       });
       if (generation !== this.generation) return pc.close();
+      answered = gateway;
       if (gateway !== this.gatewayUrl) {
         this.log.info(`${this.gatewayUrl} cannot serve; connecting through ${gateway}`);
         this.gatewayUrl = gateway;
@@ -210,6 +234,7 @@ export class GatewayClient {
       if (!this.options.locate) void this.learnGateways(generation);
     } catch (err) {
       if (generation !== this.generation) return;
+      if (this.options.locate) this.failedLately(err, answered);
       const reason = err instanceof Error ? err.message : String(err);
       this.lost(
         err instanceof GatewayHttpError
@@ -217,6 +242,28 @@ export class GatewayClient {
           : reason,
       );
     }
+  }
+
+  /** Marks the located gateways an attempt failed with, to be tried last for a while. */
+  private failedLately(err: unknown, answered: string | undefined): void {
+    const until = Date.now() + FAILED_LAST_MS;
+    const urls =
+      err instanceof GatewayUnreachable
+        ? err.attempts.map((a) => a.gateway)
+        : err instanceof GatewayHttpError || err instanceof GatewayProtocolError
+          ? [err.gateway]
+          : answered
+            ? [answered]
+            : [];
+    for (const url of urls) {
+      const id = this.located.get(url);
+      if (!id) continue;
+      this.failedUntil.set(url, until);
+      this.options.onLocatedFailed?.({ url, id });
+    }
+    // Bounded by the located gateways: forget the others.
+    for (const url of [...this.failedUntil.keys()])
+      if (!this.located.has(url)) this.failedUntil.delete(url);
   }
 
   /** Cluster mode: the cluster's gateways, from /v1/info, to fail over to. */

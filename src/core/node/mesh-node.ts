@@ -67,6 +67,8 @@ export interface MeshNodeOptions {
   onGateways?: (urls: string[]) => void;
   /** Where gateways are now (LAN discovery), asked before every connection attempt. */
   locate?: GatewayClientOptions['locate'];
+  /** A located gateway failed (unreachable, or could not prove its ID). */
+  onLocatedFailed?: GatewayClientOptions['onLocatedFailed'];
   /** Where diagnostics go (default: warnings and errors on the console). */
   logger?: Logger;
 }
@@ -147,6 +149,7 @@ export class MeshNode {
       ...(options.knownGateways ? { knownGateways: options.knownGateways } : {}),
       ...(options.onGateways ? { onGateways: options.onGateways } : {}),
       ...(options.locate ? { locate: options.locate } : {}),
+      ...(options.onLocatedFailed ? { onLocatedFailed: options.onLocatedFailed } : {}),
       logger: this.log,
     });
   }

@@ -15,12 +15,14 @@
  */
 import type { NodeIdentity } from '../../core/identity/index.ts';
 import { type Logger, silentLogger } from '../../core/node/logger.ts';
-import type { LanDiscovery } from './lan-discovery.ts';
+import type { HeardGateway, LanDiscovery } from './lan-discovery.ts';
 
 /** A gateway this process runs. */
 export interface ServedGateway {
   readonly identity: NodeIdentity;
   readonly url: string;
+  /** Its data directory (its key and DTLS certificate). */
+  readonly dataDir: string;
   stop(): Promise<void>;
 }
 
@@ -28,6 +30,15 @@ export interface GatewayElectionOptions {
   discovery: LanDiscovery;
   /** This device's node identity (its candidacy). */
   identity: NodeIdentity;
+  /** The gateways heard that are not known to fail (default: all heard). */
+  gateways?: () => HeardGateway[];
+  /**
+   * Whether a rival gateway works and is who it says (a session with it): a device steps down
+   * only for one that does, or anyone could silence the LAN with one signed announcement.
+   */
+  provesItself: (gateway: HeardGateway, own: ServedGateway) => Promise<boolean>;
+  /** A rival that did not prove itself (not to be checked again for a while). */
+  onUnproven?: (gateway: HeardGateway) => void;
   /** Starts the embedded gateway. */
   startGateway: () => Promise<ServedGateway>;
   logger?: Logger;
@@ -58,6 +69,10 @@ export class GatewayElection {
     options.signal?.addEventListener('abort', () => void this.stop(), { once: true });
   }
 
+  private heard(): HeardGateway[] {
+    return this.options.gateways?.() ?? this.options.discovery.gateways();
+  }
+
   /** The gateway this device serves now, if it does. */
   get gateway(): ServedGateway | undefined {
     return this.serving?.gateway;
@@ -79,8 +94,14 @@ export class GatewayElection {
   private async checkRival(): Promise<void> {
     const own = this.serving;
     if (!own) return;
-    const winner = this.options.discovery.gateways()[0];
+    const winner = this.heard()[0];
     if (!winner || winner.id >= own.gateway.identity.id) return;
+    if (!(await this.options.provesItself(winner, own.gateway))) {
+      this.log.warn(`a gateway announced on this LAN does not work: ${winner.id} at ${winner.url}`);
+      this.options.onUnproven?.(winner);
+      return;
+    }
+    if (this.serving !== own) return;
     this.log.info(`another gateway serves this LAN (${winner.id} at ${winner.url}): stepping down`);
     await this.stepDown();
   }
@@ -88,7 +109,7 @@ export class GatewayElection {
   private async maybeStart(): Promise<void> {
     const { discovery, identity } = this.options;
     const now = Date.now();
-    if (discovery.gateways().length) {
+    if (this.heard().length) {
       this.quietSince = undefined;
       this.startAt = undefined;
       return;
@@ -99,7 +120,8 @@ export class GatewayElection {
     if (now < this.startAt) return;
     const lower = discovery.candidateIds().filter((id) => id < identity.id);
     if (lower.length && now - this.quietSince < DEFER_MAX_MS) return;
-    if ((await discovery.query(undefined, RECHECK_MS)).length || this.stopped) return;
+    await discovery.query(undefined, RECHECK_MS);
+    if (this.heard().length || this.stopped) return;
     this.log.info('no gateway answers on this LAN: starting one');
     const gateway = await this.options.startGateway();
     if (this.stopped) {

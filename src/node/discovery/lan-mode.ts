@@ -5,12 +5,15 @@
  */
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
-import type { NodeIdentity } from '../../core/identity/index.ts';
-import type { LocatedGateway } from '../../core/node/gateway-client.ts';
+import { createNodeRecord, type NodeIdentity } from '../../core/identity/index.ts';
+import { GatewayClient, type LocatedGateway } from '../../core/node/gateway-client.ts';
 import { type Logger, silentLogger } from '../../core/node/logger.ts';
+import { loadOrCreateCertificate } from '../certificate-store.ts';
 import { defaultConfig } from '../gateway/config.ts';
 import { Gateway } from '../gateway/gateway.ts';
+import { NODE_KEY_FILE } from '../identity-store.ts';
 import { createLogger } from '../log.ts';
+import { nodeRtcPlatform } from '../rtc-platform.ts';
 import { GatewayElection, type ServedGateway } from './election.ts';
 import {
   type KeptGateway,
@@ -35,6 +38,8 @@ export interface LanMode {
   readonly election: GatewayElection | undefined;
   /** Where gateways are now: heard on the LAN, else kept from before. */
   locate(signal: AbortSignal): Promise<readonly LocatedGateway[]>;
+  /** A located gateway failed: the election does not count it for a while. */
+  distrust(gateway: LocatedGateway): void;
   /** Stops discovery and the election (and the embedded gateway, saying bye). */
   close(): Promise<void>;
 }
@@ -63,7 +68,50 @@ export async function startEmbeddedGateway(
   config.turn.allowPrivatePeers = true;
   const level = process.env.RTCMESH_DEBUG === '1' ? 'debug' : 'warn';
   const gateway = await Gateway.start(config, { logger: createLogger({ level }) });
-  return { identity: gateway.identity, url: gateway.publicUrl, stop: () => gateway.stop(500) };
+  return {
+    identity: gateway.identity,
+    url: gateway.publicUrl,
+    dataDir: config.dataDir,
+    stop: () => gateway.stop(500),
+  };
+}
+
+/** A gateway that failed is not counted by the election for this long. */
+const DISTRUST_MS = 30_000;
+const MAX_DISTRUSTED = 32;
+const PROVE_TIMEOUT_MS = 10_000;
+
+/**
+ * Whether `rival` works and is who it announced: a session with it, as the embedded gateway's
+ * own identity (a node of its own, so this device's node is not registered twice).
+ */
+async function provesItself(rival: LocatedGateway, own: ServedGateway): Promise<boolean> {
+  const certificate = await loadOrCreateCertificate(own.dataDir, own.identity);
+  const client = new GatewayClient({
+    gatewayUrl: rival.url,
+    identity: own.identity,
+    record: () => createNodeRecord(own.identity, { fingerprints: [certificate.fingerprint] }),
+    rtc: nodeRtcPlatform({
+      certFile: certificate.certFile,
+      keyFile: join(own.dataDir, NODE_KEY_FILE),
+    }),
+    locate: async () => [rival],
+    onMessage: () => {},
+    onStatus: (status) => {
+      if (status === 'connected') done(true);
+    },
+  });
+  let done: (ok: boolean) => void = () => {};
+  const proved = new Promise<boolean>((resolve) => {
+    done = resolve;
+    setTimeout(() => resolve(false), PROVE_TIMEOUT_MS);
+  });
+  client.start();
+  try {
+    return await proved;
+  } finally {
+    client.stop();
+  }
 }
 
 export async function startLanMode(options: {
@@ -89,6 +137,18 @@ export async function startLanMode(options: {
         log.warn(`could not keep the LAN's gateways: ${(err as Error).message}`),
       );
   });
+  // Gateways that failed lately (unreachable, or could not prove their ID), until when.
+  const distrusted = new Map<string, number>();
+  const distrust = (gateway: LocatedGateway) => {
+    distrusted.delete(gateway.id);
+    distrusted.set(gateway.id, Date.now() + DISTRUST_MS);
+    while (distrusted.size > MAX_DISTRUSTED)
+      distrusted.delete(distrusted.keys().next().value ?? '');
+  };
+  const working = () => {
+    const now = Date.now();
+    return discovery.gateways().filter((g) => (distrusted.get(g.id) ?? 0) <= now);
+  };
   let election: GatewayElection | undefined;
   if (lan.mayServe) {
     const address = lan.serveAddress ?? lanAddress();
@@ -97,6 +157,9 @@ export async function startLanMode(options: {
       election = new GatewayElection({
         discovery,
         identity: options.identity,
+        gateways: working,
+        provesItself,
+        onUnproven: distrust,
         startGateway: () => startEmbeddedGateway(dataDir, address),
         logger: log,
       });
@@ -104,6 +167,7 @@ export async function startLanMode(options: {
   return {
     discovery,
     election,
+    distrust,
     async locate(signal) {
       const heard = discovery.gateways();
       const found = heard.length ? heard : await discovery.query(signal);
