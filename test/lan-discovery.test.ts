@@ -113,7 +113,7 @@ describe('LAN discovery and gateway election (no --gateway, no Redis)', () => {
       capable = [rtcmesh(1, ['node', '--may-serve']), rtcmesh(2, ['node', '--may-serve'])];
       listener = rtcmesh(3, ['listen', 'echo', '--exec', 'cat']);
       const serving = await waitFor(
-        () => capable.map((d) => SERVING.exec(d.err())).find((m) => m),
+        () => capable.map((d) => SERVING.exec(d.err())).find((m) => m) ?? undefined,
         'a capable device to serve',
       );
       gatewayUrl = serving[2] ?? '';

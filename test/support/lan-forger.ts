@@ -36,7 +36,7 @@ const rogueUrl = `http://${ip}:${values.rogue}`;
 const counts = { forged: 0, rogue: 0, sent: 0 };
 
 function serve(port: number, count: () => void, realId: () => string): Promise<Server> {
-  const server = createServer((req, res) => {
+  const server = createServer((_req, res) => {
     count();
     // Whatever a gateway would say, claiming the real gateway's ID.
     res.writeHead(200, { 'content-type': 'application/json' });
