@@ -31,13 +31,16 @@ function start(lan: TestLan, host: number, args: string[], scratch: string): Run
   const ns = lan.hosts[host - 1]?.ns ?? '';
   const data = mkdtempSync(join(scratch, `h${host}-`));
   const child = spawn('ip', ['netns', 'exec', ns, process.execPath, RTCMESH_BIN, ...args], {
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RTCMESH_NODE_DATA: data, RTCMESH_DATA: data },
   });
+  // The gateway says where it listens on stdout, nodes on stderr: one log of both.
   let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => {
+  const collect = (d: Buffer) => {
     stderr += d.toString();
-  });
+  };
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
   return { child, err: () => stderr, startedAt: Date.now() };
 }
 
