@@ -54,7 +54,7 @@ async function until(check: () => boolean, what: string, ms = 60_000): Promise<n
 }
 
 async function stop(r: Running, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (r.child.exitCode !== null) return;
+  if (r.child.exitCode !== null || r.child.signalCode !== null) return;
   const exited = new Promise((resolve) => r.child.once('exit', resolve));
   r.child.kill(signal);
   await exited;
@@ -122,6 +122,12 @@ export async function lanBench(rounds: number): Promise<LanFigures> {
       await until(() => CONNECTED.test(again.err()), 'the device back');
     }
     return figures;
+  } catch (err) {
+    for (const r of running)
+      console.error(
+        `--- ${r.child.spawnargs.slice(3).join(' ')}\n${r.err().split('\n').slice(-12).join('\n')}`,
+      );
+    throw err;
   } finally {
     for (const r of running) await stop(r, 'SIGKILL');
     lan.destroy();
