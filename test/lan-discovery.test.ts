@@ -18,7 +18,7 @@ import { buildLan, type TestLan } from './support/lan.ts';
 
 const TAG = `ld${process.pid % 1000}`;
 /** Bounds for waits on a loaded machine, not timings. */
-const TEST_MS = 180_000;
+const TEST_MS = 300_000;
 let lan: TestLan;
 let scratch: string;
 const children: ChildProcess[] = [];
@@ -75,7 +75,7 @@ function rtcmesh(host: number, args: string[], input?: Buffer): Device {
   return onHost(host, [process.execPath, RTCMESH_BIN, ...args, '--data', data], input);
 }
 
-async function waitFor<T>(check: () => T | undefined, what: string, ms = 60_000): Promise<T> {
+async function waitFor<T>(check: () => T | undefined, what: string, ms = 120_000): Promise<T> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     const v = check();

@@ -22,6 +22,8 @@ export interface CliNodeOptions {
   /** Peers the `known` policy accepts. */
   known: readonly string[];
   name?: string;
+  /** How long to wait for a gateway (the library's default when not given). */
+  connectTimeoutMs?: number;
 }
 
 const log = (text: string) => process.stderr.write(`rtcmesh: ${text}\n`);
@@ -44,15 +46,26 @@ export function startCliNode(options: CliNodeOptions): Promise<MeshNodeHandle> {
     accept: options.accept,
     known: options.known,
     ...(options.name ? { name: options.name } : {}),
+    ...(options.connectTimeoutMs !== undefined
+      ? { connectTimeoutMs: options.connectTimeoutMs }
+      : {}),
     // "ask" declines (the library logs each decline): nobody at a terminal to ask.
     onCall: () => 'decline',
     logger: stderrLogger,
   });
 }
 
+/**
+ * A node that stays online with no gateway named waits as long as it takes for its LAN to
+ * have one (one may be elected, or switched on, later); `dial` gives up after the default.
+ */
+function waitingForLan(options: CliNodeOptions): CliNodeOptions {
+  return options.gateway ? options : { ...options, connectTimeoutMs: Number.POSITIVE_INFINITY };
+}
+
 /** `rtcmesh node`: stay online and reachable. */
 export async function runNode(options: CliNodeOptions): Promise<void> {
-  const node = await startCliNode(options);
+  const node = await startCliNode(waitingForLan(options));
   node.on('link', (peer) => log(`connected to ${peer.id}`));
   await untilSignal();
   await node.close();
@@ -64,7 +77,7 @@ export async function runListen(
   service: string,
   exec: string | undefined,
 ): Promise<void> {
-  const node = await startCliNode(options);
+  const node = await startCliNode(waitingForLan(options));
   let busy = false;
   node.listen(service, (stream) => {
     log(`${service}: stream from ${stream.peer.id}`);

@@ -83,7 +83,10 @@ export interface ConnectNodeOptions {
   signal?: AbortSignal;
   /** Where diagnostics go (console and pino loggers fit); default: nowhere. */
   logger?: Logger;
-  /** How long connectNode waits for the gateway (and the others of its cluster). */
+  /**
+   * How long connectNode waits for the gateway (and the others of its cluster); Infinity:
+   * until one answers.
+   */
   connectTimeoutMs?: number;
   /** Bind the node's WebRTC sockets to this address (e.g. 127.0.0.1); default: all. */
   bindAddress?: string;
@@ -293,7 +296,7 @@ export async function connectNode(options: ConnectNodeOptions = {}): Promise<Mes
   });
 
   const connected = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
+    const fail = () => {
       if (lanMode) {
         reject(new Error(`no gateway on this LAN proved itself in ${connectTimeoutMs / 1000} s`));
         return;
@@ -306,7 +309,11 @@ export async function connectNode(options: ConnectNodeOptions = {}): Promise<Mes
           } in ${connectTimeoutMs / 1000} s`,
         ),
       );
-    }, connectTimeoutMs);
+    };
+    // Infinity: as long as it takes (a long-running node waiting for its LAN's gateway).
+    const timer = Number.isFinite(connectTimeoutMs)
+      ? setTimeout(fail, connectTimeoutMs)
+      : undefined;
     const off = node.on('status', (status) => {
       if (status !== 'connected') return;
       clearTimeout(timer);

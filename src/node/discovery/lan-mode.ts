@@ -126,6 +126,7 @@ export async function startLanMode(options: {
     ...(lan.port !== undefined ? { port: lan.port } : {}),
     logger: log,
   });
+  log.info(`looking for a gateway on this LAN (UDP ${discovery.port})`);
   let kept: KeptGateway[] = await loadLanGateways(dataDir);
   let saving = Promise.resolve();
   discovery.on('gateway', (heard) => {
