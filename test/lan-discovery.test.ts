@@ -25,7 +25,7 @@ const children: ChildProcess[] = [];
 
 beforeAll(async () => {
   scratch = mkdtempSync(join(tmpdir(), 'rtcmesh-lan-'));
-  lan = buildLan(TAG, 6);
+  lan = buildLan(TAG, 8);
   await build({
     entryPoints: [repoPath('test/support/lan-forger.ts')],
     outfile: join(scratch, 'forger.mjs'),
@@ -197,6 +197,66 @@ describe('LAN discovery and gateway election (no --gateway, no Redis)', () => {
       expect(capable.some((d) => /stepping down/.test(d.err()))).toBe(false);
       // After the flood a new dial still works.
       await dialEcho(4, listenerId, 64 << 10);
+    },
+    TEST_MS,
+  );
+
+  it(
+    'a node restarted while no gateway announces itself reaches the one it kept',
+    async () => {
+      // A standalone gateway on host 7, announced; a node on host 8 hears it and keeps it.
+      const ip = lan.hosts[6]?.ip ?? '';
+      const gatewayData = mkdtempSync(join(scratch, 'gw-'));
+      const gatewayArgs = (announce: boolean) => [
+        process.execPath,
+        RTCMESH_BIN,
+        'gateway',
+        '--listen',
+        `${ip}:8080`,
+        '--udp',
+        `${ip}:0`,
+        '--registry',
+        'memory',
+        '--data',
+        gatewayData,
+        ...(announce ? ['--announce'] : []),
+      ];
+      const announced = onHost(7, gatewayArgs(true));
+      await waitFor(
+        () => (announced.out().includes('announced on the LAN') ? true : undefined),
+        'the gateway',
+      );
+      const nodeData = mkdtempSync(join(scratch, 'kept-'));
+      const node = () =>
+        onHost(8, [
+          process.execPath,
+          RTCMESH_BIN,
+          'listen',
+          'echo',
+          '--exec',
+          'cat',
+          '--data',
+          nodeData,
+        ]);
+      const first = node();
+      const id = await waitFor(() => nodeIdOf(first), 'the node to connect');
+      first.child.kill('SIGTERM');
+      await first.exited;
+      announced.child.kill('SIGTERM');
+      await announced.exited;
+      // Back, same key and address, but silent; and the LAN's elected gateway is gone too.
+      for (const d of capable) d.child.kill('SIGKILL');
+      await Promise.all(capable.map((d) => d.exited));
+      const silent = onHost(7, gatewayArgs(false));
+      await waitFor(
+        () => (/listening on/.test(silent.out().toString()) ? true : undefined),
+        'the gateway back',
+      );
+      expect(silent.out().toString()).not.toMatch(/announced/);
+      const again = node();
+      await waitFor(() => nodeIdOf(again), 'the restarted node to reach the kept gateway');
+      expect(connectedTo(again)).toBe(`http://${ip}:8080`);
+      expect(nodeIdOf(again)).toBe(id);
     },
     TEST_MS,
   );
