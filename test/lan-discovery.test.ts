@@ -51,7 +51,10 @@ interface Device {
 
 /** A command run on a LAN host, as a user runs it (`ip netns exec`). */
 function onHost(host: number, command: string[], input?: Buffer): Device {
-  const ns = lan.hosts[host - 1]?.ns ?? '';
+  return spawnDevice(lan.hosts[host - 1]?.ns ?? '', command, input);
+}
+
+function spawnDevice(ns: string, command: string[], input?: Buffer): Device {
   const child = spawn('ip', ['netns', 'exec', ns, ...command], { stdio: ['pipe', 'pipe', 'pipe'] });
   children.push(child);
   let stdout = Buffer.alloc(0);
@@ -257,6 +260,38 @@ describe('LAN discovery and gateway election (no --gateway, no Redis)', () => {
       await waitFor(() => nodeIdOf(again), 'the restarted node to reach the kept gateway');
       expect(connectedTo(again)).toBe(`http://${ip}:8080`);
       expect(nodeIdOf(again)).toBe(id);
+    },
+    TEST_MS,
+  );
+});
+
+describe('an IPv6-only LAN', () => {
+  let lan6: TestLan;
+  const started: Device[] = [];
+  beforeAll(() => {
+    lan6 = buildLan(`${TAG}6`, 2, { ipv4: false });
+  });
+  afterAll(() => {
+    for (const d of started) d.child.kill('SIGKILL');
+    lan6?.destroy();
+  });
+
+  it(
+    'discovery and the elected gateway work over IPv6 alone',
+    async () => {
+      const on = (host: number, args: string[]) => {
+        const ns = lan6.hosts[host - 1]?.ns ?? '';
+        const data = mkdtempSync(join(scratch, `v6h${host}-`));
+        const d = spawnDevice(ns, [process.execPath, RTCMESH_BIN, ...args, '--data', data]);
+        started.push(d);
+        return d;
+      };
+      const capable = on(1, ['node', '--may-serve']);
+      const plain = on(2, ['node']);
+      const serving = await waitFor(() => SERVING.exec(capable.err()) ?? undefined, 'a gateway');
+      expect(serving[2]).toMatch(/^http:\/\/\[fd77::/);
+      await waitFor(() => connectedTo(plain), 'the plain node to connect');
+      expect(connectedTo(plain)).toBe(serving[2]);
     },
     TEST_MS,
   );

@@ -15,8 +15,15 @@ const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', '
 const inNs = (ns: string, ...cmd: string[]) =>
   execFileSync('ip', ['netns', 'exec', ns, ...cmd], { stdio: ['ignore', 'ignore', 'pipe'] });
 
-/** `tag` starts with the engineer's prefix and keeps names within 15 characters. */
-export function buildLan(tag: string, hostCount: number): TestLan {
+/**
+ * `tag` starts with the engineer's prefix and keeps names within 15 characters; `ipv4: false`
+ * makes an IPv6-only LAN.
+ */
+export function buildLan(
+  tag: string,
+  hostCount: number,
+  options: { ipv4?: boolean } = {},
+): TestLan {
   const made: string[] = [];
   const destroy = () => {
     for (const n of made.reverse()) {
@@ -46,7 +53,7 @@ export function buildLan(tag: string, hostCount: number): TestLan {
       inNs(switchNs, 'ip', 'link', 'set', `${tag}p${n}`, 'up');
       const v4 = `10.77.0.${10 + n}`;
       const v6 = `fd77::${10 + n}`;
-      inNs(ns, 'ip', 'addr', 'add', `${v4}/24`, 'dev', 'eth0');
+      if (options.ipv4 !== false) inNs(ns, 'ip', 'addr', 'add', `${v4}/24`, 'dev', 'eth0');
       inNs(ns, 'ip', '-6', 'addr', 'add', `${v6}/64`, 'dev', 'eth0', 'nodad');
       inNs(ns, 'ip', 'link', 'set', 'eth0', 'up');
       return { ns, ip: v4, ip6: v6 };
