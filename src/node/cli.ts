@@ -203,6 +203,10 @@ async function runGateway(args: string[]): Promise<void> {
     ? `, TURN on udp ${gateway.turnAddress}`
     : `, TURN at ${config.turn.url}`;
   const announce = values.announce === true || isSet(env.RTCMESH_ANNOUNCE);
+  if (announce && /^http:\/\/(127\.|\[::1\]|localhost)/.test(gateway.publicUrl))
+    console.error(
+      `rtcmesh: --announce with ${gateway.publicUrl}: other devices cannot reach a loopback address (give --listen or --public-url a LAN address)`,
+    );
   const lan = announce ? await LanDiscovery.start() : undefined;
   const withdraw = await lan?.announceGateway(gateway.identity, gateway.publicUrl);
   let stopping = false;

@@ -157,21 +157,29 @@ export class LanDiscovery {
     }
   }
 
-  /** Sends a datagram to the group on every LAN interface. */
-  private send(text: string): void {
-    if (this.closed) return;
+  /** Sends a datagram to the group on every LAN interface; resolves once it has left. */
+  private send(text: string): Promise<void> {
+    if (this.closed) return Promise.resolve();
     const data = Buffer.from(text);
     const { v4, v6 } = this.interfaces();
+    const sent: Promise<void>[] = [];
     for (const { socket, family } of this.sockets) {
       for (const iface of family === 4 ? v4 : v6) {
         try {
           socket.setMulticastInterface(iface);
-          socket.send(data, this.port, family === 4 ? LAN_GROUP_V4 : LAN_GROUP_V6);
+          sent.push(
+            new Promise((resolve) =>
+              socket.send(data, this.port, family === 4 ? LAN_GROUP_V4 : LAN_GROUP_V6, () =>
+                resolve(),
+              ),
+            ),
+          );
         } catch (err) {
           this.log.debug(`LAN discovery: cannot send on ${iface}: ${(err as Error).message}`);
         }
       }
     }
+    return Promise.all(sent).then(() => undefined);
   }
 
   private async receive(data: Buffer): Promise<void> {
@@ -185,7 +193,7 @@ export class LanDiscovery {
       const a = this.announcing;
       if (a && Date.now() - a.lastAnswer >= ANSWER_GAP_MS) {
         a.lastAnswer = Date.now();
-        this.send(a.token);
+        void this.send(a.token);
       }
       return;
     }
@@ -255,9 +263,9 @@ export class LanDiscovery {
 
   /** Asks the LAN for gateways; resolves with those heard by the first answer (or the wait). */
   async query(signal?: AbortSignal, waitMs = QUERY_WAIT_MS): Promise<HeardGateway[]> {
-    this.send(QUERY);
+    void this.send(QUERY);
     // Again a little later: one datagram may be lost.
-    const again = setTimeout(() => this.send(QUERY), waitMs / 3);
+    const again = setTimeout(() => void this.send(QUERY), waitMs / 3);
     const deadline = Date.now() + waitMs;
     try {
       while (!this.gateways().length && Date.now() < deadline && !signal?.aborted && !this.closed)
@@ -270,7 +278,7 @@ export class LanDiscovery {
 
   /** Says "I would start a gateway" (a device that may serve, while none is heard). */
   async announceCandidacy(identity: NodeIdentity): Promise<void> {
-    this.send(await signLanMessage(identity, 'candidate'));
+    await this.send(await signLanMessage(identity, 'candidate'));
   }
 
   /** Announces a gateway of this process now and every ANNOUNCE_EVERY_MS until withdrawn. */
@@ -278,14 +286,14 @@ export class LanDiscovery {
     const token = await signLanMessage(identity, 'gateway', url);
     const bye = await signLanMessage(identity, 'bye', url);
     this.announcing = { id: identity.id, token, lastAnswer: 0 };
-    this.send(token);
-    const timer = setInterval(() => this.send(token), ANNOUNCE_EVERY_MS);
+    void this.send(token);
+    const timer = setInterval(() => void this.send(token), ANNOUNCE_EVERY_MS);
     this.timers.push(timer);
     return async () => {
       clearInterval(timer);
       if (this.announcing?.token === token) this.announcing = undefined;
-      this.send(bye);
       this.forget(identity.id);
+      await this.send(bye);
     };
   }
 
