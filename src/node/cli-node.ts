@@ -21,12 +21,17 @@ import { pumpIn, pumpOut } from './pipe.ts';
 export { DEFAULT_GATEWAY, DEFAULT_NODE_DATA };
 
 export interface CliNodeOptions {
-  gateway: string;
+  /** None: find one on the LAN (DESIGN "The disconnected mesh"). */
+  gateway: string | undefined;
+  /** With no gateway: run the LAN's gateway in this process when none answers. */
+  mayServe: boolean;
   dataDir: string;
   accept: AcceptPolicy;
   /** Peers the `known` policy accepts. */
   known: readonly string[];
   name?: string;
+  /** How long to wait for a gateway (the library's default when not given). */
+  connectTimeoutMs?: number;
 }
 
 const log = (text: string) => process.stderr.write(`rtcmesh: ${text}\n`);
@@ -44,20 +49,31 @@ export const stderrLogger: Logger = {
 /** The library's node, as the CLI runs it: logging to stderr, and a terminal cannot ask. */
 export function startCliNode(options: CliNodeOptions): Promise<MeshNodeHandle> {
   return connectNode({
-    gateway: options.gateway,
+    ...(options.gateway ? { gateway: options.gateway } : { lan: { mayServe: options.mayServe } }),
     dataDir: options.dataDir,
     accept: options.accept,
     known: options.known,
     ...(options.name ? { name: options.name } : {}),
+    ...(options.connectTimeoutMs !== undefined
+      ? { connectTimeoutMs: options.connectTimeoutMs }
+      : {}),
     // "ask" declines (the library logs each decline): nobody at a terminal to ask.
     onCall: () => 'decline',
     logger: stderrLogger,
   });
 }
 
+/**
+ * A node that stays online with no gateway named waits as long as it takes for its LAN to
+ * have one (one may be elected, or switched on, later); `dial` gives up after the default.
+ */
+function waitingForLan(options: CliNodeOptions): CliNodeOptions {
+  return options.gateway ? options : { ...options, connectTimeoutMs: Number.POSITIVE_INFINITY };
+}
+
 /** `rtcmesh node`: stay online and reachable. */
 export async function runNode(options: CliNodeOptions): Promise<void> {
-  const node = await startCliNode(options);
+  const node = await startCliNode(waitingForLan(options));
   node.on('link', (peer) => log(`connected to ${peer.id}`));
   await untilSignal();
   await node.close();
@@ -69,7 +85,7 @@ export async function runListen(
   service: string,
   exec: string | undefined,
 ): Promise<void> {
-  const node = await startCliNode(options);
+  const node = await startCliNode(waitingForLan(options));
   let busy = false;
   node.listen(service, (stream) => {
     log(`${service}: stream from ${stream.peer.id}`);
@@ -98,6 +114,9 @@ export async function runListen(
   await node.close();
 }
 
+/** How long a served stream waits for the dialer to close it after the command's output. */
+const PEER_CLOSE_WAIT_MS = 10_000;
+
 async function serveWithCommand(stream: MeshStream, command: string): Promise<void> {
   const child = spawn(command, { shell: true, stdio: ['pipe', 'pipe', 'inherit'] });
   const exited = new Promise<number | null>((resolve) =>
@@ -107,7 +126,12 @@ async function serveWithCommand(stream: MeshStream, command: string): Promise<vo
   const fromChild = pumpIn(child.stdout, stream);
   stream.onClose(() => child.kill('SIGTERM'));
   await Promise.all([toChild, fromChild, exited]);
-  await new Promise((r) => setTimeout(r, 50));
+  // The dialer closes once it has read our end of input; closing first could overtake the
+  // tail still in flight (lost under load), so only a peer that never closes is closed on.
+  await Promise.race([
+    new Promise<void>((resolve) => stream.onClose(resolve)),
+    new Promise((resolve) => setTimeout(resolve, PEER_CLOSE_WAIT_MS)),
+  ]);
   stream.close();
 }
 

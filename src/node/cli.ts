@@ -9,7 +9,6 @@ import type { AcceptPolicy } from '../core/node/mesh-node.ts';
 import { VERSION } from '../core/version.ts';
 import {
   type CliNodeOptions,
-  DEFAULT_GATEWAY,
   DEFAULT_NODE_DATA,
   runDial,
   runExpose,
@@ -17,6 +16,7 @@ import {
   runListen,
   runNode,
 } from './cli-node.ts';
+import { LanDiscovery } from './discovery/lan-discovery.ts';
 import {
   ConfigError,
   DEFAULT_DATA_DIR,
@@ -59,7 +59,10 @@ Usage:
 `;
 
 const NODE_OPTIONS = `Node options (flag, environment variable, default):
-  --gateway URL        RTCMESH_GATEWAY      ${DEFAULT_GATEWAY}
+  --gateway URL        RTCMESH_GATEWAY      none: find a gateway on the LAN by multicast (each
+                                            must prove the ID it announces)
+  --may-serve          RTCMESH_MAY_SERVE=1  with no --gateway: run the LAN's gateway in this
+                                            process when none answers (a powered device)
   --data DIR           RTCMESH_NODE_DATA    ${DEFAULT_NODE_DATA}
   --accept POLICY      RTCMESH_ACCEPT       everyone for listen and expose, known otherwise
                                             (everyone, known or ask; a terminal cannot ask,
@@ -103,6 +106,8 @@ const GATEWAY_OPTIONS = `Gateway options (flag, environment variable, default):
                        (repeatable)         and dial (default: anyone)
   --log-level LEVEL    RTCMESH_LOG_LEVEL    info  (fatal, error, warn, info, debug, trace, silent)
   --log-format F       RTCMESH_LOG_FORMAT   pretty on a terminal, json otherwise  (logs go to stderr)
+  --announce           RTCMESH_ANNOUNCE=1   announce this gateway on the LAN by multicast, for
+                                            nodes started without --gateway
 `;
 
 const USAGE = `${COMMANDS}\n${NODE_OPTIONS}\n${GATEWAY_OPTIONS}`;
@@ -230,6 +235,7 @@ async function runGateway(args: string[]): Promise<void> {
       peer: { type: 'string', multiple: true },
       federate: { type: 'boolean' },
       'peer-allow': { type: 'string', multiple: true },
+      announce: { type: 'boolean' },
     },
     strict: true,
   });
@@ -303,21 +309,42 @@ async function runGateway(args: string[]): Promise<void> {
   const turn = gateway.turnAddress
     ? `, TURN on udp ${gateway.turnAddress}`
     : `, TURN at ${config.turn.url}`;
+  const announce = values.announce === true || isSet(env.RTCMESH_ANNOUNCE);
+  if (announce && /^http:\/\/(127\.|\[::1\]|localhost)/.test(gateway.publicUrl))
+    console.error(
+      `rtcmesh: --announce with ${gateway.publicUrl}: other devices cannot reach a loopback address (give --listen or --public-url a LAN address)`,
+    );
+  const lan = announce ? await LanDiscovery.start() : undefined;
+  const withdraw = await lan?.announceGateway(gateway.identity, gateway.publicUrl);
+  // Two gateways that meet on a LAN federate when both accept federation (--federate or
+  // --peer): each links to the other it hears, pinned to the ID its announcement proved.
+  if (lan && gateway.federation && config.federation.accept)
+    lan.on('gateway', ({ id, url }) => {
+      if (id === gateway.identity.id) return;
+      try {
+        gateway.federation?.addPeer(`${url}#${id}`);
+      } catch (err) {
+        console.error(`rtcmesh: cannot federate with ${id} at ${url}: ${String(err)}`);
+      }
+    });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     console.log(`rtcmesh gateway stopping (${signal})`);
-    gateway.stop().then(
-      () => process.exit(0),
-      (err: unknown) => fail(`shutdown failed: ${String(err)}`, 1),
-    );
+    Promise.resolve(withdraw?.())
+      .then(() => lan?.close())
+      .then(() => gateway.stop())
+      .then(
+        () => process.exit(0),
+        (err: unknown) => fail(`shutdown failed: ${String(err)}`, 1),
+      );
   };
   // Before saying it listens: whoever waits for that line may signal at once.
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   console.log(
-    `rtcmesh gateway ${gateway.identity.id} listening on ${gateway.publicUrl}, WebRTC on udp ${config.publicIp ?? config.udp.host}:${gateway.udpPort}${turn} (data in ${config.dataDir})${config.redis ? `, in the cluster on ${redactUrl(config.redis.url)}` : ''}`,
+    `rtcmesh gateway ${gateway.identity.id} listening on ${gateway.publicUrl}, WebRTC on udp ${config.publicIp ?? config.udp.host}:${gateway.udpPort}${turn} (data in ${config.dataDir})${config.redis ? `, in the cluster on ${redactUrl(config.redis.url)}` : ''}${lan ? ', announced on the LAN' : ''}`,
   );
 }
 
@@ -361,6 +388,8 @@ async function runId(args: string[]): Promise<void> {
   console.log(`ip6  ${identity.ip6}`);
 }
 
+const isSet = (v: string | undefined) => v === '1' || v === 'true';
+
 function nodeOptions(
   args: string[],
   defaultAccept: AcceptPolicy,
@@ -374,6 +403,7 @@ function nodeOptions(
       accept: { type: 'string' },
       known: { type: 'string', multiple: true },
       name: { type: 'string' },
+      'may-serve': { type: 'boolean' },
       ...extra,
     },
     allowPositionals: true,
@@ -383,9 +413,16 @@ function nodeOptions(
   if (accept !== 'everyone' && accept !== 'known' && accept !== 'ask') {
     throw new ConfigError(`--accept must be everyone, known or ask, not "${accept}"`);
   }
-  const gateway = parsePublicUrl(values.gateway ?? process.env.RTCMESH_GATEWAY ?? DEFAULT_GATEWAY);
+  const given = values.gateway ?? (process.env.RTCMESH_GATEWAY || undefined);
+  const gateway = given === undefined ? undefined : parsePublicUrl(given);
+  const mayServe = values['may-serve'] === true || isSet(process.env.RTCMESH_MAY_SERVE);
+  if (mayServe && gateway)
+    throw new ConfigError(
+      '--may-serve is for nodes that find their gateway on the LAN: leave out --gateway',
+    );
   const options: CliNodeOptions = {
     gateway,
+    mayServe,
     dataDir: values.data ?? process.env.RTCMESH_NODE_DATA ?? DEFAULT_NODE_DATA,
     accept,
     known: values.known ?? [],

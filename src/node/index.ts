@@ -25,6 +25,8 @@ import {
 } from '../core/node/mesh-node.ts';
 import type { MeshStream, StreamOptions } from '../core/node/stream.ts';
 import { loadOrCreateCertificate } from './certificate-store.ts';
+import type { LanDiscovery } from './discovery/lan-discovery.ts';
+import { type LanMode, type LanModeOptions, startLanMode } from './discovery/lan-mode.ts';
 import { loadKnownGateways, saveKnownGateways } from './gateway-store.ts';
 import { loadOrCreateIdentity } from './identity-store.ts';
 import { nodeRtcPlatform } from './rtc-platform.ts';
@@ -40,6 +42,10 @@ export type { ForwardHandle, ForwardOptions } from './services/forward.ts';
 export const DEFAULT_GATEWAY = 'http://127.0.0.1:8080';
 export const DEFAULT_NODE_DATA = join(homedir(), '.rtcmesh');
 export const DEFAULT_CONNECT_TIMEOUT_MS = 20_000;
+/** With LAN discovery a gateway may first have to be elected and started. */
+export const DEFAULT_LAN_CONNECT_TIMEOUT_MS = 45_000;
+export type { HeardGateway, LanDiscovery } from './discovery/lan-discovery.ts';
+export type { LanModeOptions } from './discovery/lan-mode.ts';
 
 /** An incoming call, as `onCall` and the `call` event see it: who calls, checked. */
 export interface CallRecord {
@@ -58,6 +64,12 @@ export type CallAnswer = 'accept' | 'decline';
 export interface ConnectNodeOptions {
   /** The gateway (default http://127.0.0.1:8080); in cluster mode, any of the cluster. */
   gateway?: string;
+  /**
+   * No `gateway`: find one on the LAN by multicast (true, or options, e.g. `mayServe` to run
+   * the LAN's gateway in this process when none answers). Each gateway found must prove the
+   * ID it announced on the session.
+   */
+  lan?: boolean | LanModeOptions;
   /** Where the node key, certificate and known gateways live (default ~/.rtcmesh). */
   dataDir?: string;
   /**
@@ -75,7 +87,10 @@ export interface ConnectNodeOptions {
   signal?: AbortSignal;
   /** Where diagnostics go (console and pino loggers fit); default: nowhere. */
   logger?: Logger;
-  /** How long connectNode waits for the gateway (and the others of its cluster). */
+  /**
+   * How long connectNode waits for the gateway (and the others of its cluster); Infinity:
+   * until one answers.
+   */
   connectTimeoutMs?: number;
   /** Bind the node's WebRTC sockets to this address (e.g. 127.0.0.1); default: all. */
   bindAddress?: string;
@@ -107,6 +122,13 @@ export interface MeshNodeHandle {
   readonly status: GatewayStatus;
   /** The gateway in use (in cluster mode another of the cluster while the given one is down). */
   readonly gatewayUrl: string;
+  /**
+   * With `lan`: the LAN discovery, whose `gateway` event reports each gateway heard (its
+   * announcement's signature checked; its session not yet): a hook for federation.
+   */
+  readonly lanDiscovery: LanDiscovery | undefined;
+  /** With `lan.mayServe`: the URL of the gateway this process serves now, if it does. */
+  readonly servingUrl: string | undefined;
   /** Opens a stream to `service` on `peer` (a node ID or mesh IPv6), reusing an open link. */
   dial(peer: string, service: string, options?: DialOptions): Promise<MeshStream>;
   /** Serves `service`: `handler` gets every stream a peer opens to it; returns a remover. */
@@ -126,6 +148,9 @@ export interface MeshNodeHandle {
   close(): Promise<void>;
 }
 
+/** Never contacted: with LAN discovery the locator replaces it before the first attempt. */
+const LAN_PLACEHOLDER = 'http://lan.invalid';
+
 /** The options as given, checked, with the defaults filled in. */
 function resolveOptions(options: ConnectNodeOptions) {
   const accept = options.accept ?? (options.onCall ? 'ask' : 'known');
@@ -135,19 +160,25 @@ function resolveOptions(options: ConnectNodeOptions) {
     throw new TypeError(
       "accept: 'ask' needs an onCall option to ask (or use accept: 'known' or 'everyone')",
     );
+  if (options.lan && options.gateway)
+    throw new TypeError('give a gateway or lan, not both (lan finds the gateway)');
+  const lan = options.lan === true ? {} : options.lan || undefined;
   return {
     gateway: options.gateway ?? DEFAULT_GATEWAY,
+    lan,
     dataDir: options.dataDir ?? DEFAULT_NODE_DATA,
     accept,
     known: new Set(options.known ?? []),
     log: options.logger ?? silentLogger,
-    connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    connectTimeoutMs:
+      options.connectTimeoutMs ??
+      (lan ? DEFAULT_LAN_CONNECT_TIMEOUT_MS : DEFAULT_CONNECT_TIMEOUT_MS),
   };
 }
 
 /** Makes (or loads) the node's identity, connects to the gateway, resolves when connected. */
 export async function connectNode(options: ConnectNodeOptions = {}): Promise<MeshNodeHandle> {
-  const { gateway, dataDir, accept, known, log, connectTimeoutMs } = resolveOptions(options);
+  const { gateway, lan, dataDir, accept, known, log, connectTimeoutMs } = resolveOptions(options);
   options.signal?.throwIfAborted();
   const { identity, keyFile } = await loadOrCreateIdentity(dataDir);
   const certificate = await loadOrCreateCertificate(dataDir, identity);
@@ -193,14 +224,28 @@ export async function connectNode(options: ConnectNodeOptions = {}): Promise<Mes
     emit('call', call, answer);
     return answer;
   };
+  let lanMode: LanMode | undefined;
+  if (lan) {
+    lanMode = await startLanMode({ dataDir, identity, lan, logger: log });
+    if (options.signal?.aborted) {
+      await lanMode.close();
+      options.signal.throwIfAborted();
+    }
+  }
   const node = new MeshNode({
-    gatewayUrl: gateway,
+    // With LAN discovery the locator names the gateway before every attempt.
+    gatewayUrl: lanMode ? LAN_PLACEHOLDER : gateway,
+    ...(lanMode ? { locate: lanMode.locate, onLocatedFailed: lanMode.distrust } : {}),
     // Cluster mode: the others, should `gateway` be the one that is down.
-    knownGateways: await loadKnownGateways(dataDir, gateway),
-    onGateways: (urls) =>
-      void saveKnownGateways(dataDir, gateway, urls).catch((err: unknown) =>
-        log.warn(`could not keep the cluster's gateways: ${(err as Error).message}`),
-      ),
+    ...(lanMode
+      ? {}
+      : {
+          knownGateways: await loadKnownGateways(dataDir, gateway),
+          onGateways: (urls: string[]) =>
+            void saveKnownGateways(dataDir, gateway, urls).catch((err: unknown) =>
+              log.warn(`could not keep the cluster's gateways: ${(err as Error).message}`),
+            ),
+        }),
     identity,
     fingerprints: [certificate.fingerprint],
     rtc: nodeRtcPlatform({
@@ -236,6 +281,10 @@ export async function connectNode(options: ConnectNodeOptions = {}): Promise<Mes
     get gatewayUrl() {
       return node.gateway.gatewayUrl;
     },
+    lanDiscovery: lanMode?.discovery,
+    get servingUrl() {
+      return lanMode?.election?.gateway?.url;
+    },
     dial: (peer, service, dialOptions = {}) => node.dial(peer, service, dialOptions),
     listen: (service, handler) => node.listen(service, handler),
     expose: (service, exposeOptions) =>
@@ -257,6 +306,7 @@ export async function connectNode(options: ConnectNodeOptions = {}): Promise<Mes
         options.signal?.removeEventListener('abort', onAbort);
         await Promise.all([...services].map((service) => service.close()));
         node.stop();
+        await lanMode?.close();
         // Let the closes reach the native side before saying done.
         await new Promise((resolve) => setImmediate(resolve));
         log.debug(`node ${identity.id} closed`);
@@ -275,9 +325,18 @@ export async function connectNode(options: ConnectNodeOptions = {}): Promise<Mes
     emit('status', status, detail);
   });
   node.on('link', (link) => emit('link', link.peer, link.direction));
+  // A gateway appeared while the session is down (one was just elected): try it now rather
+  // than after the backoff.
+  lanMode?.discovery.on('gateway', () => {
+    if (node.gateway.status === 'reconnecting') node.gateway.reconnectNow();
+  });
 
   const connected = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
+    const fail = () => {
+      if (lanMode) {
+        reject(new Error(`no gateway on this LAN proved itself in ${connectTimeoutMs / 1000} s`));
+        return;
+      }
       const others = node.gateway.knownGateways.filter((url) => url !== gateway);
       reject(
         new Error(
@@ -286,7 +345,11 @@ export async function connectNode(options: ConnectNodeOptions = {}): Promise<Mes
           } in ${connectTimeoutMs / 1000} s`,
         ),
       );
-    }, connectTimeoutMs);
+    };
+    // Infinity: as long as it takes (a long-running node waiting for its LAN's gateway).
+    const timer = Number.isFinite(connectTimeoutMs)
+      ? setTimeout(fail, connectTimeoutMs)
+      : undefined;
     const off = node.on('status', (status) => {
       if (status !== 'connected') return;
       clearTimeout(timer);

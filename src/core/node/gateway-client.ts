@@ -3,8 +3,18 @@
  * POST /v1/connect, a `ctl` channel for signaling and heartbeats, and reconnection with
  * jittered backoff whenever the association is lost. One object owns the whole lifecycle.
  */
-import { GatewayApi, GatewayHttpError } from '../api/index.ts';
-import { fingerprintsInSdp, type NodeIdentity, verifyNodeRecord } from '../identity/index.ts';
+import {
+  GatewayApi,
+  GatewayHttpError,
+  GatewayProtocolError,
+  GatewayUnreachable,
+} from '../api/index.ts';
+import {
+  fingerprintsInSdp,
+  type NodeId,
+  type NodeIdentity,
+  verifyNodeRecord,
+} from '../identity/index.ts';
 import {
   type GatewayToNode,
   gatewayToNodeSchema,
@@ -25,6 +35,13 @@ import {
 
 export type GatewayStatus = 'offline' | 'connecting' | 'connected' | 'reconnecting';
 
+/** A gateway found by a locator (LAN discovery): where it says it is, and who it says it is. */
+export interface LocatedGateway {
+  readonly url: string;
+  /** Its node ID: the session is refused unless the gateway proves it (a record + DTLS). */
+  readonly id: string;
+}
+
 export interface GatewayClientOptions {
   gatewayUrl: string;
   identity: NodeIdentity;
@@ -41,6 +58,14 @@ export interface GatewayClientOptions {
   knownGateways?: readonly string[];
   /** The cluster's gateways changed (learned from /v1/info): worth keeping for next time. */
   onGateways?: (urls: string[]) => void;
+  /**
+   * Where gateways are now (LAN discovery), asked before every connection attempt, the
+   * preferred first; a session is made only with a gateway whose record proves the ID the
+   * locator gave. Without it, the given gateway (and its cluster) are used.
+   */
+  locate?: (signal: AbortSignal) => Promise<readonly LocatedGateway[]>;
+  /** A located gateway failed (unreachable, or could not prove its ID). */
+  onLocatedFailed?: (gateway: LocatedGateway) => void;
   logger?: Logger;
 }
 
@@ -54,6 +79,14 @@ const OPEN_TIMEOUT_MS = 10_000;
  */
 const PONG_WAIT_MS = 1500;
 const PROBE_TIMEOUT_MS = 5000;
+/** The locator found no gateway: ask again this soon (a LAN query is cheap; one may be starting). */
+const LOCATE_AGAIN_MS = 1000;
+/**
+ * A located gateway that failed (unreachable, or could not prove its ID) is tried last for
+ * this long: anyone on a LAN can announce a gateway that never works, and must not keep the
+ * honest one from being used.
+ */
+const FAILED_LAST_MS = 30_000;
 
 export class GatewayClient {
   status: GatewayStatus = 'offline';
@@ -77,6 +110,10 @@ export class GatewayClient {
   private pingTimer: ReturnType<typeof setInterval> | undefined;
   private lastHeard = 0;
   private pingCount = 0;
+  /** With a locator: the ID each located gateway must prove. */
+  private located = new Map<string, string>();
+  /** With a locator: gateways that failed lately, and until when they are tried last. */
+  private readonly failedUntil = new Map<string, number>();
 
   constructor(private readonly options: GatewayClientOptions) {
     this.gatewayUrl = options.gatewayUrl;
@@ -130,7 +167,27 @@ export class GatewayClient {
       this.status === 'offline' || this.status === 'connecting' ? 'connecting' : 'reconnecting',
       'connecting',
     );
+    /** The gateway that answered the connect request (whose record is then checked). */
+    let answered: string | undefined;
     try {
+      if (this.options.locate) {
+        const found = await this.options.locate(this.calls.signal);
+        if (generation !== this.generation) return;
+        const first = found[0];
+        if (!first) {
+          this.lost('no gateway found', LOCATE_AGAIN_MS + Math.random() * LOCATE_AGAIN_MS);
+          return;
+        }
+        this.located = new Map(found.map((g) => [g.url, g.id]));
+        const now = Date.now();
+        const failed = (url: string) => (this.failedUntil.get(url) ?? 0) > now;
+        const ordered = [
+          ...found.filter((g) => !failed(g.url)),
+          ...found.filter((g) => failed(g.url)),
+        ].map((g) => g.url);
+        this.api.setGateways(ordered);
+        this.gatewayUrl = ordered[0] ?? first.url;
+      }
       const pc = this.options.rtc.createPeerConnection({ iceServers: [] });
       this.pc = pc;
       const ctl = pc.createDataChannel('ctl', { negotiated: true, id: 0 });
@@ -146,12 +203,17 @@ export class GatewayClient {
         signal: this.calls.signal,
       });
       if (generation !== this.generation) return pc.close();
+      answered = gateway;
       if (gateway !== this.gatewayUrl) {
         this.log.info(`${this.gatewayUrl} cannot serve; connecting through ${gateway}`);
         this.gatewayUrl = gateway;
       }
+      const expectedId = this.options.locate ? this.located.get(gateway) : undefined;
+      if (this.options.locate && !expectedId) throw new Error(`${gateway} was not located`);
       await verifyNodeRecord(response.record, {
         fingerprintsInUse: fingerprintsInSdp(response.answer),
+        // A located gateway must be the one its announcement named (ID, key and DTLS).
+        ...(expectedId ? { expectedId: expectedId as NodeId } : {}),
       });
       await pc.setRemoteDescription({ type: 'answer', sdp: response.answer });
       await channelOpen(ctl, OPEN_TIMEOUT_MS);
@@ -168,9 +230,11 @@ export class GatewayClient {
       this.pingTimer = setInterval(() => this.heartbeat(), PING_EVERY_MS);
       this.backoff.reset();
       this.setStatus('connected', `connected to gateway ${response.gateway}`);
-      void this.learnGateways(generation);
+      // A located gateway's cluster list is not verified: the locator is the only source.
+      if (!this.options.locate) void this.learnGateways(generation);
     } catch (err) {
       if (generation !== this.generation) return;
+      if (this.options.locate) this.failedLately(err, answered);
       const reason = err instanceof Error ? err.message : String(err);
       this.lost(
         err instanceof GatewayHttpError
@@ -178,6 +242,28 @@ export class GatewayClient {
           : reason,
       );
     }
+  }
+
+  /** Marks the located gateways an attempt failed with, to be tried last for a while. */
+  private failedLately(err: unknown, answered: string | undefined): void {
+    const until = Date.now() + FAILED_LAST_MS;
+    const urls =
+      err instanceof GatewayUnreachable
+        ? err.attempts.map((a) => a.gateway)
+        : err instanceof GatewayHttpError || err instanceof GatewayProtocolError
+          ? [err.gateway]
+          : answered
+            ? [answered]
+            : [];
+    for (const url of urls) {
+      const id = this.located.get(url);
+      if (!id) continue;
+      this.failedUntil.set(url, until);
+      this.options.onLocatedFailed?.({ url, id });
+    }
+    // Bounded by the located gateways: forget the others.
+    for (const url of [...this.failedUntil.keys()])
+      if (!this.located.has(url)) this.failedUntil.delete(url);
   }
 
   /** Cluster mode: the cluster's gateways, from /v1/info, to fail over to. */

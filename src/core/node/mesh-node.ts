@@ -24,7 +24,7 @@ import type {
   RegisterResponse,
 } from '../protocol/messages.ts';
 import { DialError } from './errors.ts';
-import { GatewayClient, type GatewayStatus } from './gateway-client.ts';
+import { GatewayClient, type GatewayClientOptions, type GatewayStatus } from './gateway-client.ts';
 import { consoleLogger, type Logger } from './logger.ts';
 import { PeerLink } from './peer-link.ts';
 import { channelOpen, type IceServer, type PeerConnectionLike, type RtcPlatform } from './rtc.ts';
@@ -65,6 +65,10 @@ export interface MeshNodeOptions {
   knownGateways?: readonly string[];
   /** The cluster's gateways as learned: keep them for the next run. */
   onGateways?: (urls: string[]) => void;
+  /** Where gateways are now (LAN discovery), asked before every connection attempt. */
+  locate?: GatewayClientOptions['locate'];
+  /** A located gateway failed (unreachable, or could not prove its ID). */
+  onLocatedFailed?: GatewayClientOptions['onLocatedFailed'];
   /** Where diagnostics go (default: warnings and errors on the console). */
   logger?: Logger;
 }
@@ -144,6 +148,8 @@ export class MeshNode {
       ...(options.fetch ? { fetch: options.fetch } : {}),
       ...(options.knownGateways ? { knownGateways: options.knownGateways } : {}),
       ...(options.onGateways ? { onGateways: options.onGateways } : {}),
+      ...(options.locate ? { locate: options.locate } : {}),
+      ...(options.onLocatedFailed ? { onLocatedFailed: options.onLocatedFailed } : {}),
       logger: this.log,
     });
   }
