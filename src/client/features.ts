@@ -24,6 +24,12 @@ export interface Features {
   serviceWorker: boolean;
   /** Web Push, to be woken for a call; without it calls ring only while a tab is open. */
   push: boolean;
+  /**
+   * A WebKit page outside a Home Screen web app (`navigator.standalone === false`): iOS and
+   * iPadOS offer Web Push only to Home Screen web apps, and keep their storage past
+   * Safari's 7-day cap on script-written storage for sites not visited (DESIGN §6).
+   */
+  homeScreenWouldHelp: boolean;
 }
 
 export type FeatureName = keyof Features;
@@ -53,6 +59,7 @@ export function detectFeatures(): Features {
     transferableStreams: canTransferStreams(),
     serviceWorker: 'serviceWorker' in navigator,
     push: 'PushManager' in globalThis && 'Notification' in globalThis,
+    homeScreenWouldHelp: (navigator as Navigator & { standalone?: boolean }).standalone === false,
   };
   return detected;
 }
