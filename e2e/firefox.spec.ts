@@ -223,6 +223,23 @@ async function chromiumSays(page: Page, peer: string, text: string): Promise<voi
 
 const theirs = (page: Page) => page.locator('article.link .messages li.theirs').last();
 
+firefoxTest(
+  'the lane reads what only Firefox’s console shows: an error in a worker',
+  async ({ firefox, gateway }) => {
+    const page = await firefox.newPage();
+    await openFirefoxApp(page, gateway.url);
+    await page.evaluate(() => {
+      new Worker(
+        URL.createObjectURL(new Blob(['Promise.reject(new Error("thrown in a worker"))'])),
+      );
+    });
+    await expect
+      .poll(() => firefox.errors(gateway.url).join('\n'), { timeout: 30_000 })
+      .toContain('thrown in a worker');
+    firefox.expected();
+  },
+);
+
 for (const mode of ['native', 'refused'] as const) {
   firefoxTest.describe(
     mode === 'native'

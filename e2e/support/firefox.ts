@@ -73,6 +73,7 @@ function appErrors(lines: string[], origin: string): string[] {
 export class FirefoxProcess {
   private readonly lines: string[] = [];
   private readonly pageLog: string[] = [];
+  private from = 0;
 
   private constructor(
     readonly browser: Browser,
@@ -132,9 +133,15 @@ export class FirefoxProcess {
     return page;
   }
 
-  /** The app's errors Firefox printed or reported, from `origin` (its URL). */
+  /** The app's errors Firefox printed or reported, from `origin` (its URL), since `expected()`. */
   errors(origin: string): string[] {
-    return [...appErrors(this.lines, origin), ...this.pageLog];
+    return [...appErrors(this.lines.slice(this.from), origin), ...this.pageLog];
+  }
+
+  /** The errors so far were the test's own doing: later checks start after them. */
+  expected(): void {
+    this.from = this.lines.length;
+    this.pageLog.length = 0;
   }
 
   /** Everything Firefox printed, for a failing test's report. */
