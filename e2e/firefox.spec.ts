@@ -18,7 +18,8 @@ import { cli } from './support/cli-process.ts';
 import { FirefoxProcess } from './support/firefox.ts';
 
 // Two browsers per test on a loaded 2-core machine: generous bounds on waits for states.
-test.describe.configure({ timeout: 240_000 });
+// Each test launches its own Firefox, so tests of this file may share the workers.
+test.describe.configure({ mode: 'parallel', timeout: 240_000 });
 
 const WAIT = { timeout: 90_000, polling: 250 } as const;
 
