@@ -10,6 +10,7 @@ import { repoPath } from '../e2e/support/paths.ts';
 import { appSizeTable, measureAppSize } from './app-size.ts';
 import { launch } from './browser.ts';
 import { peerjsDials, rawDials, rtcmeshDials } from './dial-latency.ts';
+import { crossDials, crossRawDials, crossThroughput, FirefoxProcess } from './firefox.ts';
 import { lanBench } from './lan.ts';
 import { pushWakeDials } from './push-wake.ts';
 import { relayBench } from './relay.ts';
@@ -19,7 +20,7 @@ import { cliToCli, pageToPage } from './throughput.ts';
 const DIALS = Number(process.env.BENCH_DIALS ?? 30);
 /** Run only some sections: BENCH_ONLY=dial,throughput */
 const ONLY = new Set(
-  (process.env.BENCH_ONLY ?? 'size,dial,throughput,relay,push,services,lan').split(','),
+  (process.env.BENCH_ONLY ?? 'size,dial,throughput,firefox,relay,push,services,lan').split(','),
 );
 /** Push-woken dials each open B's app again: fewer of them. */
 const PUSH_DIALS = Number(process.env.BENCH_PUSH_DIALS ?? 10);
@@ -124,6 +125,45 @@ try {
     ].join('\n');
     console.log(`\n${table}\n`);
     record('throughput', table);
+  }
+  if (ONLY.has('firefox')) {
+    console.log(
+      `Chromium ↔ Firefox: ${DIALS} dials each way, 64 MiB each way best of 2, stock firefox-esr over WebDriver BiDi`,
+    );
+    const firefox = await FirefoxProcess.launch();
+    try {
+      const floors = await crossRawDials(browser, firefox, DIALS);
+      const dials = await crossDials(browser, firefox, DIALS);
+      const bytes = await crossThroughput(browser, firefox);
+      const dialRows = floors.flatMap((floor, i) => {
+        const mesh = dials[i];
+        return [floor, mesh]
+          .filter((s) => s !== undefined)
+          .map(
+            (s) =>
+              `| ${s.name} | ${fmt(s.p50)} | ${fmt(s.p95)} | ${(s.p50 / floor.p50).toFixed(2)}× |`,
+          );
+      });
+      const byteRows = bytes.map((r, i) => {
+        const base = bytes[i - (i % 2)];
+        return `| ${r.name} | ${r.mbPerS.toFixed(1)} MB/s | ${base ? (r.mbPerS / base.mbPerS).toFixed(2) : ''} |`;
+      });
+      const table = [
+        `Chromium ↔ Firefox (\`npm run bench\`, ${DIALS} dials each way; 64 MiB one reliable stream each way, best of 2; ${cpus().length} cores, ${new Date().toISOString().slice(0, 10)}):`,
+        '',
+        '| dial path | p50 | p95 | p50 vs its floor |',
+        '|---|---|---|---|',
+        ...dialRows,
+        '',
+        '| stream | throughput | vs its raw baseline |',
+        '|---|---|---|',
+        ...byteRows,
+      ].join('\n');
+      console.log(`\n${table}\n`);
+      record('firefox', table);
+    } finally {
+      await firefox.close();
+    }
   }
   if (ONLY.has('relay')) {
     console.log(

@@ -1,10 +1,6 @@
 /** Browsers and terminal nodes on one mesh: `rtcmesh listen` / `rtcmesh dial` with a page. */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { expect, openApp, test } from './fixtures.ts';
-import { RTCMESH_BIN } from './support/gateway-process.ts';
+import { cli } from './support/cli-process.ts';
 
 type NodeWindow = Window & {
   rtcmesh: {
@@ -27,37 +23,6 @@ type NodeWindow = Window & {
     };
   };
 };
-
-/** Runs the CLI; libdatachannel's warnings go to its stderr, which a failure prints. */
-function cli(args: string[], gatewayUrl: string, input?: string) {
-  const data = mkdtempSync(join(tmpdir(), 'rtcmesh-cli-'));
-  const child = spawn(
-    process.execPath,
-    [RTCMESH_BIN, ...args, '--gateway', gatewayUrl, '--data', data],
-    { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, RTCMESH_RTC_LOG: 'warning' } },
-  );
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  child.stderr.on('data', (d: Buffer) => {
-    err += d.toString();
-  });
-  if (input !== undefined) child.stdin.end(input);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-  return {
-    child,
-    exited,
-    out: () => out,
-    err: () => err,
-    stop: async () => {
-      child.kill('SIGTERM');
-      await exited;
-      rmSync(data, { recursive: true, force: true });
-    },
-  };
-}
 
 test('the CLI listens on echo; the browser dials it and gets its bytes back', async ({
   page,

@@ -26,6 +26,11 @@ export const PREREQUISITES = [
     found: () => chromiumFound(),
   },
   {
+    command: 'firefox-esr',
+    debianPackage: 'firefox-esr',
+    why: 'the Firefox lane of the end-to-end tests (e2e/firefox.spec.ts), driven over WebDriver BiDi',
+  },
+  {
     command: 'redis-server',
     debianPackage: 'redis-server',
     why: 'the Redis registry and cluster tests start their own',

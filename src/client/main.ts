@@ -11,6 +11,13 @@ import {
 import { DIAL_ERROR_TEXT, DialError } from '../core/node/errors.ts';
 import type { AcceptPolicy } from '../core/node/mesh-node.ts';
 import { loadOrRenewCertificate, type NodeCertificate } from './certificate.ts';
+import {
+  detectFeatures,
+  type Features,
+  fallbacksInUse,
+  missingRequired,
+  onFeatureChange,
+} from './features.ts';
 import { serveMeshPorts } from './mesh-web.ts';
 import { type IncomingCallView, NodeClient } from './node-client.ts';
 import { NodeWorkerHost } from './node-worker-host.ts';
@@ -209,8 +216,22 @@ function holdNodeInTab(node: NodeClient, certificate: NodeCertificate): void {
   request(false);
 }
 
+/** Lists on the page the fallbacks this browser needs (README "Browser engines"). */
+function showFeatures(features: Features): void {
+  const el = $('#browser-features');
+  const lines = fallbacksInUse(features);
+  el.textContent = lines.length > 0 ? lines.join(' ') : 'everything rtcmesh uses';
+  for (const [name, present] of Object.entries(features))
+    document.body.dataset[`has${name[0]?.toUpperCase()}${name.slice(1)}`] = String(present);
+}
+
 async function start(): Promise<void> {
   wireCopyButtons();
+  const features = detectFeatures();
+  const missing = missingRequired(features);
+  if (missing) throw new Error(missing);
+  showFeatures(features);
+  onFeatureChange(showFeatures);
   registerServiceWorker((apply) => {
     $('#update').hidden = false;
     $<HTMLButtonElement>('#update-reload').addEventListener('click', apply, { once: true });

@@ -8,6 +8,7 @@ import { saveSettings } from '../browser/settings-store.ts';
 import { GatewayApi } from '../core/api/index.ts';
 import { decodeBase64url } from '../core/identity/index.ts';
 import { parseValue, pushSubscriptionSchema } from '../core/protocol/messages.ts';
+import { detectFeatures } from './features.ts';
 import type { NodeClient } from './node-client.ts';
 
 /** Offline, pushManager.subscribe never settles (DESIGN §7): give up after this. */
@@ -24,7 +25,10 @@ export interface PushStatus {
 /** Why this browser cannot do push at all, or undefined when it can. */
 export function pushUnsupported(): string | undefined {
   if (!('serviceWorker' in navigator)) return 'this browser has no service workers';
-  if (!('PushManager' in window)) return 'this browser has no Web Push';
+  if (!('PushManager' in window))
+    return detectFeatures().homeScreenWouldHelp
+      ? 'add rtcmesh to the Home Screen to be rung while it is closed'
+      : 'this browser has no Web Push';
   if (!('Notification' in window)) return 'this browser cannot show notifications';
   return undefined;
 }

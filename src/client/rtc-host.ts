@@ -1,19 +1,18 @@
 /**
  * The RTC host (DESIGN §6): the one tab, elected with a Web Lock, that makes the node's
  * peer connections on the node worker's orders. Every data channel goes to this tab's
- * channel worker in the task that creates it, before anything is sent on it; the worker
- * serves it on two ports that travel on to the node worker (and from there to any tab).
+ * channel worker in the task that creates it, before anything is sent on it (or, where a
+ * channel cannot move to a worker, stays in this tab: rtc-host-local-channel.ts); it is
+ * served on two ports that travel on to the node worker (and from there to any tab).
  */
 import { proxy, transfer } from 'comlink';
 import type { PeerConfig, PeerEvents, RtcHostApi, StatRecord } from '../browser/rtc-host-api.ts';
 import type { CandidateInit, DataChannelOptions, SessionDescription } from '../core/node/rtc.ts';
+import { ChannelServer } from './rtc-host-local-channel.ts';
 
 export class RtcHost implements RtcHostApi {
   private readonly pcs = new Map<string, RTCPeerConnection>();
-  private readonly channelWorker = new Worker(
-    new URL('../channel-worker/channel-worker.ts', import.meta.url),
-    { type: 'module', name: 'rtcmesh-channels' },
-  );
+  private readonly channels = new ChannelServer();
 
   constructor(private readonly certificate: RTCCertificate) {}
 
@@ -110,7 +109,7 @@ export class RtcHost implements RtcHostApi {
   shutdown(): void {
     for (const pc of this.pcs.values()) pc.close();
     this.pcs.clear();
-    this.channelWorker.terminate();
+    this.channels.close();
   }
 
   private pc(pcId: string): RTCPeerConnection {
@@ -119,13 +118,9 @@ export class RtcHost implements RtcHostApi {
     return pc;
   }
 
-  /** Moves the channel to the channel worker now: later, or after a send, it could not move. */
+  /** Serves the channel on the ports now: later, or after a send, it could not move. */
   private bridge(channel: RTCDataChannel, data: MessagePort, status: MessagePort): void {
-    this.channelWorker.postMessage({ channel, data, status }, [
-      channel as unknown as Transferable,
-      data,
-      status,
-    ]);
+    this.channels.serve(channel, data, status);
   }
 }
 
