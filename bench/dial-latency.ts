@@ -35,9 +35,17 @@ export async function rtcmeshDials(browser: Browser, dials: number): Promise<Sum
       );
     await Promise.all([ready(a.page), ready(b.page)]);
     const bId = (await b.page.getByTestId('node-id').textContent()) ?? '';
+    // Dial from a second tab of A's device: the same node, but not the RTC host (DESIGN §6),
+    // so every step crosses from that tab to the node worker and on to the host tab.
+    await a.page.waitForFunction(() => document.body.dataset.rtcHost === 'true');
+    const from = await a.context.newPage();
+    await from.goto(gateway.url);
+    await ready(from);
+    if (await from.evaluate(() => document.body.dataset.rtcHost === 'true'))
+      throw new Error('the second tab became the RTC host');
     const samples: number[] = [];
     for (let i = 0; i < dials + 2; i++) {
-      const ms = await a.page.evaluate(async (to) => {
+      const ms = await from.evaluate(async (to) => {
         const node = (window as RtcmeshWindow).rtcmesh?.node;
         if (!node) throw new Error('no node');
         const start = performance.now();

@@ -10,11 +10,16 @@ import { launch } from './browser.ts';
 import { peerjsDials, rawDials, rtcmeshDials } from './dial-latency.ts';
 import { pushWakeDials } from './push-wake.ts';
 import { relayBench } from './relay.ts';
+import { nodeReliability, pageReliability } from './reliability.ts';
 import { cliToCli, pageToPage } from './throughput.ts';
 
 const DIALS = Number(process.env.BENCH_DIALS ?? 30);
 /** Run only some sections: BENCH_ONLY=dial,throughput */
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'dial,throughput,relay,push').split(','));
+const ONLY = new Set(
+  (process.env.BENCH_ONLY ?? 'dial,reliability,throughput,relay,push').split(','),
+);
+/** Dials in a row for the reliability section (each side: pages, Node nodes). */
+const RELIABILITY_DIALS = Number(process.env.BENCH_RELIABILITY_DIALS ?? 1000);
 /** Push-woken dials each open B's app again: fewer of them. */
 const PUSH_DIALS = Number(process.env.BENCH_PUSH_DIALS ?? 10);
 
@@ -56,6 +61,32 @@ try {
     ].join('\n');
     console.log(`\n${table}\n`);
     record('dial', table);
+  }
+  if (ONLY.has('reliability')) {
+    console.log(
+      `reliability: ${RELIABILITY_DIALS} dials in a row, each a new connection, pages and Node nodes`,
+    );
+    const results = [
+      await pageReliability(browser, RELIABILITY_DIALS),
+      await nodeReliability(RELIABILITY_DIALS),
+    ];
+    const rows = results.map((r) => `| ${r.name} | ${r.connected} | ${r.failed} | ${r.hung} |`);
+    const errors = results.flatMap((r) =>
+      Object.entries(r.errors).map(([e, n]) => `- ${r.name}: ${n}× ${e}`),
+    );
+    const table = [
+      `Dial reliability (\`npm run bench\`, ${RELIABILITY_DIALS} dials in a row each, ${cpus().length} cores, ${new Date().toISOString().slice(0, 10)}):`,
+      '',
+      '| between | connected | failed | hung |',
+      '|---|---|---|---|',
+      ...rows,
+      '',
+      errors.length > 0
+        ? `Failures:\n${errors.join('\n')}`
+        : 'No failures (target: every dial connects).',
+    ].join('\n');
+    console.log(`\n${table}\n`);
+    record('reliability', table);
   }
   if (ONLY.has('throughput')) {
     console.log('throughput: 64 MiB, one reliable stream, best of 3');
