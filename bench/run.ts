@@ -7,7 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { repoPath } from '../e2e/support/paths.ts';
 import { launch } from './browser.ts';
-import { peerjsDials, rawDials, rtcmeshDials } from './dial-latency.ts';
+import { interleavedDials, peerjsDialer, rawDialer, rtcmeshDialer } from './dial-latency.ts';
 import { pushWakeDials } from './push-wake.ts';
 import { relayBench } from './relay.ts';
 import { nodeReliability, pageReliability } from './reliability.ts';
@@ -44,9 +44,14 @@ try {
     console.log(
       `dial latency: dial() to open data channel, ${DIALS} dials each, two Chromium contexts on loopback`,
     );
-    const floor = await rawDials(browser, DIALS);
-    const rtcmesh = await rtcmeshDials(browser, DIALS);
-    const peerjs = await peerjsDials(browser, DIALS);
+    const dialers = [
+      await rawDialer(browser),
+      await rtcmeshDialer(browser),
+      await peerjsDialer(browser),
+    ];
+    const [floor, rtcmesh, peerjs] = await interleavedDials(dialers, DIALS);
+    for (const d of dialers) await d.close();
+    if (!floor || !rtcmesh || !peerjs) throw new Error('a dialer gave no figures');
     const rows = [floor, rtcmesh, peerjs].map(
       (s) => `| ${s.name} | ${fmt(s.p50)} | ${fmt(s.p95)} | ${(s.p50 / floor.p50).toFixed(2)}× |`,
     );
@@ -57,7 +62,8 @@ try {
       '|---|---|---|---|',
       ...rows,
       '',
-      `rtcmesh p50 is ${(rtcmesh.p50 / floor.p50).toFixed(2)}× the floor (target ≤ 1.5×) and ${(rtcmesh.p50 / peerjs.p50).toFixed(2)}× PeerJS (target < 1).`,
+      `rtcmesh, dialing from a tab that is not the RTC host: p50 ${(rtcmesh.p50 / floor.p50).toFixed(2)}× the floor (target ≤ 1.15×) and ${(rtcmesh.p50 / peerjs.p50).toFixed(2)}× PeerJS (target ≤ 1.0×); p95 ${(rtcmesh.p95 / peerjs.p95).toFixed(2)}× PeerJS's (target ≤ 1.0×).`,
+      'The three dial in turn (one of each, then again) on a 2-core machine shared with other work: times move a lot between runs, the ratios less, but still by tens of percent (repeat before reading much into one).',
     ].join('\n');
     console.log(`\n${table}\n`);
     record('dial', table);
@@ -103,7 +109,7 @@ try {
       ...rows,
       '',
       raw && mesh
-        ? `rtcmesh stream / raw RTCDataChannel between the same pages: ${(mesh.mbPerS / raw.mbPerS).toFixed(2)} (target ≥ 0.9).`
+        ? `rtcmesh stream / raw RTCDataChannel between the same pages: ${(mesh.mbPerS / raw.mbPerS).toFixed(2)} (target ≥ 0.95).`
         : '',
       mesh && otherTab
         ? `Tab that is not the RTC host / the host tab itself, same node and run: ${(otherTab.mbPerS / mesh.mbPerS).toFixed(2)}.`
@@ -130,7 +136,7 @@ try {
       ...rows,
       '',
       coturn && ours
-        ? `gateway / coturn: throughput ${(ours.mbPerS / coturn.mbPerS).toFixed(2)} (target ≥ 0.9), allocations ${(ours.allocationsPerS / coturn.allocationsPerS).toFixed(2)}.`
+        ? `gateway / coturn: throughput ${(ours.mbPerS / coturn.mbPerS).toFixed(2)} (target ≥ 1.0), allocations ${(ours.allocationsPerS / coturn.allocationsPerS).toFixed(2)}.`
         : '',
     ].join('\n');
     console.log(`\n${table}\n`);
