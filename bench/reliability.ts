@@ -107,6 +107,7 @@ export async function pageReliability(
       );
       merge(total, round);
       done += n;
+      progress(total, done);
     }
     await a.context.close();
     await b.context.close();
@@ -152,6 +153,7 @@ export async function nodeReliability(dials: number): Promise<Reliability> {
         total.failed++;
         total.errors[outcome] = (total.errors[outcome] ?? 0) + 1;
       }
+      if ((i + 1) % 100 === 0) progress(total, i + 1);
     }
     return total;
   } finally {
@@ -159,6 +161,12 @@ export async function nodeReliability(dials: number): Promise<Reliability> {
     b.node.stop();
     await gateway.stop();
   }
+}
+
+function progress(r: Reliability, done: number): void {
+  console.log(
+    `  ${r.name}: ${done} dials, ${r.connected} connected, ${r.failed} failed, ${r.hung} hung`,
+  );
 }
 
 function merge(into: Reliability, round: Omit<Reliability, 'name'>): void {

@@ -114,6 +114,9 @@ try {
       mesh && otherTab
         ? `Tab that is not the RTC host / the host tab itself, same node and run: ${(otherTab.mbPerS / mesh.mbPerS).toFixed(2)}.`
         : '',
+      raw && otherTab
+        ? `Tab that is not the RTC host / raw RTCDataChannel: ${(otherTab.mbPerS / raw.mbPerS).toFixed(2)} (target ≥ 0.9).`
+        : '',
     ].join('\n');
     console.log(`\n${table}\n`);
     record('throughput', table);

@@ -127,6 +127,17 @@ interface IncomingDial {
   settled: boolean;
   /** The offer is on its way into the connection: candidates may follow it directly. */
   applying: boolean;
+  /** The answer, being made or made, not sent yet. */
+  made?: Promise<MadeAnswer>;
+}
+
+/** An answer made for an incoming call; its candidates wait until it is sent. */
+interface MadeAnswer {
+  pc: PeerConnectionLike;
+  control: DataChannelLike;
+  sdp: string;
+  early: IceCandidate[];
+  sent: boolean;
 }
 
 /** A peer connection with its control channel: made ahead, or for one dial. */
@@ -341,11 +352,20 @@ export class MeshNode {
         for (const c of dial.pendingCandidates.splice(0))
           pc.addIceCandidate(c).catch(() => undefined);
       }
-      await applied;
       if (dial) dial.answered = true;
-      await channelOpen(control, LINK_OPEN_TIMEOUT_MS).catch((err: Error) => {
-        throw new DialError('timeout', `no connection to ${answer.record.id}: ${err.message}`);
-      });
+      // The channel opens only after the answer is in, and its notice may come first (from
+      // the browser's channel worker, not the host tab): whichever fails says why.
+      await Promise.all([
+        applied.catch((err: unknown) => {
+          throw new DialError(
+            'gateway',
+            `the answer from ${answer.record.id} could not be applied: ${err instanceof Error ? err.message : String(err)}`,
+          );
+        }),
+        channelOpen(control, LINK_OPEN_TIMEOUT_MS).catch((err: Error) => {
+          throw new DialError('timeout', `no connection to ${answer.record.id}: ${err.message}`);
+        }),
+      ]);
       return this.addLink(link);
     } catch (err) {
       pc.close();
@@ -482,6 +502,7 @@ export class MeshNode {
         if (dial && !dial.settled) {
           dial.settled = true;
           this.incoming.delete(msg.dialId);
+          if (dial.pc) closeQuietly(dial.pc);
           for (const l of this.listeners.incomingCancelled) l(dial.call, msg.reason);
         }
         return;
@@ -582,13 +603,19 @@ export class MeshNode {
         decline: () => {
           if (dial.settled) return;
           dial.settled = true;
+          if (dial.pc) closeQuietly(dial.pc);
           this.gateway.send({ t: 'reject', dialId, reason: 'declined' });
           background(() => this.incoming.delete(dialId), 1000);
         },
       },
     };
     this.incoming.set(dialId, dial);
-    const decision = await this.options.decide(caller, dialId);
+    const decided = this.options.decide(caller, dialId);
+    // Where a connection's steps are costly (another context's), the answer is made while
+    // the decision is read (from storage, in a browser): an accepted call answers at once.
+    // It is sent only once accepted; a declined or cancelled call closes it.
+    if (this.options.prepareConnections) this.makeAnswer(dial).catch(() => undefined);
+    const decision = await decided;
     if (decision === 'accept') {
       void dial.call
         .accept()
@@ -599,33 +626,23 @@ export class MeshNode {
         );
     } else if (decision === 'decline') {
       dial.call.decline();
+      this.prepare();
     } else {
       for (const l of this.listeners.incoming) l(dial.call);
     }
   }
 
-  private async answer(dial: IncomingDial): Promise<PeerLink> {
-    if (dial.settled) throw new DialError('cancelled', 'this call is no longer waiting');
-    dial.settled = true;
-    const { dialId } = dial.call;
-    const { pc, control } = this.connection();
-    dial.pc = pc;
-    try {
-      // Made now, so streams the caller opens at once find their listener.
-      const link = new PeerLink(
-        dial.call.from,
-        'incoming',
-        pc,
-        control,
-        (s) => this.route(s),
-        this.options.idleMs,
-      );
-      let answerSent = false;
-      const early: IceCandidate[] = [];
+  /** Makes the answer to an incoming call (once), without sending it. */
+  private makeAnswer(dial: IncomingDial): Promise<MadeAnswer> {
+    dial.made ??= (async () => {
+      const { dialId } = dial.call;
+      const { pc, control } = this.connection();
+      dial.pc = pc;
+      const made: MadeAnswer = { pc, control, sdp: '', early: [], sent: false };
       pc.addEventListener('icecandidate', (ev) => {
         const candidate = ev.candidate ? toCandidate(ev.candidate.toJSON()) : null;
-        if (!answerSent) {
-          if (candidate) early.push(candidate);
+        if (!made.sent) {
+          if (candidate) made.early.push(candidate);
           return;
         }
         this.gateway.send({ t: 'candidate', dialId, candidate });
@@ -636,18 +653,45 @@ export class MeshNode {
       for (const c of dial.pendingCandidates.splice(0))
         pc.addIceCandidate(c).catch(() => undefined);
       await Promise.all([applied, pc.setLocalDescription()]);
-      const answer = pc.localDescription?.sdp ?? '';
-      if (!this.gateway.send({ t: 'answer', dialId, answer, record: await this.ownRecord() })) {
+      made.sdp = pc.localDescription?.sdp ?? '';
+      return made;
+    })();
+    return dial.made;
+  }
+
+  private async answer(dial: IncomingDial): Promise<PeerLink> {
+    if (dial.settled) throw new DialError('cancelled', 'this call is no longer waiting');
+    dial.settled = true;
+    const { dialId } = dial.call;
+    try {
+      const made = await this.makeAnswer(dial);
+      // Made before the answer goes, so streams the caller opens at once find their listener.
+      const link = new PeerLink(
+        dial.call.from,
+        'incoming',
+        made.pc,
+        made.control,
+        (s) => this.route(s),
+        this.options.idleMs,
+      );
+      if (
+        !this.gateway.send({
+          t: 'answer',
+          dialId,
+          answer: made.sdp,
+          record: await this.ownRecord(),
+        })
+      ) {
         throw new DialError('not-connected', 'lost the gateway while answering');
       }
-      answerSent = true;
-      for (const candidate of early) this.gateway.send({ t: 'candidate', dialId, candidate });
-      await channelOpen(control, LINK_OPEN_TIMEOUT_MS).catch(() => {
-        throw new DialError('timeout', 'the caller never connected');
+      made.sent = true;
+      for (const candidate of made.early) this.gateway.send({ t: 'candidate', dialId, candidate });
+      await channelOpen(made.control, LINK_OPEN_TIMEOUT_MS).catch((err: Error) => {
+        throw new DialError('timeout', `the caller never connected (${err.message})`);
       });
       return this.addLink(link);
     } catch (err) {
-      pc.close();
+      if (dial.pc) closeQuietly(dial.pc);
       throw err;
     } finally {
       this.prepare();
