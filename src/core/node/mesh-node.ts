@@ -349,10 +349,10 @@ export class MeshNode {
       const dial = this.outgoing.get(dialId);
       if (dial) {
         dial.applying = true;
+        dial.answered = true;
         for (const c of dial.pendingCandidates.splice(0))
           pc.addIceCandidate(c).catch(() => undefined);
       }
-      if (dial) dial.answered = true;
       // The channel opens only after the answer is in, and its notice may come first (from
       // the browser's channel worker, not the host tab): whichever fails says why.
       await Promise.all([
