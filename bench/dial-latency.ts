@@ -1,7 +1,9 @@
 /**
  * Dial latency: from dial() until the data channel is open, between two Chromium pages
  * (two browser contexts) — through the rtcmesh gateway, next to raw WebRTC with a trivial
- * WebSocket relay (the floor) and PeerJS with its PeerServer, all in the same run.
+ * WebSocket relay (the floor) and PeerJS with its PeerServer. The three are set up side by
+ * side and dial in turn (one of each, then again), so a busy moment on the shared machine
+ * falls on all three alike and the ratios hold even when the times do not.
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -17,7 +19,27 @@ type RtcmeshWindow = Window & {
   };
 };
 
-export async function rtcmeshDials(browser: Browser, dials: number): Promise<Summary> {
+/** One way of dialing, set up and ready: each `dial()` measures one dial in milliseconds. */
+export interface Dialer {
+  name: string;
+  dial(): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** Dials `dials` times with each dialer in turn (after two warm-up rounds), and summarizes. */
+export async function interleavedDials(dialers: Dialer[], dials: number): Promise<Summary[]> {
+  const samples = dialers.map(() => [] as number[]);
+  for (let i = 0; i < dials + 2; i++) {
+    for (const [k, dialer] of dialers.entries()) {
+      const ms = await dialer.dial();
+      if (i >= 2) samples[k]?.push(ms); // the first dials warm up the pages
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return dialers.map((d, k) => summarize(d.name, samples[k] ?? []));
+}
+
+export async function rtcmeshDialer(browser: Browser): Promise<Dialer> {
   // A benchmark dials far faster than a person: lift the per-node dial rate limit.
   const gateway = await startGateway({
     args: ['--limit', 'dialPerId.burst=10000', '--limit', 'dialPerId.perSecond=1000'],
@@ -35,30 +57,39 @@ export async function rtcmeshDials(browser: Browser, dials: number): Promise<Sum
       );
     await Promise.all([ready(a.page), ready(b.page)]);
     const bId = (await b.page.getByTestId('node-id').textContent()) ?? '';
-    const samples: number[] = [];
-    for (let i = 0; i < dials + 2; i++) {
-      const ms = await a.page.evaluate(async (to) => {
-        const node = (window as RtcmeshWindow).rtcmesh?.node;
-        if (!node) throw new Error('no node');
-        const start = performance.now();
-        const link = await node.connect(to);
-        const elapsed = performance.now() - start;
-        link.close();
-        return elapsed;
-      }, bId);
-      if (i >= 2) samples.push(ms); // the first dials warm up both pages
-      await a.page.waitForTimeout(50);
-    }
-    await a.context.close();
-    await b.context.close();
-    return summarize('rtcmesh through its gateway', samples);
-  } finally {
+    // Dial from a second tab of A's device: the same node, but not the RTC host (DESIGN §6),
+    // so every step crosses from that tab to the node worker and on to the host tab.
+    await a.page.waitForFunction(() => document.body.dataset.rtcHost === 'true');
+    const from = await a.context.newPage();
+    await from.goto(gateway.url);
+    await ready(from);
+    if (await from.evaluate(() => document.body.dataset.rtcHost === 'true'))
+      throw new Error('the second tab became the RTC host');
+    return {
+      name: 'rtcmesh through its gateway (from a tab that is not the RTC host)',
+      dial: () =>
+        from.evaluate(async (to) => {
+          const node = (window as RtcmeshWindow).rtcmesh?.node;
+          if (!node) throw new Error('no node');
+          const start = performance.now();
+          const link = await node.connect(to);
+          const elapsed = performance.now() - start;
+          link.close();
+          return elapsed;
+        }, bId),
+      close: async () => {
+        await a.context.close();
+        await b.context.close();
+        await gateway.stop();
+      },
+    };
+  } catch (err) {
     await gateway.stop();
+    throw err;
   }
 }
 
-/** The floor: raw RTCPeerConnection, trickle ICE over a WebSocket relay in this process. */
-export async function rawDials(browser: Browser, dials: number): Promise<Summary> {
+export async function rawDialer(browser: Browser): Promise<Dialer> {
   const http = createServer((_req, res) => {
     res.writeHead(200, { 'content-type': 'text/html' });
     res.end('<!doctype html><title>floor</title>');
@@ -115,25 +146,26 @@ export async function rawDials(browser: Browser, dials: number): Promise<Summary
       );
     await setup(a.page, 'a');
     await setup(b.page, 'b');
-    const samples: number[] = [];
-    for (let i = 0; i < dials + 2; i++) {
-      const ms = await a.page.evaluate(() =>
-        (window as unknown as { dial: () => Promise<number> }).dial(),
-      );
-      if (i >= 2) samples.push(ms);
-      await a.page.waitForTimeout(50);
-    }
-    await a.context.close();
-    await b.context.close();
-    return summarize('raw WebRTC, WebSocket relay (floor)', samples);
-  } finally {
+    return {
+      name: 'raw WebRTC, WebSocket relay (floor)',
+      dial: () =>
+        a.page.evaluate(() => (window as unknown as { dial: () => Promise<number> }).dial()),
+      close: async () => {
+        await a.context.close();
+        await b.context.close();
+        wss.close();
+        http.close();
+      },
+    };
+  } catch (err) {
     wss.close();
     http.close();
+    throw err;
   }
 }
 
 /** PeerJS 1.5 with its own PeerServer. */
-export async function peerjsDials(browser: Browser, dials: number): Promise<Summary> {
+export async function peerjsDialer(browser: Browser): Promise<Dialer> {
   const { PeerServer } = await import('peer');
   const server = await new Promise<{ port: number; close: () => void }>((resolve) => {
     const s = PeerServer({ port: 0, host: '127.0.0.1', path: '/peerjs' }, (httpServer) => {
@@ -176,33 +208,35 @@ export async function peerjsDials(browser: Browser, dials: number): Promise<Summ
     const a = await open(`a${Date.now()}`);
     const bId = `b${Date.now()}`;
     const b = await open(bId);
-    const samples: number[] = [];
-    for (let i = 0; i < dials + 2; i++) {
-      const ms = await a.page.evaluate(async (to) => {
-        const peer = (
-          window as unknown as {
-            peer: {
-              connect(
-                id: string,
-                o: object,
-              ): { on(e: string, cb: () => void): void; close(): void };
-            };
-          }
-        ).peer;
-        const start = performance.now();
-        const conn = peer.connect(to, { reliable: true });
-        await new Promise<void>((r) => conn.on('open', r));
-        const elapsed = performance.now() - start;
-        conn.close();
-        return elapsed;
-      }, bId);
-      if (i >= 2) samples.push(ms);
-      await a.page.waitForTimeout(50);
-    }
-    await a.context.close();
-    await b.context.close();
-    return summarize('PeerJS 1.5 + PeerServer', samples);
-  } finally {
+    return {
+      name: 'PeerJS 1.5 + PeerServer',
+      dial: () =>
+        a.page.evaluate(async (to) => {
+          const peer = (
+            window as unknown as {
+              peer: {
+                connect(
+                  id: string,
+                  o: object,
+                ): { on(e: string, cb: () => void): void; close(): void };
+              };
+            }
+          ).peer;
+          const start = performance.now();
+          const conn = peer.connect(to, { reliable: true });
+          await new Promise<void>((r) => conn.on('open', r));
+          const elapsed = performance.now() - start;
+          conn.close();
+          return elapsed;
+        }, bId),
+      close: async () => {
+        await a.context.close();
+        await b.context.close();
+        server.close();
+      },
+    };
+  } catch (err) {
     server.close();
+    throw err;
   }
 }

@@ -24,6 +24,15 @@ interface Relay {
   secret: string;
 }
 
+function udpRcvbufErrors(): number {
+  const lines = readFileSync('/proc/net/snmp', 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('Udp:'));
+  const names = (lines[0] ?? '').split(/\s+/);
+  const values = (lines[1] ?? '').split(/\s+/);
+  return Number(values[names.indexOf('RcvbufErrors')] ?? 0);
+}
+
 async function freeUdpPort(): Promise<number> {
   const s = createSocket('udp4');
   await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
@@ -206,10 +215,20 @@ export async function relayBench(browser: Browser): Promise<RelayFigures[]> {
     const b = await newPage(browser, gateway.url);
     const mesh: number[] = [];
     const ref: number[] = [];
+    // Datagrams the kernel dropped for a full socket receive buffer, during each relay's runs
+    // (this namespace's counter: only the relays and Chromium send UDP here).
+    const drops = { ref: 0, mesh: 0 };
     for (let i = 0; i < 2; i++) {
+      let before = udpRcvbufErrors();
       ref.push(await relayedThroughput(a.page, b.page, coturn.relay));
+      drops.ref += udpRcvbufErrors() - before;
+      before = udpRcvbufErrors();
       mesh.push(await relayedThroughput(a.page, b.page, ours));
+      drops.mesh += udpRcvbufErrors() - before;
     }
+    console.log(
+      `  UDP receive-buffer drops during the runs: coturn ${drops.ref}, gateway ${drops.mesh}`,
+    );
     await a.context.close();
     await b.context.close();
     const clients = 200;

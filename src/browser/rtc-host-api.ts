@@ -1,8 +1,15 @@
 /**
- * What the RTC host tab does for the node worker (DESIGN §6), over comlink. Peer
- * connections live in the host tab (only a window has RTCPeerConnection); the worker names
- * each by a number and sees it through RemotePeerConnection. Data channels never come here:
- * their ports go straight to the host's channel worker and back to the node worker.
+ * What the RTC host tab does for the node worker (DESIGN §6). Peer connections live in the
+ * host tab (only a window has RTCPeerConnection); the worker names each by a string and
+ * sees it through RemotePeerConnection. Data channels never come here: their ports go
+ * straight to the host's channel worker and back to the node worker.
+ *
+ * Crossings between the worker and the tab cost a dial most of its time, so the protocol
+ * has as few as the steps need: the worker sends the steps it issued in one task (create
+ * the connection, its channels, the remote description, every candidate so far, the local
+ * description) as one `run` call, and the host answers once with each step's outcome and
+ * the descriptions. The host reports back on a port of the connection's own, once per task
+ * with every candidate and state change of that task, and expects no reply.
  */
 import type {
   CandidateInit,
@@ -20,31 +27,40 @@ export interface PeerConfig {
 /** One stats entry, as a plain object (RTCStatsReport itself cannot cross a port). */
 export type StatRecord = Record<string, unknown> & { type: string; id: string };
 
-/** The host tab tells the worker what happens to a peer connection (a comlink proxy). */
-export interface PeerEvents {
-  icecandidate(candidate: CandidateInit | null): void;
-  state(connectionState: string, iceGatheringState: string): void;
-  /** The peer opened a channel: its ports, as the channel worker serves them. */
-  datachannel(channel: { snapshot: ChannelSnapshot; data: MessagePort; status: MessagePort }): void;
+/** One step of a peer connection, in the order the worker issued it. */
+export type PeerStep =
+  /** Make the connection; the host reports on `events` from then on. */
+  | { step: 'create'; config: PeerConfig; events: MessagePort }
+  /** A data channel, moved to the channel worker and served on these ports. */
+  | {
+      step: 'channel';
+      label: string;
+      init: DataChannelOptions;
+      data: MessagePort;
+      status: MessagePort;
+    }
+  | { step: 'remote'; description: SessionDescription }
+  | { step: 'local'; description?: SessionDescription }
+  | { step: 'candidate'; candidate: CandidateInit };
+
+/** How a step went, and the descriptions as they stand after it. */
+export type StepOutcome =
+  | { ok: true; local: SessionDescription | null; remote: SessionDescription | null }
+  | { ok: false; error: string };
+
+/** What the host reports on a connection's events port, at most once per task. */
+export interface PeerUpdate {
+  /** Candidates gathered in this task, in order; null marks the end of gathering. */
+  candidates: (CandidateInit | null)[];
+  connectionState: string;
+  iceGatheringState: string;
+  /** Channels the peer opened: their ports, as the channel worker serves them. */
+  channels: { snapshot: ChannelSnapshot; data: MessagePort; status: MessagePort }[];
 }
 
 export interface RtcHostApi {
-  createPeerConnection(pcId: string, config: PeerConfig, events: PeerEvents): void;
-  createDataChannel(
-    pcId: string,
-    label: string,
-    init: DataChannelOptions,
-    ports: { data: MessagePort; status: MessagePort },
-  ): void;
-  setLocalDescription(
-    pcId: string,
-    description?: SessionDescription,
-  ): Promise<SessionDescription | null>;
-  setRemoteDescription(
-    pcId: string,
-    description: SessionDescription,
-  ): Promise<SessionDescription | null>;
-  addIceCandidate(pcId: string, candidate: CandidateInit): Promise<void>;
+  /** Runs `steps` on connection `pcId` in order; every step runs, whatever the one before did. */
+  run(pcId: string, steps: PeerStep[]): Promise<StepOutcome[]>;
   getStats(pcId: string): Promise<StatRecord[]>;
   close(pcId: string): void;
 }

@@ -5,10 +5,27 @@
  * channel cannot move to a worker, stays in this tab: rtc-host-local-channel.ts); it is
  * served on two ports that travel on to the node worker (and from there to any tab).
  */
-import { proxy, transfer } from 'comlink';
-import type { PeerConfig, PeerEvents, RtcHostApi, StatRecord } from '../browser/rtc-host-api.ts';
-import type { CandidateInit, DataChannelOptions, SessionDescription } from '../core/node/rtc.ts';
+import { proxy } from 'comlink';
+import type {
+  PeerConfig,
+  PeerStep,
+  PeerUpdate,
+  RtcHostApi,
+  StatRecord,
+  StepOutcome,
+} from '../browser/rtc-host-api.ts';
+import type { SessionDescription } from '../core/node/rtc.ts';
 import { ChannelServer } from './rtc-host-local-channel.ts';
+
+/** Runs `fn` in a task of its own, soon: unlike a timer, not throttled in a hidden tab. */
+function nextTask(fn: () => void): void {
+  const { port1, port2 } = new MessageChannel();
+  port1.onmessage = () => {
+    port1.close();
+    fn();
+  };
+  port2.postMessage(null);
+}
 
 export class RtcHost implements RtcHostApi {
   private readonly pcs = new Map<string, RTCPeerConnection>();
@@ -21,18 +38,78 @@ export class RtcHost implements RtcHostApi {
     return proxy(this);
   }
 
-  createPeerConnection(pcId: string, config: PeerConfig, events: PeerEvents): void {
+  async run(pcId: string, steps: PeerStep[]): Promise<StepOutcome[]> {
+    // Issued at once, in order: a connection chains its operations itself (W3C), and each
+    // step's outcome is its own, as if the worker had called them one by one.
+    const settled = await Promise.allSettled(steps.map((step) => this.step(pcId, step)));
+    const pc = this.pcs.get(pcId);
+    const local = plain(pc?.localDescription ?? null);
+    const remote = plain(pc?.remoteDescription ?? null);
+    return settled.map((result) =>
+      result.status === 'fulfilled'
+        ? { ok: true, local, remote }
+        : { ok: false, error: errorText(result.reason) },
+    );
+  }
+
+  private async step(pcId: string, step: PeerStep): Promise<void> {
+    switch (step.step) {
+      case 'create':
+        return this.create(pcId, step.config, step.events);
+      case 'channel': {
+        const pc = this.pcs.get(pcId);
+        if (!pc) {
+          // The connection is gone: say so on the ports, as a closed channel would.
+          step.data.postMessage({ c: 'close' });
+          step.status.postMessage({ c: 'close' });
+          return;
+        }
+        this.bridge(pc.createDataChannel(step.label, step.init), step.data, step.status);
+        return;
+      }
+      case 'remote':
+        return this.pc(pcId).setRemoteDescription(step.description as RTCSessionDescriptionInit);
+      case 'local':
+        return this.pc(pcId).setLocalDescription(
+          step.description as RTCLocalSessionDescriptionInit | undefined,
+        );
+      case 'candidate':
+        return this.pc(pcId).addIceCandidate(step.candidate);
+    }
+  }
+
+  private create(pcId: string, config: PeerConfig, events: MessagePort): void {
     const pc = new RTCPeerConnection({
       iceServers: config.iceServers,
       iceTransportPolicy: config.iceTransportPolicy ?? 'all',
       certificates: [this.certificate],
     });
     this.pcs.set(pcId, pc);
-    pc.addEventListener('icecandidate', (ev) =>
-      events.icecandidate(ev.candidate?.toJSON() ?? null),
-    );
+    // What happened in one task goes to the worker as one message.
+    let update: PeerUpdate | undefined;
+    const report = (): PeerUpdate => {
+      if (!update) {
+        update = { candidates: [], connectionState: '', iceGatheringState: '', channels: [] };
+        nextTask(() => {
+          const done = update;
+          update = undefined;
+          if (!done) return;
+          done.connectionState = pc.connectionState;
+          done.iceGatheringState = pc.iceGatheringState;
+          events.postMessage(
+            done,
+            done.channels.flatMap((c) => [c.data, c.status]),
+          );
+          if (pc.connectionState === 'closed') events.close();
+        });
+      }
+      return update;
+    };
+    pc.addEventListener('icecandidate', (ev) => {
+      report().candidates.push(ev.candidate?.toJSON() ?? null);
+    });
     const state = () => {
-      events.state(pc.connectionState, pc.iceGatheringState);
+      report();
       if (pc.connectionState === 'closed') this.pcs.delete(pcId);
     };
     pc.addEventListener('connectionstatechange', state);
@@ -42,48 +119,8 @@ export class RtcHost implements RtcHostApi {
       const status = new MessageChannel();
       const snapshot = snapshotOf(ev.channel);
       this.bridge(ev.channel, data.port1, status.port1);
-      events.datachannel(
-        transfer({ snapshot, data: data.port2, status: status.port2 }, [data.port2, status.port2]),
-      );
+      report().channels.push({ snapshot, data: data.port2, status: status.port2 });
     });
-  }
-
-  createDataChannel(
-    pcId: string,
-    label: string,
-    init: DataChannelOptions,
-    ports: { data: MessagePort; status: MessagePort },
-  ): void {
-    const pc = this.pcs.get(pcId);
-    if (!pc) {
-      // The connection is gone: say so on the ports, as a closed channel would.
-      ports.data.postMessage({ c: 'close' });
-      ports.status.postMessage({ c: 'close' });
-      return;
-    }
-    this.bridge(pc.createDataChannel(label, init), ports.data, ports.status);
-  }
-
-  async setLocalDescription(
-    pcId: string,
-    description?: SessionDescription,
-  ): Promise<SessionDescription | null> {
-    const pc = this.pc(pcId);
-    await pc.setLocalDescription(description as RTCLocalSessionDescriptionInit | undefined);
-    return plain(pc.localDescription);
-  }
-
-  async setRemoteDescription(
-    pcId: string,
-    description: SessionDescription,
-  ): Promise<SessionDescription | null> {
-    const pc = this.pc(pcId);
-    await pc.setRemoteDescription(description as RTCSessionDescriptionInit);
-    return plain(pc.remoteDescription);
-  }
-
-  async addIceCandidate(pcId: string, candidate: CandidateInit): Promise<void> {
-    await this.pc(pcId).addIceCandidate(candidate);
   }
 
   async getStats(pcId: string): Promise<StatRecord[]> {
@@ -122,6 +159,10 @@ export class RtcHost implements RtcHostApi {
   private bridge(channel: RTCDataChannel, data: MessagePort, status: MessagePort): void {
     this.channels.serve(channel, data, status);
   }
+}
+
+function errorText(reason: unknown): string {
+  return reason instanceof Error ? `${reason.name}: ${reason.message}` : String(reason);
 }
 
 function snapshotOf(channel: RTCDataChannel) {

@@ -288,6 +288,8 @@ export class BrowserNode implements NodeApi, RtcPlatform {
       identity,
       fingerprints: this.recordFingerprints(),
       rtc: this,
+      // Each new connection is a round trip to the host tab: have one ready.
+      prepareConnections: true,
       relayOnly: () => this.settings.relayOnly,
       decide: (caller, dialId) => this.decide(caller, dialId),
       // Kept so that the app, opened from its cache while its own gateway is down, finds
@@ -306,17 +308,21 @@ export class BrowserNode implements NodeApi, RtcPlatform {
       if (status === 'connected') this.dialAgain();
     });
     mesh.on('link', (link) => {
-      // A peer this device had a link with is "known" (the accept policy `known`).
-      rememberPeers([link.id]).catch((err: unknown) =>
-        console.warn('rtcmesh: could not remember a peer', err),
-      );
       const info = this.info(link);
       this.linksBySerial.set(info.serial, link);
       link.onClose(() => {
         this.linksBySerial.delete(info.serial);
         this.broadcast((events) => events.linkClosed(info.serial));
       });
-      this.broadcast((events) => events.link(info));
+      // After this task: the dialing tab's answer goes first, ahead of every tab's redraw.
+      setTimeout(() => {
+        // A peer this device had a link with is "known" (the accept policy `known`).
+        rememberPeers([link.id]).catch((err: unknown) =>
+          console.warn('rtcmesh: could not remember a peer', err),
+        );
+        if (this.linksBySerial.get(info.serial) === link)
+          this.broadcast((events) => events.link(info));
+      }, 0);
     });
     mesh.on('incoming', (call) => void this.announce(call));
     mesh.on('incomingCancelled', (call, reason) => {

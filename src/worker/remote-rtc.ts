@@ -5,10 +5,17 @@
  * When the host goes away, every connection it held is closed here at once, so the
  * gateway session and the links notice and recover as they would from a network failure.
  */
-import { proxy, type Remote, releaseProxy, transfer } from 'comlink';
+import { type Remote, releaseProxy, transfer } from 'comlink';
 import { Listeners } from '../browser/listeners.ts';
 import { type ChannelSnapshot, PortDataChannel } from '../browser/port-channel.ts';
-import type { PeerConfig, PeerEvents, RtcHostApi, StatRecord } from '../browser/rtc-host-api.ts';
+import type {
+  PeerConfig,
+  PeerStep,
+  PeerUpdate,
+  RtcHostApi,
+  StatRecord,
+  StepOutcome,
+} from '../browser/rtc-host-api.ts';
 import type {
   CandidateInit,
   DataChannelLike,
@@ -21,6 +28,13 @@ import type {
 
 type Listener = (ev: never) => void;
 
+interface PendingStep {
+  step: PeerStep;
+  transfer: Transferable[];
+  resolve: (outcome: Extract<StepOutcome, { ok: true }>) => void;
+  reject: (err: Error) => void;
+}
+
 class RemotePeerConnection implements PeerConnectionLike {
   localDescription: SessionDescription | null = null;
   remoteDescription: SessionDescription | null = null;
@@ -28,6 +42,11 @@ class RemotePeerConnection implements PeerConnectionLike {
   iceGatheringState = 'new';
   private readonly listeners = new Listeners();
   private readonly channels = new Set<PortDataChannel>();
+  private readonly events: MessagePort;
+  /** Steps issued in this task: they go to the host as one message (rtc-host-api.ts). */
+  private queued: PendingStep[] = [];
+  /** Steps the host has not answered: they fail at once if the connection goes. */
+  private readonly inFlight = new Set<PendingStep>();
 
   constructor(
     private readonly host: Remote<RtcHostApi>,
@@ -35,37 +54,21 @@ class RemotePeerConnection implements PeerConnectionLike {
     config: PeerConfig,
     private readonly gone: (pc: RemotePeerConnection) => void,
   ) {
-    const events: PeerEvents = {
-      icecandidate: (candidate) =>
-        this.emit('icecandidate', {
-          candidate: candidate ? { toJSON: () => candidate } : null,
-        }),
-      state: (connectionState, iceGatheringState) => {
-        if (this.connectionState === 'closed') return;
-        const changed = connectionState !== this.connectionState;
-        const gathering = iceGatheringState !== this.iceGatheringState;
-        this.connectionState = connectionState;
-        this.iceGatheringState = iceGatheringState;
-        if (connectionState === 'closed') this.gone(this);
-        if (changed) this.emit('connectionstatechange', {});
-        if (gathering) this.emit('icegatheringstatechange', {});
-      },
-      // A channel the peer opens is always a stream (negotiated channels fire no event).
-      datachannel: ({ snapshot, data, status }) =>
-        this.emit('datachannel', { channel: this.adopt(data, status, snapshot, true) }),
-    };
-    void host.createPeerConnection(pcId, config, proxy(events));
+    const events = new MessageChannel();
+    this.events = events.port1;
+    this.events.onmessage = (ev: MessageEvent<PeerUpdate>) => this.update(ev.data);
+    this.enqueue({ step: 'create', config, events: events.port2 }, [events.port2]).catch(
+      () => undefined, // seen as a closed connection, or as the failure of the next step
+    );
   }
 
   createDataChannel(label: string, init: DataChannelOptions = {}): DataChannelLike {
     const data = new MessageChannel();
     const status = new MessageChannel();
-    void this.host.createDataChannel(
-      this.pcId,
-      label,
-      init,
-      transfer({ data: data.port1, status: status.port1 }, [data.port1, status.port1]),
-    );
+    this.enqueue({ step: 'channel', label, init, data: data.port1, status: status.port1 }, [
+      data.port1,
+      status.port1,
+    ]).catch(() => undefined); // a lost connection closes the channel
     const reliable = init.maxRetransmits === undefined && init.maxPacketLifeTime === undefined;
     // The negotiated channels (ctl, a link's mesh channel) are the worker's own; every other
     // one is a stream, held until a tab takes it.
@@ -84,15 +87,89 @@ class RemotePeerConnection implements PeerConnectionLike {
   }
 
   async setLocalDescription(description?: SessionDescription): Promise<void> {
-    this.localDescription = await this.host.setLocalDescription(this.pcId, description);
+    await this.enqueue(description ? { step: 'local', description } : { step: 'local' });
   }
 
   async setRemoteDescription(description: SessionDescription): Promise<void> {
-    this.remoteDescription = await this.host.setRemoteDescription(this.pcId, description);
+    await this.enqueue({ step: 'remote', description });
   }
 
   async addIceCandidate(candidate: CandidateInit): Promise<void> {
-    await this.host.addIceCandidate(this.pcId, candidate);
+    await this.enqueue({ step: 'candidate', candidate });
+  }
+
+  private enqueue(
+    step: PeerStep,
+    ports: Transferable[] = [],
+  ): Promise<Extract<StepOutcome, { ok: true }>> {
+    if (this.connectionState === 'closed')
+      return Promise.reject(new Error('the peer connection is closed'));
+    return new Promise((resolve, reject) => {
+      this.queued.push({ step, transfer: ports, resolve, reject });
+      if (this.queued.length === 1) queueMicrotask(() => this.flush());
+    });
+  }
+
+  /** Sends the steps issued in this task as one call; each gets its own outcome. */
+  private flush(): void {
+    const batch = this.queued;
+    this.queued = [];
+    if (batch.length === 0) return;
+    for (const pending of batch) this.inFlight.add(pending);
+    const steps = batch.map((p) => p.step);
+    this.host
+      .run(
+        this.pcId,
+        transfer(
+          steps,
+          batch.flatMap((p) => p.transfer),
+        ),
+      )
+      .then(
+        (outcomes) => {
+          batch.forEach((pending, i) => {
+            if (!this.inFlight.delete(pending)) return; // failed already: the connection went
+            const outcome = outcomes[i];
+            if (outcome?.ok) {
+              this.localDescription = outcome.local;
+              this.remoteDescription = outcome.remote;
+              pending.resolve(outcome);
+            } else pending.reject(new Error(outcome?.error ?? 'the host tab skipped this step'));
+          });
+        },
+        (err: unknown) => {
+          for (const pending of batch)
+            if (this.inFlight.delete(pending))
+              pending.reject(err instanceof Error ? err : new Error(String(err)));
+        },
+      );
+  }
+
+  /** The host's report of one task: candidates, state, channels the peer opened. */
+  private update(update: PeerUpdate): void {
+    if (this.connectionState === 'closed') return;
+    for (const candidate of update.candidates)
+      this.emit('icecandidate', { candidate: candidate ? { toJSON: () => candidate } : null });
+    // A channel the peer opens is always a stream (negotiated channels fire no event).
+    for (const { snapshot, data, status } of update.channels)
+      this.emit('datachannel', { channel: this.adopt(data, status, snapshot, true) });
+    const changed = update.connectionState !== this.connectionState;
+    const gathering = update.iceGatheringState !== this.iceGatheringState;
+    this.connectionState = update.connectionState;
+    this.iceGatheringState = update.iceGatheringState;
+    if (update.connectionState === 'closed') this.ended();
+    if (changed) this.emit('connectionstatechange', {});
+    if (gathering) this.emit('icegatheringstatechange', {});
+  }
+
+  /** Nothing more will come from the host: steps still waiting fail now, not never. */
+  private ended(): void {
+    this.gone(this);
+    this.events.close();
+    const waiting = [...this.queued, ...this.inFlight];
+    this.queued = [];
+    this.inFlight.clear();
+    for (const pending of waiting) pending.reject(new Error('the peer connection is closed'));
   }
 
   async getStats(): Promise<StatsReportLike> {
@@ -109,7 +186,7 @@ class RemotePeerConnection implements PeerConnectionLike {
   close(): void {
     if (this.connectionState === 'closed') return;
     this.connectionState = 'closed';
-    this.gone(this);
+    this.ended();
     void this.host.close(this.pcId);
     for (const channel of this.channels) channel.lost();
   }
@@ -118,6 +195,7 @@ class RemotePeerConnection implements PeerConnectionLike {
   lost(): void {
     if (this.connectionState === 'closed') return;
     this.connectionState = 'closed';
+    this.ended();
     void this.host.close(this.pcId);
     for (const channel of this.channels) channel.lost();
     this.emit('connectionstatechange', {});

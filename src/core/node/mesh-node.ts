@@ -14,6 +14,7 @@ import {
   type NodeIdentity,
   parseIp6,
   parseNodeId,
+  RecordCache,
   type VerifiedRecord,
   verifyNodeRecord,
 } from '../identity/index.ts';
@@ -27,7 +28,13 @@ import { DialError } from './errors.ts';
 import { GatewayClient, type GatewayClientOptions, type GatewayStatus } from './gateway-client.ts';
 import { consoleLogger, type Logger } from './logger.ts';
 import { PeerLink } from './peer-link.ts';
-import { channelOpen, type IceServer, type PeerConnectionLike, type RtcPlatform } from './rtc.ts';
+import {
+  channelOpen,
+  type DataChannelLike,
+  type IceServer,
+  type PeerConnectionLike,
+  type RtcPlatform,
+} from './rtc.ts';
 import type { MeshStream, StreamOptions } from './stream.ts';
 import { background } from './timers.ts';
 
@@ -71,6 +78,12 @@ export interface MeshNodeOptions {
   onLocatedFailed?: GatewayClientOptions['onLocatedFailed'];
   /** Where diagnostics go (default: warnings and errors on the console). */
   logger?: Logger;
+  /**
+   * Keep one peer connection (and its control channel) made ahead, so a dial or an answer
+   * need not wait for one: worth it where making one is a round trip to another context
+   * (the browser's RTC host tab). It gathers nothing until used.
+   */
+  prepareConnections?: boolean;
 }
 
 export interface MeshNodeEvents {
@@ -106,6 +119,8 @@ interface OutgoingDial {
   reject: (err: DialError) => void;
   pendingCandidates: IceCandidate[];
   answered: boolean;
+  /** The answer is on its way into the connection: candidates may follow it directly. */
+  applying: boolean;
 }
 
 interface IncomingDial {
@@ -114,6 +129,27 @@ interface IncomingDial {
   pc?: PeerConnectionLike;
   pendingCandidates: IceCandidate[];
   settled: boolean;
+  /** The offer is on its way into the connection: candidates may follow it directly. */
+  applying: boolean;
+  /** The answer, being made or made, not sent yet. */
+  made?: Promise<MadeAnswer>;
+}
+
+/** An answer made for an incoming call; its candidates wait until it is sent. */
+interface MadeAnswer {
+  pc: PeerConnectionLike;
+  control: DataChannelLike;
+  sdp: string;
+  early: IceCandidate[];
+  sent: boolean;
+}
+
+/** A peer connection with its control channel: made ahead, or for one dial. */
+interface Prepared {
+  pc: PeerConnectionLike;
+  control: DataChannelLike;
+  /** The configuration it was made with (a different one needs a new connection). */
+  config: string;
 }
 
 export class MeshNode {
@@ -125,6 +161,9 @@ export class MeshNode {
   private readonly links = new Map<NodeId, PeerLink>();
   private readonly services = new Map<string, (stream: MeshStream) => void>();
   private record: { jws: string; exp: number } | undefined;
+  /** Peers' records whose signatures checked out (a peer sends the same one each time). */
+  private readonly records = new RecordCache(256);
+  private spare: Prepared | undefined;
   /** What records list: the DTLS fingerprints of the certificates `rtc` may use. */
   private fingerprints: readonly string[];
   private readonly listeners: { [K in keyof MeshNodeEvents]: Set<MeshNodeEvents[K]> } = {
@@ -143,6 +182,7 @@ export class MeshNode {
       rtc: options.rtc,
       onMessage: (msg) => this.onGatewayMessage(msg),
       onStatus: (status, detail) => {
+        if (status === 'connected') this.prepare();
         for (const l of this.listeners.status) l(status, detail);
       },
       ...(options.fetch ? { fetch: options.fetch } : {}),
@@ -178,6 +218,8 @@ export class MeshNode {
    */
   stop(): void {
     this.gateway.stop();
+    if (this.spare) closeQuietly(this.spare.pc);
+    this.spare = undefined;
     for (const [dialId, dial] of this.outgoing) {
       if (dial.answered) closeQuietly(dial.pc);
       else this.failOutgoing(dialId, new DialError('cancelled', 'the node is closing'));
@@ -256,8 +298,7 @@ export class MeshNode {
       throw new DialError('not-connected', 'not connected to the gateway yet');
 
     const dialId = encodeBase64url(crypto.getRandomValues(new Uint8Array(16)));
-    const pc = this.options.rtc.createPeerConnection(this.peerConfig());
-    const control = pc.createDataChannel('mesh', { negotiated: true, id: 0 });
+    const { pc, control } = this.connection();
     const answered = new Promise<{ sdp: string; record: VerifiedRecord }>((resolve, reject) => {
       this.outgoing.set(dialId, {
         progress: options.onProgress,
@@ -267,6 +308,7 @@ export class MeshNode {
         reject,
         pendingCandidates: [],
         answered: false,
+        applying: false,
       });
     });
     const timeout = setTimeout(
@@ -307,18 +349,29 @@ export class MeshNode {
         (s) => this.route(s),
         this.options.idleMs,
       );
-      await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
+      // The answer and every candidate so far, issued together (one step for a remote
+      // connection); the connection applies them in order, and later candidates follow.
+      const applied = pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
       const dial = this.outgoing.get(dialId);
-      // A batch at once (each may be a round trip to the browser's RTC host tab), until no
-      // more arrived meanwhile.
-      while (dial && dial.pendingCandidates.length > 0) {
-        const batch = dial.pendingCandidates.splice(0);
-        await Promise.all(batch.map((c) => pc.addIceCandidate(c).catch(() => undefined)));
+      if (dial) {
+        dial.applying = true;
+        dial.answered = true;
+        for (const c of dial.pendingCandidates.splice(0))
+          pc.addIceCandidate(c).catch(() => undefined);
       }
-      if (dial) dial.answered = true;
-      await channelOpen(control, LINK_OPEN_TIMEOUT_MS).catch((err: Error) => {
-        throw new DialError('timeout', `no connection to ${answer.record.id}: ${err.message}`);
-      });
+      // The channel opens only after the answer is in, and its notice may come first (from
+      // the browser's channel worker, not the host tab): whichever fails says why.
+      await Promise.all([
+        applied.catch((err: unknown) => {
+          throw new DialError(
+            'gateway',
+            `the answer from ${answer.record.id} could not be applied: ${err instanceof Error ? err.message : String(err)}`,
+          );
+        }),
+        channelOpen(control, LINK_OPEN_TIMEOUT_MS).catch((err: Error) => {
+          throw new DialError('timeout', `no connection to ${answer.record.id}: ${err.message}`);
+        }),
+      ]);
       return this.addLink(link);
     } catch (err) {
       pc.close();
@@ -327,11 +380,51 @@ export class MeshNode {
         ? err
         : new DialError('gateway', err instanceof Error ? err.message : String(err));
     } finally {
+      this.prepare();
       clearTimeout(timeout);
       options.signal?.removeEventListener('abort', onAbort);
       // Keep the entry briefly so late candidates still reach the connection.
       background(() => this.outgoing.delete(dialId), 10_000);
     }
+  }
+
+  /** A connection and its control channel: the spare made ahead if it fits, else a new one. */
+  private connection(): Prepared {
+    const config = this.peerConfig();
+    const key = JSON.stringify(config);
+    const spare = this.spare;
+    this.spare = undefined;
+    let made: Prepared;
+    if (spare && spare.config === key && spare.pc.connectionState === 'new') made = spare;
+    else {
+      if (spare) closeQuietly(spare.pc);
+      const pc = this.options.rtc.createPeerConnection(config);
+      made = {
+        pc,
+        control: pc.createDataChannel('mesh', { negotiated: true, id: 0 }),
+        config: key,
+      };
+    }
+    return made;
+  }
+
+  /**
+   * Makes the next spare connection, after the current task. Called once a dial or answer is
+   * done with the host, so making one never competes with the steps of a call.
+   */
+  private prepare(): void {
+    if (!this.options.prepareConnections) return;
+    setTimeout(() => {
+      if (this.spare || this.gateway.status !== 'connected') return;
+      try {
+        const config = this.peerConfig();
+        const pc = this.options.rtc.createPeerConnection(config);
+        const control = pc.createDataChannel('mesh', { negotiated: true, id: 0 });
+        this.spare = { pc, control, config: JSON.stringify(config) };
+      } catch (err) {
+        this.log.debug(`no spare connection: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }, 0);
   }
 
   private peerConfig(): { iceServers: IceServer[]; iceTransportPolicy: 'all' | 'relay' } {
@@ -415,6 +508,7 @@ export class MeshNode {
         if (dial && !dial.settled) {
           dial.settled = true;
           this.incoming.delete(msg.dialId);
+          if (dial.pc) closeQuietly(dial.pc);
           for (const l of this.listeners.incomingCancelled) l(dial.call, msg.reason);
         }
         return;
@@ -438,7 +532,7 @@ export class MeshNode {
     const dial = this.outgoing.get(dialId);
     if (!dial || dial.answered) return;
     try {
-      const verified = await verifyNodeRecord(record, {
+      const verified = await this.records.verify(record, {
         ...('id' in dial.expected ? { expectedId: dial.expected.id } : {}),
         fingerprintsInUse: fingerprintsInSdp(sdp),
       });
@@ -459,13 +553,13 @@ export class MeshNode {
     if (!candidate?.candidate) return;
     const out = this.outgoing.get(dialId);
     if (out) {
-      if (out.answered) await out.pc.addIceCandidate(candidate).catch(() => undefined);
+      if (out.applying) await out.pc.addIceCandidate(candidate).catch(() => undefined);
       else if (out.pendingCandidates.length < 64) out.pendingCandidates.push(candidate);
       return;
     }
     const inc = this.incoming.get(dialId);
     if (inc) {
-      if (inc.pc?.remoteDescription) await inc.pc.addIceCandidate(candidate).catch(() => undefined);
+      if (inc.pc && inc.applying) await inc.pc.addIceCandidate(candidate).catch(() => undefined);
       else if (inc.pendingCandidates.length < 64) inc.pendingCandidates.push(candidate);
       return;
     }
@@ -486,7 +580,7 @@ export class MeshNode {
     this.checking.set(dialId, pendingCandidates);
     let caller: VerifiedRecord;
     try {
-      caller = await verifyNodeRecord(record, { fingerprintsInUse: fingerprintsInSdp(offer) });
+      caller = await this.records.verify(record, { fingerprintsInUse: fingerprintsInSdp(offer) });
       if (caller.id !== from)
         throw new IdentityError(
           'wrong-peer',
@@ -507,6 +601,7 @@ export class MeshNode {
       offer,
       pendingCandidates,
       settled: false,
+      applying: false,
       call: {
         dialId,
         from: caller,
@@ -514,13 +609,19 @@ export class MeshNode {
         decline: () => {
           if (dial.settled) return;
           dial.settled = true;
+          if (dial.pc) closeQuietly(dial.pc);
           this.gateway.send({ t: 'reject', dialId, reason: 'declined' });
           background(() => this.incoming.delete(dialId), 1000);
         },
       },
     };
     this.incoming.set(dialId, dial);
-    const decision = await this.options.decide(caller, dialId);
+    const decided = this.options.decide(caller, dialId);
+    // Where a connection's steps are costly (another context's), the answer is made while
+    // the decision is read (from storage, in a browser): an accepted call answers at once.
+    // It is sent only once accepted; a declined or cancelled call closes it.
+    if (this.options.prepareConnections) this.makeAnswer(dial).catch(() => undefined);
+    const decision = await decided;
     if (decision === 'accept') {
       void dial.call
         .accept()
@@ -531,57 +632,75 @@ export class MeshNode {
         );
     } else if (decision === 'decline') {
       dial.call.decline();
+      this.prepare();
     } else {
       for (const l of this.listeners.incoming) l(dial.call);
     }
+  }
+
+  /** Makes the answer to an incoming call (once), without sending it. */
+  private makeAnswer(dial: IncomingDial): Promise<MadeAnswer> {
+    dial.made ??= (async () => {
+      const { dialId } = dial.call;
+      const { pc, control } = this.connection();
+      dial.pc = pc;
+      const made: MadeAnswer = { pc, control, sdp: '', early: [], sent: false };
+      pc.addEventListener('icecandidate', (ev) => {
+        const candidate = ev.candidate ? toCandidate(ev.candidate.toJSON()) : null;
+        if (!made.sent) {
+          if (candidate) made.early.push(candidate);
+          return;
+        }
+        this.gateway.send({ t: 'candidate', dialId, candidate });
+      });
+      // Offer, candidates so far and answer issued together: one step for a remote connection.
+      const applied = pc.setRemoteDescription({ type: 'offer', sdp: dial.offer });
+      dial.applying = true;
+      for (const c of dial.pendingCandidates.splice(0))
+        pc.addIceCandidate(c).catch(() => undefined);
+      await Promise.all([applied, pc.setLocalDescription()]);
+      made.sdp = pc.localDescription?.sdp ?? '';
+      return made;
+    })();
+    return dial.made;
   }
 
   private async answer(dial: IncomingDial): Promise<PeerLink> {
     if (dial.settled) throw new DialError('cancelled', 'this call is no longer waiting');
     dial.settled = true;
     const { dialId } = dial.call;
-    const pc = this.options.rtc.createPeerConnection(this.peerConfig());
-    dial.pc = pc;
     try {
-      const control = pc.createDataChannel('mesh', { negotiated: true, id: 0 });
-      // Made now, so streams the caller opens at once find their listener.
+      const made = await this.makeAnswer(dial);
+      // Made before the answer goes, so streams the caller opens at once find their listener.
       const link = new PeerLink(
         dial.call.from,
         'incoming',
-        pc,
-        control,
+        made.pc,
+        made.control,
         (s) => this.route(s),
         this.options.idleMs,
       );
-      let answerSent = false;
-      const early: IceCandidate[] = [];
-      pc.addEventListener('icecandidate', (ev) => {
-        const candidate = ev.candidate ? toCandidate(ev.candidate.toJSON()) : null;
-        if (!answerSent) {
-          if (candidate) early.push(candidate);
-          return;
-        }
-        this.gateway.send({ t: 'candidate', dialId, candidate });
-      });
-      await pc.setRemoteDescription({ type: 'offer', sdp: dial.offer });
-      await Promise.all(
-        dial.pendingCandidates.map((c) => pc.addIceCandidate(c).catch(() => undefined)),
-      );
-      await pc.setLocalDescription();
-      const answer = pc.localDescription?.sdp ?? '';
-      if (!this.gateway.send({ t: 'answer', dialId, answer, record: await this.ownRecord() })) {
+      if (
+        !this.gateway.send({
+          t: 'answer',
+          dialId,
+          answer: made.sdp,
+          record: await this.ownRecord(),
+        })
+      ) {
         throw new DialError('not-connected', 'lost the gateway while answering');
       }
-      answerSent = true;
-      for (const candidate of early) this.gateway.send({ t: 'candidate', dialId, candidate });
-      await channelOpen(control, LINK_OPEN_TIMEOUT_MS).catch(() => {
-        throw new DialError('timeout', 'the caller never connected');
+      made.sent = true;
+      for (const candidate of made.early) this.gateway.send({ t: 'candidate', dialId, candidate });
+      await channelOpen(made.control, LINK_OPEN_TIMEOUT_MS).catch((err: Error) => {
+        throw new DialError('timeout', `the caller never connected (${err.message})`);
       });
       return this.addLink(link);
     } catch (err) {
-      pc.close();
+      if (dial.pc) closeQuietly(dial.pc);
       throw err;
     } finally {
+      this.prepare();
       background(() => this.incoming.delete(dialId), 10_000);
     }
   }

@@ -157,12 +157,15 @@ export class Outbox {
     this.sendFrom(this.socket, bytes, to);
   }
 
+  /** One callback for every send: relaying allocates nothing per datagram for it. */
+  private readonly afterSend = (err: Error | null): void => {
+    if (err) this.drop('send-failed');
+  };
+
   /** Sends without throwing: a closed socket or a port nobody can have is a failed send. */
   sendFrom(socket: Socket, bytes: Uint8Array, to: TransportAddress): boolean {
     try {
-      socket.send(bytes, to.port, to.address, (err) => {
-        if (err) this.drop('send-failed');
-      });
+      socket.send(bytes, to.port, to.address, this.afterSend);
       return true;
     } catch {
       this.drop('send-failed');

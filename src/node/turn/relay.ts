@@ -13,10 +13,27 @@ import { normalIp } from './address-policy.ts';
 import type { Allocation } from './allocation.ts';
 import type { AllocationManager } from './allocation-manager.ts';
 import { Data } from './codec/attributes.ts';
-import { decodeChannelData, encodeChannelData } from './codec/channel-data.ts';
+import { CHANNEL_DATA_HEADER, decodeChannelData } from './codec/channel-data.ts';
 import type { Outbox } from './outbox.ts';
 
+/**
+ * ChannelData (RFC 8656 §12.4) around a peer's datagram, in a Buffer from Node's pool: no
+ * allocation of its own per datagram. `channel` is a bound one (so valid), and a UDP
+ * datagram is never longer than the 16-bit length.
+ */
+function channelData(channel: number, data: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(CHANNEL_DATA_HEADER + data.length);
+  out.writeUInt16BE(channel, 0);
+  out.writeUInt16BE(data.length, 2);
+  data.copy(out, CHANNEL_DATA_HEADER);
+  return out;
+}
+
 export class RelayPath {
+  /** The last peer address seen and its normal form: a flow's datagrams come in a row. */
+  private lastRaw = '';
+  private lastNormal = '';
+
   constructor(
     private readonly allocations: AllocationManager,
     private readonly outbox: Outbox,
@@ -85,7 +102,7 @@ export class RelayPath {
       this.outbox.drop('no-allocation');
       return;
     }
-    const peer = { address: normalIp(rinfo.address), port: rinfo.port };
+    const peer = { address: this.normal(rinfo.address), port: rinfo.port };
     if (!allocation.hasPermission(peer.address, now)) {
       this.outbox.drop('no-permission');
       return;
@@ -98,7 +115,7 @@ export class RelayPath {
     const channel = allocation.channelOf(peer, now);
     const out =
       channel !== undefined
-        ? encodeChannelData({ channel, data }, { rfc5766: this.rfc5766 })
+        ? channelData(channel, msg)
         : new MessageBuilder(Method.DATA, 'indication')
             .add(XorPeerAddress, peer)
             .add(Data, data)
@@ -106,6 +123,15 @@ export class RelayPath {
     this.outbox.send(out, allocation.client);
     this.outbox.stats.packetsToClient++;
     this.outbox.stats.bytesToClient += data.length;
+  }
+
+  /** normalIp, remembered for the address of the datagram before (it parses and formats). */
+  private normal(address: string): string {
+    if (address !== this.lastRaw) {
+      this.lastRaw = address;
+      this.lastNormal = normalIp(address);
+    }
+    return this.lastNormal;
   }
 
   private toPeer(allocation: Allocation, peer: TransportAddress, data: Uint8Array): void {

@@ -1,5 +1,17 @@
 /** UDP sockets as the TURN server uses them: bound before use, heard when they fail. */
 import { createSocket, type Socket } from 'node:dgram';
+import { lookup } from 'node:dns';
+import { isIP } from 'node:net';
+
+/**
+ * The server sends only to IP addresses, yet dgram resolves each send's address through
+ * `dns.lookup` (a deferred callback per datagram): pass IP literals straight through.
+ */
+const ipLookup = ((address: string, family: number, callback: LookupCallback) => {
+  if (isIP(address)) callback(null, address, isIP(address));
+  else lookup(address, family, callback);
+}) as unknown as typeof lookup;
+type LookupCallback = (err: NodeJS.ErrnoException | null, address: string, family: number) => void;
 
 /** A bound UDP socket; `onError` hears its errors from then on (unheard, one would crash). */
 export async function bindUdp(
@@ -8,8 +20,8 @@ export async function bindUdp(
   onError: (err: Error) => void = () => {},
 ): Promise<Socket> {
   const socket = host.includes(':')
-    ? createSocket({ type: 'udp6', ipv6Only: true })
-    : createSocket({ type: 'udp4' });
+    ? createSocket({ type: 'udp6', ipv6Only: true, lookup: ipLookup })
+    : createSocket({ type: 'udp4', lookup: ipLookup });
   await new Promise<void>((resolve, reject) => {
     socket.once('error', reject);
     socket.bind(port, host, () => {
