@@ -45,6 +45,7 @@ import {
 } from './config.ts';
 import { HttpFront } from './http-front.ts';
 import { countedFrom, gaugeFrom, latencyHistogram, MetricsRegistry } from './metrics.ts';
+import { PollTable } from './polls.ts';
 import { loadOrCreateVapidKeys, PushSender } from './push.ts';
 import { RtcEndpoint, resolveUdpPort } from './rtc-endpoint.ts';
 import type { GatewaySession } from './session.ts';
@@ -121,6 +122,7 @@ export class Gateway {
     private readonly metrics: MetricsRegistry,
     private readonly front: HttpFront,
     private readonly sessions: SessionTable,
+    private readonly polls: PollTable,
     private readonly signaling: Signaling,
     private readonly guard: RequestGuard,
     private readonly registry: Registry,
@@ -209,9 +211,28 @@ export class Gateway {
         invalid: () => front.countRefused.inc({ reason: 'invalid-message' }),
       },
     });
+    const polls = new PollTable({
+      gatewayId: identity.id,
+      registry,
+      limits: config.limits,
+      logger,
+      registryError: (what, err) => sessions.registryError(what, err),
+      hasSession: (id) => sessions.has(id),
+      events: {
+        live: (party) => {
+          signaling.calleeConnected(party);
+          cluster?.nodeConnected(party.id);
+        },
+        gone: (party) => {
+          signaling.partyGone(party);
+          cluster?.nodeGone(party.id);
+        },
+      },
+    });
     const signaling = new Signaling(
       registry,
-      (id) => sessions.party(id),
+      // A session first; else a node that takes calls by long-poll here.
+      (id) => sessions.party(id) ?? polls.party(id),
       config.limits,
       (callee, payload) => gateway?.wakeByPush(callee, payload) ?? Promise.resolve('starting'),
       records,
@@ -236,6 +257,7 @@ export class Gateway {
         rtc,
         registry,
         sessions,
+        polls,
         signaling,
         cluster,
         guard,
@@ -258,7 +280,7 @@ export class Gateway {
       logger,
     });
     await cluster?.listen({
-      deliverLocal: (node, msg) => sessions.deliver(node, msg),
+      deliverLocal: (node, msg) => sessions.deliver(node, msg) || polls.deliver(node, msg),
       fromRemote: (party, msg) => signaling.handle(party, msg),
       remoteGone: (node, dialId) => signaling.remoteGone(node, dialId),
       remoteConnected: (party) => signaling.calleeConnected(party),
@@ -274,6 +296,7 @@ export class Gateway {
       metrics,
       front,
       sessions,
+      polls,
       signaling,
       guard,
       registry,
@@ -288,6 +311,7 @@ export class Gateway {
     try {
       listenedOn = await front.listen(config.listen);
     } catch (err) {
+      polls.close();
       sessions.close('gateway stopping');
       await relay.server?.close();
       await cluster?.close();
@@ -340,6 +364,8 @@ export class Gateway {
    */
   async stop(graceMs = 2000): Promise<void> {
     for (const t of this.timers) clearInterval(t);
+    // Open long-polls end first, so closing the front door need not wait for them.
+    this.polls.close();
     const front = this.front.close(graceMs);
     this.signaling.close();
     this.sessions.close('gateway stopping');
@@ -439,6 +465,11 @@ export class Gateway {
       'rtcmesh_sessions',
       'Nodes with a live session on this gateway.',
       () => this.sessions.openCount,
+    );
+    gauge(
+      'rtcmesh_polling_nodes',
+      'Nodes taking calls by long-poll (GET /v1/dials) on this gateway.',
+      () => this.polls.size,
     );
     gauge(
       'rtcmesh_registrations',
