@@ -6,6 +6,8 @@
 import { GatewayApi, GatewayHttpError } from '../api/index.ts';
 import { fingerprintsInSdp, type NodeIdentity, verifyNodeRecord } from '../identity/index.ts';
 import {
+  DIAL_ERROR_CODES,
+  type DialErrorCode,
   type GatewayToNode,
   gatewayToNodeSchema,
   type NodeToGateway,
@@ -42,7 +44,20 @@ export interface GatewayClientOptions {
   /** The cluster's gateways changed (learned from /v1/info): worth keeping for next time. */
   onGateways?: (urls: string[]) => void;
   logger?: Logger;
+  /**
+   * Signaling over HTTPS only (DESIGN §2, "HTTP only": calls by long-poll, GET /v1/dials;
+   * dials over POST /v1/dial). `fallback`: when the WebRTC session cannot be made although
+   * the gateway answers over HTTP (UDP blocked), while trying the session again now and then.
+   * `only`: never make a session. Default: the session only.
+   */
+  httpSignaling?: 'fallback' | 'only';
 }
+
+/**
+ * How this node signals: over its WebRTC session's `ctl` channel, or (no session could be
+ * made) over plain HTTPS requests: a long-poll for incoming calls, gathered offers and answers.
+ */
+export type SignalingMode = 'session' | 'http';
 
 const PING_EVERY_MS = 5000;
 /** No word from the gateway for this long: the session is dead. */
@@ -54,6 +69,11 @@ const OPEN_TIMEOUT_MS = 10_000;
  */
 const PONG_WAIT_MS = 1500;
 const PROBE_TIMEOUT_MS = 5000;
+/** In HTTP mode: how long one long-poll waits (the gateway caps it at 30 s). */
+const POLL_WAIT_S = 25;
+/** In HTTP mode: how often the WebRTC session is tried again. */
+const SESSION_RETRY_MS = 60_000;
+const DIAL_CODES: ReadonlySet<string> = new Set(DIAL_ERROR_CODES);
 
 export class GatewayClient {
   status: GatewayStatus = 'offline';
@@ -77,6 +97,14 @@ export class GatewayClient {
   private pingTimer: ReturnType<typeof setInterval> | undefined;
   private lastHeard = 0;
   private pingCount = 0;
+  /** How the node signals now (HTTP: only while no session could be made, with httpFallback). */
+  mode: SignalingMode = 'session';
+  /** In HTTP mode: why the WebRTC session could not be made. */
+  sessionProblem: string | undefined;
+  /** Ends the HTTP mode's long-poll loop and its requests. */
+  private httpMode: AbortController | undefined;
+  /** Outgoing dials made over HTTP, by the node's dial id: cancelling aborts the request. */
+  private readonly httpDials = new Map<string, AbortController>();
 
   constructor(private readonly options: GatewayClientOptions) {
     this.gatewayUrl = options.gatewayUrl;
@@ -100,12 +128,14 @@ export class GatewayClient {
     if (this.running) return;
     this.running = true;
     if (this.calls.signal.aborted) this.calls = new AbortController();
-    void this.connect();
+    if (this.options.httpSignaling === 'only') this.enterHttpMode('HTTPS-only signaling');
+    else void this.connect();
   }
 
   stop(): void {
     this.running = false;
     this.calls.abort(new Error('the gateway client stopped'));
+    this.leaveHttpMode();
     this.teardown();
     clearTimeout(this.retryTimer);
     this.setStatus('offline', 'stopped');
@@ -113,6 +143,7 @@ export class GatewayClient {
 
   /** Sends on `ctl`; false when there is no open session. */
   send(msg: NodeToGateway): boolean {
+    if (this.mode === 'http') return this.status === 'connected' && this.sendOverHttp(msg);
     if (this.status !== 'connected' || this.ctl?.readyState !== 'open') return false;
     this.ctl.send(JSON.stringify(msg));
     return true;
@@ -124,12 +155,21 @@ export class GatewayClient {
     this.lost('reconnect requested', 0);
   }
 
+  /** Whether candidates can follow offers and answers (a live channel), or must be gathered first. */
+  get trickles(): boolean {
+    return this.mode === 'session';
+  }
+
   private async connect(): Promise<void> {
     const generation = ++this.generation;
-    this.setStatus(
-      this.status === 'offline' || this.status === 'connecting' ? 'connecting' : 'reconnecting',
-      'connecting',
-    );
+    // In HTTP mode the node stays reachable while the session is tried again.
+    if (this.mode !== 'http')
+      this.setStatus(
+        this.status === 'offline' || this.status === 'connecting' ? 'connecting' : 'reconnecting',
+        'connecting',
+      );
+    /** Whether the gateway answered over HTTP: a failure after it is the WebRTC path's. */
+    let answered = false;
     try {
       const pc = this.options.rtc.createPeerConnection({ iceServers: [] });
       this.pc = pc;
@@ -146,6 +186,7 @@ export class GatewayClient {
         signal: this.calls.signal,
       });
       if (generation !== this.generation) return pc.close();
+      answered = true;
       if (gateway !== this.gatewayUrl) {
         this.log.info(`${this.gatewayUrl} cannot serve; connecting through ${gateway}`);
         this.gatewayUrl = gateway;
@@ -167,16 +208,171 @@ export class GatewayClient {
       this.lastHeard = Date.now();
       this.pingTimer = setInterval(() => this.heartbeat(), PING_EVERY_MS);
       this.backoff.reset();
+      if (this.mode === 'http') {
+        this.leaveHttpMode();
+        this.log.info('the WebRTC session with the gateway is up: signaling on it again');
+      }
       this.setStatus('connected', `connected to gateway ${response.gateway}`);
       void this.learnGateways(generation);
     } catch (err) {
       if (generation !== this.generation) return;
       const reason = err instanceof Error ? err.message : String(err);
+      // In HTTP mode a failed retry changes nothing: the node stays reachable by poll.
+      if (this.mode === 'http' || (answered && this.options.httpSignaling === 'fallback')) {
+        // A retry that did not reach the gateway says nothing new about the WebRTC path.
+        this.sessionFailed(
+          answered
+            ? `the gateway answered over HTTP, but no WebRTC session formed: ${reason}`
+            : undefined,
+        );
+        return;
+      }
       this.lost(
         err instanceof GatewayHttpError
           ? `${err.gateway} refused the connection (${err.status} ${err.code}): ${reason}`
           : reason,
       );
+    }
+  }
+
+  /**
+   * The session cannot be made (typically UDP is blocked): signal over HTTP meanwhile, and
+   * try the session again later.
+   */
+  private sessionFailed(problem: string | undefined): void {
+    this.generation++;
+    this.teardown();
+    if (!this.running) return;
+    if (problem) this.sessionProblem = problem;
+    if (this.mode !== 'http')
+      this.enterHttpMode(
+        `${problem ?? 'no WebRTC session'}. Trying the WebRTC session again every ${SESSION_RETRY_MS / 1000} s`,
+      );
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => void this.connect(), SESSION_RETRY_MS);
+  }
+
+  private enterHttpMode(why: string): void {
+    this.mode = 'http';
+    this.log.warn(
+      `HTTP mode (${why}): taking calls by HTTPS long-poll (GET /v1/dials), dialing over HTTP`,
+    );
+    this.httpMode = new AbortController();
+    void this.pollLoop(this.httpMode.signal);
+  }
+
+  private leaveHttpMode(): void {
+    this.mode = 'session';
+    this.sessionProblem = undefined;
+    this.httpMode?.abort(new Error('left HTTP mode'));
+    this.httpMode = undefined;
+    for (const dial of this.httpDials.values()) dial.abort(new Error('left HTTP mode'));
+    this.httpDials.clear();
+  }
+
+  /**
+   * HTTP mode: register (so callers find this node), then long-poll for calls, again and
+   * again (which also keeps the NAT mapping to the gateway open).
+   */
+  private async pollLoop(signal: AbortSignal): Promise<void> {
+    let registered = false;
+    const backoff = new Backoff();
+    while (!signal.aborted) {
+      try {
+        if (!registered) {
+          await this.register(null, signal);
+          registered = true;
+          this.setStatus('connected', `HTTP mode: polling ${this.gatewayUrl} for calls`);
+        }
+        const { dials, replaced } = await this.api.pollDials(POLL_WAIT_S, {
+          from: this.gatewayUrl,
+          signal,
+        });
+        backoff.reset();
+        if (replaced) this.log.warn('another poll for this node took over (is it running twice?)');
+        for (const dial of dials) {
+          const { dialId, from, offer, record } = dial;
+          this.options.onMessage({ t: 'incoming', dialId, from, offer, record });
+          for (const candidate of dial.candidates)
+            this.options.onMessage({ t: 'candidate', dialId, candidate });
+        }
+        if (replaced) await sleep(backoff.next(), signal);
+      } catch (err) {
+        if (signal.aborted) return;
+        if (err instanceof GatewayHttpError && err.code === 'not-registered') registered = false;
+        const delay = backoff.next();
+        this.setStatus(
+          'reconnecting',
+          `HTTP mode: polling for calls failed (${(err as Error).message}); retrying in ${(delay / 1000).toFixed(1)} s`,
+        );
+        registered = false;
+        await sleep(delay, signal);
+      }
+    }
+  }
+
+  /** HTTP mode: what the node would have said on ctl, as requests. */
+  private sendOverHttp(msg: NodeToGateway): boolean {
+    const options = { from: this.gatewayUrl, signal: this.calls.signal };
+    const warn = (what: string) => (err: unknown) =>
+      this.log.warn(`${what} failed: ${err instanceof Error ? err.message : String(err)}`);
+    switch (msg.t) {
+      case 'dial': {
+        const abort = new AbortController();
+        this.httpDials.set(msg.dialId, abort);
+        const { dialId, to, offer, record } = msg;
+        void this.api
+          .dial(
+            { to, offer, record },
+            { ...options, signal: AbortSignal.any([abort.signal, this.calls.signal]) },
+          )
+          .then(
+            (res) =>
+              this.options.onMessage({
+                t: 'answer',
+                dialId,
+                answer: res.answer,
+                record: res.record,
+              }),
+            (err: unknown) => {
+              if (abort.signal.aborted) return;
+              const code: DialErrorCode =
+                err instanceof GatewayHttpError && DIAL_CODES.has(err.code)
+                  ? (err.code as DialErrorCode)
+                  : 'gateway';
+              const message = (err instanceof Error ? err.message : String(err)).slice(0, 512);
+              this.options.onMessage({ t: 'dial-failed', dialId, code, message });
+            },
+          )
+          .finally(() => this.httpDials.delete(dialId));
+        return true;
+      }
+      case 'cancel':
+        this.httpDials.get(msg.dialId)?.abort(new Error('cancelled'));
+        return true;
+      case 'answer': {
+        const { dialId, answer, record } = msg;
+        void (async () => {
+          // Candidates the caller trickled after the poll took the call.
+          const pending = await this.api.pendingDial(dialId, options).catch(() => undefined);
+          for (const candidate of pending?.candidates ?? [])
+            this.options.onMessage({ t: 'candidate', dialId, candidate });
+          await this.api.answerDial(dialId, { answer, record }, options);
+        })().catch(warn(`answering call ${dialId}`));
+        return true;
+      }
+      case 'reject': {
+        const { dialId, reason, message } = msg;
+        void this.api
+          .rejectDial(dialId, { reason, ...(message !== undefined ? { message } : {}) }, options)
+          .catch(warn(`declining call ${dialId}`));
+        return true;
+      }
+      case 'candidate':
+        // Offers and answers over HTTP are gathered in full.
+        return true;
+      case 'ping':
+        return false;
     }
   }
 
@@ -209,10 +405,13 @@ export class GatewayClient {
    * POST /v1/register (signed): this node's record and its push subscription, so the
    * gateway can wake it when it has no session; null removes the subscription.
    */
-  async register(push: PushSubscriptionJson | null): Promise<RegisterResponse> {
+  async register(
+    push: PushSubscriptionJson | null,
+    signal: AbortSignal = this.calls.signal,
+  ): Promise<RegisterResponse> {
     return this.api.register(
       { record: await this.options.record(), push },
-      { from: this.gatewayUrl, signal: this.calls.signal },
+      { from: this.gatewayUrl, signal },
     );
   }
 
@@ -284,4 +483,19 @@ export class GatewayClient {
     this.status = status;
     if (changed || status === 'reconnecting') this.options.onStatus(status, detail);
   }
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      { once: true },
+    );
+  });
 }

@@ -27,7 +27,13 @@ import { DialError } from './errors.ts';
 import { GatewayClient, type GatewayStatus } from './gateway-client.ts';
 import { consoleLogger, type Logger } from './logger.ts';
 import { PeerLink } from './peer-link.ts';
-import { channelOpen, type IceServer, type PeerConnectionLike, type RtcPlatform } from './rtc.ts';
+import {
+  channelOpen,
+  gatheringComplete,
+  type IceServer,
+  type PeerConnectionLike,
+  type RtcPlatform,
+} from './rtc.ts';
 import type { MeshStream, StreamOptions } from './stream.ts';
 import { background } from './timers.ts';
 
@@ -67,6 +73,8 @@ export interface MeshNodeOptions {
   onGateways?: (urls: string[]) => void;
   /** Where diagnostics go (default: warnings and errors on the console). */
   logger?: Logger;
+  /** Signal over HTTPS when no WebRTC session can be made, or only (GatewayClient). */
+  httpSignaling?: 'fallback' | 'only';
 }
 
 export interface MeshNodeEvents {
@@ -81,6 +89,8 @@ export interface MeshNodeEvents {
 
 /** Opens before this long, or the connection attempt is given up. */
 const LINK_OPEN_TIMEOUT_MS = 20_000;
+/** Signaling over HTTP (no live channel to trickle on) sends descriptions gathered this far. */
+const GATHER_TIMEOUT_MS = 8000;
 const RECORD_REFRESH_S = 3600;
 
 /** A call waiting for the user's answer. */
@@ -144,6 +154,7 @@ export class MeshNode {
       ...(options.fetch ? { fetch: options.fetch } : {}),
       ...(options.knownGateways ? { knownGateways: options.knownGateways } : {}),
       ...(options.onGateways ? { onGateways: options.onGateways } : {}),
+      ...(options.httpSignaling ? { httpSignaling: options.httpSignaling } : {}),
       logger: this.log,
     });
   }
@@ -283,6 +294,7 @@ export class MeshNode {
         this.gateway.send({ t: 'candidate', dialId, candidate });
       });
       await pc.setLocalDescription();
+      if (!this.gateway.trickles) await gatheringComplete(pc, GATHER_TIMEOUT_MS);
       const offer = pc.localDescription?.sdp ?? '';
       if (
         !this.gateway.send({ t: 'dial', dialId, to: target, offer, record: await this.ownRecord() })
@@ -311,7 +323,10 @@ export class MeshNode {
       }
       if (dial) dial.answered = true;
       await channelOpen(control, LINK_OPEN_TIMEOUT_MS).catch((err: Error) => {
-        throw new DialError('timeout', `no connection to ${answer.record.id}: ${err.message}`);
+        throw (
+          this.udpBlocked(`no connection to ${answer.record.id}`) ??
+          new DialError('timeout', `no connection to ${answer.record.id}: ${err.message}`)
+        );
       });
       return this.addLink(link);
     } catch (err) {
@@ -326,6 +341,20 @@ export class MeshNode {
       // Keep the entry briefly so late candidates still reach the connection.
       background(() => this.outgoing.delete(dialId), 10_000);
     }
+  }
+
+  /**
+   * A peer link that did not open while the gateway's WebRTC session cannot be made either
+   * (HTTP mode) on a platform that relays over UDP only: say so, rather than "timed out".
+   */
+  private udpBlocked(what: string): DialError | undefined {
+    const noTcpRelay = this.options.rtc.noTcpRelay;
+    const problem = this.gateway.sessionProblem;
+    if (this.gateway.mode !== 'http' || !noTcpRelay || !problem) return undefined;
+    return new DialError(
+      'udp-blocked',
+      `UDP is blocked and ${noTcpRelay}: ${what}; peer links from this node cannot form (its WebRTC session with the gateway failed too: ${problem}). Use a network that lets UDP out, or the app in a browser, which relays over TURN/TLS on 443`,
+    );
   }
 
   private peerConfig(): { iceServers: IceServer[]; iceTransportPolicy: 'all' | 'relay' } {
@@ -562,6 +591,7 @@ export class MeshNode {
         dial.pendingCandidates.map((c) => pc.addIceCandidate(c).catch(() => undefined)),
       );
       await pc.setLocalDescription();
+      if (!this.gateway.trickles) await gatheringComplete(pc, GATHER_TIMEOUT_MS);
       const answer = pc.localDescription?.sdp ?? '';
       if (!this.gateway.send({ t: 'answer', dialId, answer, record: await this.ownRecord() })) {
         throw new DialError('not-connected', 'lost the gateway while answering');
@@ -569,7 +599,10 @@ export class MeshNode {
       answerSent = true;
       for (const candidate of early) this.gateway.send({ t: 'candidate', dialId, candidate });
       await channelOpen(control, LINK_OPEN_TIMEOUT_MS).catch(() => {
-        throw new DialError('timeout', 'the caller never connected');
+        throw (
+          this.udpBlocked(`no connection from ${dial.call.from.id}`) ??
+          new DialError('timeout', 'the caller never connected')
+        );
       });
       return this.addLink(link);
     } catch (err) {

@@ -86,6 +86,24 @@ export interface RtcPlatform {
     iceServers: IceServer[];
     iceTransportPolicy?: 'all' | 'relay';
   }): PeerConnectionLike;
+  /**
+   * Why this platform cannot relay over TURN/TCP or TLS when UDP is blocked, in words for an
+   * error (undefined: it can, as browsers do).
+   */
+  readonly noTcpRelay?: string;
+}
+
+/** Resolves when ICE gathering is complete, or after `timeoutMs` (with what was gathered). */
+export function gatheringComplete(pc: PeerConnectionLike, timeoutMs: number): Promise<void> {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    pc.addEventListener('icegatheringstatechange', () => {
+      if (pc.iceGatheringState !== 'complete') return;
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 /** Resolves when `channel` opens; rejects if it closes first or `timeoutMs` passes. */
