@@ -4,13 +4,22 @@
  * processes: the call and its stream work (real UDP between the peers; what is tested is the
  * signaling without a session), a newer poll replaces an older one, unsigned and forged polls
  * are refused, polls are capped per address and in how long they wait, and in a cluster (real
- * redis-server) a dial made at another gateway reaches the polling node.
+ * redis-server) a dial made at another gateway reaches the polling node. In network
+ * namespaces, a CLI node whose router drops all UDP (nftables) falls back to long-poll by
+ * itself, still receives calls, and says plainly why the peer link cannot form.
  */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type GatewayProcess, metric, startGateway } from '../e2e/support/gateway-process.ts';
+import {
+  type GatewayProcess,
+  metric,
+  RTCMESH_BIN,
+  startGateway,
+} from '../e2e/support/gateway-process.ts';
+import { buildNetwork, type TestNetwork } from '../e2e/support/netns.ts';
 import { RedisServer, requireRedisServer } from '../e2e/support/redis-server.ts';
 import { GatewayApi, GatewayHttpError } from '../src/core/api/index.ts';
 import {
@@ -247,5 +256,94 @@ describe('HTTPS-only accept in a cluster', { timeout: 180_000 }, () => {
     expect(await echo(caller, callee.id, 'across the cluster')).toBe('across the cluster');
     expect(await metric(g1, 'rtcmesh_cluster_dials_forwarded_total')).toBeGreaterThan(0);
     await Promise.all([caller.close(), callee.close()]);
+  });
+});
+
+/** `rtcmesh COMMAND …` run as a user runs it, inside a test namespace; stopped by its pid. */
+function cliIn(netns: string, args: string[], input?: string) {
+  const child: ChildProcess = spawn(
+    'ip',
+    ['netns', 'exec', netns, process.execPath, RTCMESH_BIN, ...args],
+    { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] },
+  );
+  if (input !== undefined) child.stdin?.end(input);
+  let err = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  return {
+    stderr: () => err,
+    exited,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+describe('a CLI node whose network blocks UDP', { timeout: 240_000 }, () => {
+  let net: TestNetwork;
+  let gateway: GatewayProcess;
+  beforeAll(async () => {
+    net = buildNetwork(`ha${process.pid % 1000}`, ['cone-nat', 'cone-nat']);
+    // Site 1's router lets out TCP only (as many offices and guest networks do).
+    const router = net.hosts[0]?.replace(/h1$/, 'r1') ?? '';
+    execFileSync('ip', [
+      'netns',
+      'exec',
+      router,
+      'nft',
+      'add table inet noudp; add chain inet noudp forwarded { type filter hook forward priority 0; }; add rule inet noudp forwarded meta l4proto udp drop',
+    ]);
+    const gw = net.gatewayIp;
+    gateway = await startGateway({
+      netns: net.gatewayNs,
+      listen: `${gw}:8080`,
+      udp: `${gw}:3478`,
+      args: ['--turn', `${gw}:3479`, '--public-url', `http://${gw}:8080`],
+    });
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+    net?.destroy();
+  });
+
+  it('falls back to long-poll, still receives calls, and says why the link cannot form', async () => {
+    const [blocked, open] = net.hosts;
+    if (!blocked || !open) throw new Error('no hosts');
+    const gatewayArgs = ['--gateway', gateway.url];
+    const callee = cliIn(blocked, [
+      'listen',
+      'echo',
+      '--exec',
+      'cat',
+      '--data',
+      dir(),
+      ...gatewayArgs,
+    ]);
+    try {
+      // It says which mode it is in.
+      await expect
+        .poll(() => callee.stderr(), { timeout: 90_000 })
+        .toMatch(/connected to \S+ in HTTP mode/);
+      expect(callee.stderr()).toMatch(/no WebRTC session formed/);
+      const calleeId = /node (\S+) \(/.exec(callee.stderr())?.[1] ?? '';
+      expect(calleeId).toHaveLength(52);
+      // A caller on a network with UDP dials it: the call reaches it by long-poll…
+      const caller = cliIn(
+        open,
+        ['dial', calleeId, 'echo', '--data', dir(), ...gatewayArgs],
+        'hi\n',
+      );
+      // …and the link cannot form: the callee says exactly why, rather than timing out vaguely.
+      await expect
+        .poll(() => callee.stderr(), { timeout: 120_000 })
+        .toMatch(/UDP is blocked and libjuice cannot use TURN over TCP: no connection from \S+/);
+      expect(await caller.exited).toBe(1);
+      expect(caller.stderr()).toMatch(/no connection to/);
+    } finally {
+      await callee.stop();
+    }
   });
 });
