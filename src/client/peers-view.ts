@@ -17,6 +17,7 @@ import {
   type TransferProgress,
   type TransferResult,
 } from '../core/node/file-transfer.ts';
+import { linkLabel } from '../core/node/rtc.ts';
 import type { MeshStream } from '../core/node/stream.ts';
 import type { LinkView, NodeClient } from './node-client.ts';
 
@@ -89,13 +90,15 @@ class PeerCard {
       if (!link.isOpen) return;
       const info = await link.path().catch(() => undefined);
       if (!info) return;
-      const relayed = info.local === 'relay' || info.remote === 'relay';
-      const via = relayed
-        ? `relayed through gateway ${this.node.gateway.gatewayId?.slice(0, 12) ?? '?'}…`
-        : 'direct';
+      const label = linkLabel(info);
+      const via =
+        label === 'direct'
+          ? label
+          : `${label} · gateway ${this.node.gateway.gatewayId?.slice(0, 12) ?? '?'}…`;
       this.path.textContent = `${via} · ${info.local ?? '?'} → ${info.remote ?? '?'}${info.protocol ? ` (${info.protocol})` : ''}${info.rttMs !== null ? ` · ${info.rttMs} ms` : ''}`;
       this.path.dataset.local = info.local ?? '';
       this.path.dataset.remote = info.remote ?? '';
+      this.path.dataset.relay = info.relayProtocol ?? '';
     };
     void refresh();
     clearInterval(this.pathTimer);

@@ -131,6 +131,32 @@ export interface PathInfo {
   remote: string | null;
   protocol: string | null;
   rttMs: number | null;
+  /**
+   * When this side is relayed (local candidate of type relay): how it reaches its TURN server,
+   * `udp`, `tcp` or `tls` (RTCIceCandidateStats.relayProtocol), and the port of that server's URL.
+   */
+  relayProtocol?: string | null;
+  relayPort?: number | null;
+}
+
+/**
+ * How a link travels, in words for people: "direct", or "relayed · TLS 443" (this side's
+ * transport to its relay and the relay's port), or "relayed" when only the peer is relayed.
+ */
+export function linkLabel(info: PathInfo): string {
+  if (info.local !== 'relay' && info.remote !== 'relay') return 'direct';
+  if (info.local !== 'relay' || !info.relayProtocol) return 'relayed';
+  const port = info.relayPort ? ` ${info.relayPort}` : '';
+  return `relayed · ${info.relayProtocol.toUpperCase()}${port}`;
+}
+
+/** The port of a `turn:`/`turns:` URL (RTCIceCandidateStats.url), or null. */
+function portOfTurnUrl(url: unknown): number | null {
+  if (typeof url !== 'string') return null;
+  const m = /^turns?:(?:\[[^\]]*\]|[^:?]+)(?::(\d{1,5}))?/.exec(url);
+  if (!m) return null;
+  if (m[1]) return Number(m[1]);
+  return url.startsWith('turns:') ? 5349 : 3478;
 }
 
 export async function pathInfo(pc: PeerConnectionLike): Promise<PathInfo> {
@@ -160,5 +186,11 @@ export async function pathInfo(pc: PeerConnectionLike): Promise<PathInfo> {
     remote: typeof remote?.candidateType === 'string' ? remote.candidateType : null,
     protocol: typeof local?.protocol === 'string' ? local.protocol : null,
     rttMs: typeof rtt === 'number' ? Math.round(rtt * 10_000) / 10 : null,
+    ...(local?.candidateType === 'relay'
+      ? {
+          relayProtocol: typeof local.relayProtocol === 'string' ? local.relayProtocol : null,
+          relayPort: portOfTurnUrl(local.url),
+        }
+      : {}),
   };
 }
