@@ -19,6 +19,8 @@ export interface CliNodeOptions {
   /** Peers the `known` policy accepts. */
   known: readonly string[];
   name?: string;
+  /** How the node signals (ConnectNodeOptions.signaling). */
+  signaling?: 'auto' | 'session' | 'http';
 }
 
 const log = (text: string) => process.stderr.write(`rtcmesh: ${text}\n`);
@@ -41,6 +43,7 @@ export function startCliNode(options: CliNodeOptions): Promise<MeshNodeHandle> {
     accept: options.accept,
     known: options.known,
     ...(options.name ? { name: options.name } : {}),
+    ...(options.signaling ? { signaling: options.signaling } : {}),
     // "ask" declines (the library logs each decline): nobody at a terminal to ask.
     onCall: () => 'decline',
     logger: stderrLogger,

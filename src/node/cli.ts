@@ -57,6 +57,8 @@ const NODE_OPTIONS = `Node options (flag, environment variable, default):
                                             a terminal cannot ask, so ask declines)
   --known ID           (repeatable)         peers the known policy accepts
   --name NAME                               a name peers see in your record
+  --signaling MODE     RTCMESH_SIGNALING    auto  (the WebRTC session with the gateway, HTTPS when it
+                                            cannot be made, e.g. UDP blocked; session; or http only)
 `;
 
 const GATEWAY_OPTIONS = `Gateway options (flag, environment variable, default):
@@ -273,6 +275,7 @@ function nodeOptions(
       accept: { type: 'string' },
       known: { type: 'string', multiple: true },
       name: { type: 'string' },
+      signaling: { type: 'string' },
       ...extra,
     },
     allowPositionals: true,
@@ -282,6 +285,9 @@ function nodeOptions(
   if (accept !== 'everyone' && accept !== 'known' && accept !== 'ask') {
     throw new ConfigError(`--accept must be everyone, known or ask, not "${accept}"`);
   }
+  const signaling = (values.signaling ?? process.env.RTCMESH_SIGNALING ?? 'auto') as string;
+  if (signaling !== 'auto' && signaling !== 'session' && signaling !== 'http')
+    throw new ConfigError(`--signaling must be auto, session or http, not "${signaling}"`);
   const gateway = parsePublicUrl(values.gateway ?? process.env.RTCMESH_GATEWAY ?? DEFAULT_GATEWAY);
   const options: CliNodeOptions = {
     gateway,
@@ -289,6 +295,7 @@ function nodeOptions(
     accept,
     known: values.known ?? [],
     ...(values.name ? { name: values.name } : {}),
+    signaling,
   };
   return { options, positionals, values: values as Record<string, string | string[] | undefined> };
 }

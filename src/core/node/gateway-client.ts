@@ -457,6 +457,11 @@ export class GatewayClient {
   }
 
   private lost(reason: string, delayMs = this.backoff.next()): void {
+    // In HTTP mode the node stays reachable by poll while the session is tried again.
+    if (this.mode === 'http') {
+      this.sessionFailed(undefined);
+      return;
+    }
     this.generation++;
     this.teardown();
     if (!this.running) return;

@@ -205,7 +205,8 @@ export class Gateway {
         },
         gone: (party) => {
           signaling.partyGone(party);
-          cluster?.nodeGone(party.id);
+          // Calls forwarded here stay routed while the node still takes them by poll.
+          if (!polls.party(party.id)) cluster?.nodeGone(party.id);
         },
         message: (session, party, msg) => gateway?.onCtl(session, party, msg),
         invalid: () => front.countRefused.inc({ reason: 'invalid-message' }),
@@ -225,7 +226,8 @@ export class Gateway {
         },
         gone: (party) => {
           signaling.partyGone(party);
-          cluster?.nodeGone(party.id);
+          // A node that stopped polling because its session is back keeps its routes.
+          if (!sessions.has(party.id)) cluster?.nodeGone(party.id);
         },
       },
     });
