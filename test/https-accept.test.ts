@@ -141,6 +141,37 @@ describe('HTTPS-only accept against a gateway process', { timeout: 120_000 }, ()
     caller.node.stop();
   });
 
+  it('rtcmesh listen --signaling http takes a call by long-poll; rtcmesh dial gets the echo', async () => {
+    const gatewayArgs = ['--gateway', gateway.url];
+    const listener = cliIn(undefined, [
+      'listen',
+      'echo',
+      '--exec',
+      'cat',
+      '--signaling',
+      'http',
+      '--data',
+      dir(),
+      ...gatewayArgs,
+    ]);
+    try {
+      await expect
+        .poll(() => listener.stderr(), { timeout: 60_000 })
+        .toMatch(/connected to \S+ in HTTP mode/);
+      expect(listener.stderr()).toMatch(/HTTP mode \(HTTPS-only signaling\)/);
+      const id = /node (\S+) \(/.exec(listener.stderr())?.[1] ?? '';
+      const dialer = cliIn(
+        undefined,
+        ['dial', id, 'echo', '--data', dir(), ...gatewayArgs],
+        'ping',
+      );
+      expect(await dialer.exited).toBe(0);
+      expect(dialer.stdout()).toBe('ping');
+    } finally {
+      await listener.stop();
+    }
+  });
+
   it('refuses unsigned and forged polls, and polls of nodes that never registered', async () => {
     const url = `${gateway.url}/v1/dials?wait=1s`;
     const before = await metric(gateway, 'rtcmesh_polling_nodes');
@@ -259,13 +290,20 @@ describe('HTTPS-only accept in a cluster', { timeout: 180_000 }, () => {
   });
 });
 
-/** `rtcmesh COMMAND …` run as a user runs it, inside a test namespace; stopped by its pid. */
-function cliIn(netns: string, args: string[], input?: string) {
-  const child: ChildProcess = spawn(
-    'ip',
-    ['netns', 'exec', netns, process.execPath, RTCMESH_BIN, ...args],
-    { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] },
-  );
+/** `rtcmesh COMMAND …` run as a user runs it (inside a test namespace, if given); stopped by its pid. */
+function cliIn(netns: string | undefined, args: string[], input?: string) {
+  const argv = [RTCMESH_BIN, ...args];
+  const child: ChildProcess = netns
+    ? spawn('ip', ['netns', 'exec', netns, process.execPath, ...argv], {
+        stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      })
+    : spawn(process.execPath, argv, {
+        stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      });
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
   if (input !== undefined) child.stdin?.end(input);
   let err = '';
   child.stderr?.on('data', (d: Buffer) => {
@@ -273,6 +311,7 @@ function cliIn(netns: string, args: string[], input?: string) {
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
   return {
+    stdout: () => out,
     stderr: () => err,
     exited,
     stop: async () => {
