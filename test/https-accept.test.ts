@@ -33,6 +33,9 @@ import { connectNode, type MeshNodeHandle } from '../src/node/index.ts';
 import { RedisRegistry } from '../src/node/registry/index.ts';
 import { makeNodeIdentity, startNodeNode } from './support/node-node.ts';
 
+/** Starting gateway processes (and Redis, namespaces) on a loaded machine takes a while. */
+const HOOK_TIMEOUT_MS = 120_000;
+
 const dir = () => mkdtempSync(join(tmpdir(), 'rtcmesh-ha-'));
 
 /** A node that signals over HTTPS only: no session, no push; calls come by long-poll. */
@@ -75,21 +78,21 @@ async function echo(from: MeshNodeHandle, to: string, text: string): Promise<unk
 async function registeredClient(gateway: string) {
   const made = await makeNodeIdentity();
   const api = new GatewayApi({ gateways: [gateway], identity: made.identity });
-  await api.register({
+  const registration = await api.register({
     record: await createNodeRecord(made.identity, { fingerprints: [made.certificate.fingerprint] }),
     push: null,
   });
-  return { ...made, api };
+  return { ...made, api, registration };
 }
 
 describe('HTTPS-only accept against a gateway process', { timeout: 120_000 }, () => {
   let gateway: GatewayProcess;
   beforeAll(async () => {
     gateway = await startGateway();
-  });
+  }, HOOK_TIMEOUT_MS);
   afterAll(async () => {
     await gateway.stop();
-  });
+  }, HOOK_TIMEOUT_MS);
 
   it('a node without a session takes a call by long-poll, and the stream works both ways', async () => {
     const callee = await pollingNode(gateway.url);
@@ -119,6 +122,8 @@ describe('HTTPS-only accept against a gateway process', { timeout: 120_000 }, ()
 
   it('a newer poll of the same node replaces the older one, which ends with replaced', async () => {
     const polling = await registeredClient(gateway.url);
+    // A node without a session gets its STUN/TURN credentials with its registration.
+    expect(JSON.stringify(polling.registration.iceServers)).toMatch(/"turn:[^"]+"/);
     const first = polling.api.pollDials(30);
     // Only once the first poll is open at the gateway does the second replace it.
     await expect.poll(() => metric(gateway, 'rtcmesh_polling_nodes')).toBeGreaterThan(0);
@@ -165,7 +170,7 @@ describe('HTTPS-only accept against a gateway process', { timeout: 120_000 }, ()
         ['dial', id, 'echo', '--data', dir(), ...gatewayArgs],
         'ping',
       );
-      expect(await dialer.exited).toBe(0);
+      expect(await dialer.exited, `${dialer.stderr()}\nlistener:\n${listener.stderr()}`).toBe(0);
       expect(dialer.stdout()).toBe('ping');
     } finally {
       await listener.stop();
@@ -211,10 +216,10 @@ describe('poll limits', { timeout: 120_000 }, () => {
     gateway = await startGateway({
       args: ['--limit', 'maxPollsPerIp=2', '--limit', 'maxPollWaitMs=15000'],
     });
-  });
+  }, HOOK_TIMEOUT_MS);
   afterAll(async () => {
     await gateway.stop();
-  });
+  }, HOOK_TIMEOUT_MS);
 
   it('caps open polls per address; a node polling again still may', async () => {
     const [a, b, c] = await Promise.all([1, 2, 3].map(() => registeredClient(gateway.url)));
@@ -263,11 +268,11 @@ describe('HTTPS-only accept in a cluster', { timeout: 180_000 }, () => {
       startGateway({ args: ['--redis', redis.url] }),
       startGateway({ args: ['--redis', redis.url] }),
     ]);
-  });
+  }, HOOK_TIMEOUT_MS);
   afterAll(async () => {
     await Promise.all([g1?.stop(), g2?.stop()]);
     await redis?.stop();
-  });
+  }, HOOK_TIMEOUT_MS);
 
   it('a dial made at another gateway reaches the node polling at its own', async () => {
     const callee = await pollingNode(g2.url);
@@ -342,11 +347,11 @@ describe('a CLI node whose network blocks UDP', { timeout: 240_000 }, () => {
       udp: `${gw}:3478`,
       args: ['--turn', `${gw}:3479`, '--public-url', `http://${gw}:8080`],
     });
-  });
+  }, HOOK_TIMEOUT_MS);
   afterAll(async () => {
     await gateway?.stop();
     net?.destroy();
-  });
+  }, HOOK_TIMEOUT_MS);
 
   it('falls back to long-poll, still receives calls, and says why the link cannot form', async () => {
     const [blocked, open] = net.hosts;

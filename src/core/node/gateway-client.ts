@@ -71,6 +71,8 @@ const PONG_WAIT_MS = 1500;
 const PROBE_TIMEOUT_MS = 5000;
 /** In HTTP mode: how long one long-poll waits (the gateway caps it at 30 s). */
 const POLL_WAIT_S = 25;
+/** In HTTP mode: how often the node registers again (fresh relay credentials last an hour). */
+const REGISTER_EVERY_MS = 20 * 60_000;
 /** In HTTP mode: how often the WebRTC session is tried again. */
 const SESSION_RETRY_MS = 60_000;
 const DIAL_CODES: ReadonlySet<string> = new Set(DIAL_ERROR_CODES);
@@ -187,6 +189,8 @@ export class GatewayClient {
       });
       if (generation !== this.generation) return pc.close();
       answered = true;
+      // Kept even if the session does not form: HTTP mode relays with them too.
+      this.iceServers = response.iceServers;
       if (gateway !== this.gatewayUrl) {
         this.log.info(`${this.gatewayUrl} cannot serve; connecting through ${gateway}`);
         this.gatewayUrl = gateway;
@@ -276,18 +280,29 @@ export class GatewayClient {
    */
   private async pollLoop(signal: AbortSignal): Promise<void> {
     let registered = false;
+    let registeredAt = 0;
     const backoff = new Backoff();
     while (!signal.aborted) {
       try {
-        if (!registered) {
-          await this.register(null, signal);
-          registered = true;
-          this.setStatus('connected', `HTTP mode: polling ${this.gatewayUrl} for calls`);
+        let waitS = POLL_WAIT_S;
+        if (!registered || Date.now() - registeredAt > REGISTER_EVERY_MS) {
+          // Also renews the registration and the relay credentials that come with it.
+          const registration = await this.register(null, signal);
+          if (registration.iceServers) this.iceServers = registration.iceServers;
+          registeredAt = Date.now();
         }
-        const { dials, replaced } = await this.api.pollDials(POLL_WAIT_S, {
+        if (!registered) {
+          registered = true;
+          // A first poll that returns at once: when it has, the gateway hands this node its
+          // calls, and only then does the node say it is reachable.
+          waitS = 0;
+        }
+        const { dials, replaced } = await this.api.pollDials(waitS, {
           from: this.gatewayUrl,
           signal,
         });
+        if (waitS === 0)
+          this.setStatus('connected', `HTTP mode: polling ${this.gatewayUrl} for calls`);
         backoff.reset();
         if (replaced) this.log.warn('another poll for this node took over (is it running twice?)');
         for (const dial of dials) {

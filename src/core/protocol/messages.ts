@@ -120,6 +120,8 @@ export const registerResponseSchema = z.object({
   id: z.string(),
   push: z.boolean(),
   expiresAt: z.number(),
+  /** STUN/TURN with credentials for this node, as a session gets (HTTPS-only nodes need them). */
+  iceServers: z.array(iceServerSchema).max(8).optional(),
 });
 export type RegisterResponse = z.infer<typeof registerResponseSchema>;
 

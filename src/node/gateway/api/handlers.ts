@@ -146,7 +146,12 @@ export function apiHandlers(d: HandlerDeps): ApiHandlers {
           push: body.push,
         }),
       );
-      return { id: caller.id, push: body.push !== null, expiresAt };
+      return {
+        id: caller.id,
+        push: body.push !== null,
+        expiresAt,
+        iceServers: d.iceServersFor(caller.id),
+      };
     },
 
     /** For nodes without a session: waits for the answer (bounded by the dial timeout). */
