@@ -107,6 +107,7 @@ describe('HTTPS-only accept against a gateway process', { timeout: 120_000 }, ()
     expect(await echo(caller, callee.id, 'over a long-polled call')).toBe(
       'over a long-polled call',
     );
+    expect(await metric(gateway, 'rtcmesh_poll_dials_total')).toBeGreaterThan(0);
     // And it dials over HTTP (a gathered offer, POST /v1/dial) a node that has a session.
     await caller.close();
     const other = await sessionNode(gateway.url);

@@ -473,6 +473,18 @@ export class Gateway {
       'Nodes taking calls by long-poll (GET /v1/dials) on this gateway.',
       () => this.polls.size,
     );
+    countedFrom(
+      m,
+      'rtcmesh_polls_total',
+      'Long-polls for incoming calls (GET /v1/dials) taken.',
+      () => this.polls.stats.polls,
+    );
+    countedFrom(
+      m,
+      'rtcmesh_poll_dials_total',
+      'Calls handed to polling nodes.',
+      () => this.polls.stats.dialsHanded,
+    );
     gauge(
       'rtcmesh_registrations',
       'Registered nodes (as of the last sweep).',
