@@ -331,6 +331,8 @@ describe('a CLI node whose network blocks UDP', { timeout: 240_000 }, () => {
   let net: TestNetwork;
   let gateway: GatewayProcess;
   beforeAll(async () => {
+    if (process.getuid?.() !== 0)
+      throw new Error('this test builds network namespaces (ip netns, nftables): run it as root');
     net = buildNetwork(`ha${process.pid % 1000}`, ['cone-nat', 'cone-nat']);
     // Site 1's router lets out TCP only (as many offices and guest networks do).
     const router = net.hosts[0]?.replace(/h1$/, 'r1') ?? '';
