@@ -17,7 +17,7 @@ import {
   type TransferProgress,
   type TransferResult,
 } from '../core/node/file-transfer.ts';
-import { relayHops } from '../core/node/rtc.ts';
+import { linkLabel, relayHops } from '../core/node/rtc.ts';
 import type { MeshStream } from '../core/node/stream.ts';
 import { webPanel } from './mesh-web.ts';
 import type { LinkView, NodeClient } from './node-client.ts';
@@ -93,17 +93,19 @@ class PeerCard {
       const info = await link.path().catch(() => undefined);
       if (!info) return;
       const hops = relayHops(info);
+      const label = linkLabel(info);
       // Two relay hops: each side's own gateway relays (a federated mesh across networks).
       const via =
         hops === 2
           ? `relayed through 2 relays (${info.localAddress ?? '?'} → ${info.remoteAddress ?? '?'})`
-          : hops === 1
-            ? `relayed through gateway ${this.node.gateway.gatewayId?.slice(0, 12) ?? '?'}…`
-            : 'direct';
+          : label === 'direct'
+            ? label
+            : `${label} · gateway ${this.node.gateway.gatewayId?.slice(0, 12) ?? '?'}…`;
       this.path.textContent = `${via} · ${info.local ?? '?'} → ${info.remote ?? '?'}${info.protocol ? ` (${info.protocol})` : ''}${info.rttMs !== null ? ` · ${info.rttMs} ms` : ''}`;
       this.path.dataset.local = info.local ?? '';
       this.path.dataset.remote = info.remote ?? '';
       this.path.dataset.relayHops = String(hops);
+      this.path.dataset.relay = info.relayProtocol ?? '';
     };
     void refresh();
     clearInterval(this.pathTimer);

@@ -32,6 +32,8 @@ export interface CliNodeOptions {
   name?: string;
   /** How long to wait for a gateway (the library's default when not given). */
   connectTimeoutMs?: number;
+  /** How the node signals (ConnectNodeOptions.signaling). */
+  signaling?: 'auto' | 'session' | 'http';
 }
 
 const log = (text: string) => process.stderr.write(`rtcmesh: ${text}\n`);
@@ -57,6 +59,7 @@ export function startCliNode(options: CliNodeOptions): Promise<MeshNodeHandle> {
     ...(options.connectTimeoutMs !== undefined
       ? { connectTimeoutMs: options.connectTimeoutMs }
       : {}),
+    ...(options.signaling ? { signaling: options.signaling } : {}),
     // "ask" declines (the library logs each decline): nobody at a terminal to ask.
     onCall: () => 'decline',
     logger: stderrLogger,

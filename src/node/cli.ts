@@ -69,6 +69,8 @@ const NODE_OPTIONS = `Node options (flag, environment variable, default):
                                             so ask declines)
   --known ID           (repeatable)         peers the known policy accepts
   --name NAME                               a name peers see in your record
+  --signaling MODE     RTCMESH_SIGNALING    auto  (the WebRTC session with the gateway, HTTPS when it
+                                            cannot be made, e.g. UDP blocked; session; or http only)
 `;
 
 const GATEWAY_OPTIONS = `Gateway options (flag, environment variable, default):
@@ -404,6 +406,7 @@ function nodeOptions(
       known: { type: 'string', multiple: true },
       name: { type: 'string' },
       'may-serve': { type: 'boolean' },
+      signaling: { type: 'string' },
       ...extra,
     },
     allowPositionals: true,
@@ -413,6 +416,9 @@ function nodeOptions(
   if (accept !== 'everyone' && accept !== 'known' && accept !== 'ask') {
     throw new ConfigError(`--accept must be everyone, known or ask, not "${accept}"`);
   }
+  const signaling = (values.signaling ?? process.env.RTCMESH_SIGNALING ?? 'auto') as string;
+  if (signaling !== 'auto' && signaling !== 'session' && signaling !== 'http')
+    throw new ConfigError(`--signaling must be auto, session or http, not "${signaling}"`);
   const given = values.gateway ?? (process.env.RTCMESH_GATEWAY || undefined);
   const gateway = given === undefined ? undefined : parsePublicUrl(given);
   const mayServe = values['may-serve'] === true || isSet(process.env.RTCMESH_MAY_SERVE);
@@ -427,6 +433,7 @@ function nodeOptions(
     accept,
     known: values.known ?? [],
     ...(values.name ? { name: values.name } : {}),
+    signaling,
   };
   return {
     options,

@@ -15,7 +15,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { NodeId, VerifiedRecord } from '../core/identity/index.ts';
-import type { GatewayStatus } from '../core/node/gateway-client.ts';
+import type { GatewayStatus, SignalingMode } from '../core/node/gateway-client.ts';
 import { type Logger, silentLogger } from '../core/node/logger.ts';
 import {
   type AcceptPolicy,
@@ -94,6 +94,13 @@ export interface ConnectNodeOptions {
   connectTimeoutMs?: number;
   /** Bind the node's WebRTC sockets to this address (e.g. 127.0.0.1); default: all. */
   bindAddress?: string;
+  /**
+   * How the node signals. `auto` (default): over its WebRTC session with the gateway, and
+   * when that cannot be made but the gateway answers over HTTP (UDP blocked), over HTTPS:
+   * calls by long-poll (GET /v1/dials), dials by POST /v1/dial. `http`: HTTPS only, no
+   * session. `session`: the session only (retried until it works).
+   */
+  signaling?: 'auto' | 'session' | 'http';
 }
 
 export interface MeshNodeHandleEvents {
@@ -120,6 +127,8 @@ export interface MeshNodeHandle {
   readonly ip6: string;
   /** The gateway session's state. */
   readonly status: GatewayStatus;
+  /** How the node signals: its WebRTC session, or HTTPS (long-poll accept, HTTP dial). */
+  readonly signaling: SignalingMode;
   /** The gateway in use (in cluster mode another of the cluster while the given one is down). */
   readonly gatewayUrl: string;
   /**
@@ -257,6 +266,9 @@ export async function connectNode(options: ConnectNodeOptions = {}): Promise<Mes
     ...(options.name ? { name: options.name } : {}),
     decide,
     logger: log,
+    ...(options.signaling !== 'session'
+      ? { httpSignaling: options.signaling === 'http' ? 'only' : 'fallback' }
+      : {}),
   });
 
   let closed: Promise<void> | undefined;
@@ -277,6 +289,9 @@ export async function connectNode(options: ConnectNodeOptions = {}): Promise<Mes
     ip6: identity.ip6,
     get status() {
       return node.gateway.status;
+    },
+    get signaling() {
+      return node.gateway.mode;
     },
     get gatewayUrl() {
       return node.gateway.gatewayUrl;
@@ -374,7 +389,13 @@ export async function connectNode(options: ConnectNodeOptions = {}): Promise<Mes
     throw err;
   }
   connectedOnce = true;
-  log.info(`node ${identity.id} (${identity.ip6}) connected to ${node.gateway.gatewayUrl}`);
+  log.info(
+    `node ${identity.id} (${identity.ip6}) connected to ${node.gateway.gatewayUrl}${
+      node.gateway.mode === 'http'
+        ? ' in HTTP mode (no WebRTC session: calls by HTTPS long-poll, dials over HTTP)'
+        : ''
+    }`,
+  );
   return handle;
 }
 

@@ -38,6 +38,9 @@ export function nodeRtcPlatform(options: {
 }): RtcPlatform {
   startRtcLog(options.logger);
   return {
+    // libdatachannel skips turn:…?transport=tcp and turns: servers with libjuice, its ICE
+    // ("TURN transports TCP and TLS are not supported with libjuice"), and has no ICE-TCP.
+    noTcpRelay: 'libjuice cannot use TURN over TCP',
     createPeerConnection: ({ iceServers, iceTransportPolicy }) => {
       // The polyfill passes unknown options through to libdatachannel's configuration.
       const pc = new RTCPeerConnection({

@@ -68,6 +68,8 @@ export interface CallOptions {
   from?: string;
   /** false: ask only the first gateway (`from`, or the preferred one); no failover. */
   failover?: boolean;
+  /** Query parameters (e.g. GET /v1/dials `wait`). */
+  query?: Readonly<Record<string, string>>;
 }
 
 /** The dial id of a `/v1/dials/:id` route (checked when the path is made). */
@@ -128,7 +130,8 @@ export class GatewayApi {
   /** Calls a route; resolves with the validated response and the gateway that gave it. */
   async send<N extends ApiName>(name: N, options: ApiCallOptions<N>): Promise<ApiResult<N>> {
     const route = API[name] as ApiRoute<Schema<unknown>, Schema<unknown>>;
-    const path = apiPath(name, options.id);
+    const query = options.query ? `?${new URLSearchParams(options.query)}` : '';
+    const path = apiPath(name, options.id) + query;
     const order = uniqueGateways([...(options.from ? [options.from] : []), ...this.list]);
     const candidates = options.failover === false ? order.slice(0, 1) : order;
     const attempts: FailedAttempt[] = [];
@@ -233,6 +236,19 @@ export class GatewayApi {
   /** POST /v1/dial (signed): a gathered offer; resolves with the callee's answer. */
   dial(body: ApiRequest<'dial'>, options: CallOptions = {}): Promise<ApiResponse<'dial'>> {
     return this.call('dial', { ...options, body });
+  }
+
+  /**
+   * GET /v1/dials?wait= (signed; HTTPS-only accept): the calls for this node, at once or as
+   * soon as one comes within `waitS` seconds (the gateway caps it at 30 s). One poll per node:
+   * a newer one ends this one with `replaced: true`. The node must be registered.
+   */
+  pollDials(waitS: number, options: CallOptions = {}): Promise<ApiResponse<'pollDials'>> {
+    return this.call('pollDials', {
+      timeoutMs: (waitS + 15) * 1000,
+      ...options,
+      query: { wait: `${Math.round(waitS)}s` },
+    });
   }
 
   /** GET /v1/dials/:id (signed, by the callee): the call waiting for this node. */

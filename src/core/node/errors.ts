@@ -4,7 +4,7 @@ import type { DialErrorCode } from '../protocol/messages.ts';
 export class DialError extends Error {
   override readonly name = 'DialError';
   constructor(
-    readonly code: DialErrorCode | 'not-connected',
+    readonly code: DialErrorCode | 'not-connected' | 'udp-blocked',
     message: string,
   ) {
     super(message);
@@ -23,4 +23,5 @@ export const DIAL_ERROR_TEXT: Record<DialError['code'], string> = {
   cancelled: 'cancelled',
   gateway: 'gateway error',
   'not-connected': 'not connected to the gateway',
+  'udp-blocked': 'UDP is blocked',
 };

@@ -16,6 +16,8 @@ import {
   verifyNodeRecord,
 } from '../identity/index.ts';
 import {
+  DIAL_ERROR_CODES,
+  type DialErrorCode,
   type GatewayToNode,
   gatewayToNodeSchema,
   type NodeToGateway,
@@ -67,7 +69,20 @@ export interface GatewayClientOptions {
   /** A located gateway failed (unreachable, or could not prove its ID). */
   onLocatedFailed?: (gateway: LocatedGateway) => void;
   logger?: Logger;
+  /**
+   * Signaling over HTTPS only (DESIGN §2, "HTTP only": calls by long-poll, GET /v1/dials;
+   * dials over POST /v1/dial). `fallback`: when the WebRTC session cannot be made although
+   * the gateway answers over HTTP (UDP blocked), while trying the session again now and then.
+   * `only`: never make a session. Default: the session only.
+   */
+  httpSignaling?: 'fallback' | 'only';
 }
+
+/**
+ * How this node signals: over its WebRTC session's `ctl` channel, or (no session could be
+ * made) over plain HTTPS requests: a long-poll for incoming calls, gathered offers and answers.
+ */
+export type SignalingMode = 'session' | 'http';
 
 const PING_EVERY_MS = 5000;
 /** No word from the gateway for this long: the session is dead. */
@@ -87,6 +102,13 @@ const LOCATE_AGAIN_MS = 1000;
  * honest one from being used.
  */
 const FAILED_LAST_MS = 30_000;
+/** In HTTP mode: how long one long-poll waits (the gateway caps it at 30 s). */
+const POLL_WAIT_S = 25;
+/** In HTTP mode: how often the node registers again (fresh relay credentials last an hour). */
+const REGISTER_EVERY_MS = 20 * 60_000;
+/** In HTTP mode: how often the WebRTC session is tried again. */
+const SESSION_RETRY_MS = 60_000;
+const DIAL_CODES: ReadonlySet<string> = new Set(DIAL_ERROR_CODES);
 
 export class GatewayClient {
   status: GatewayStatus = 'offline';
@@ -114,6 +136,14 @@ export class GatewayClient {
   private located = new Map<string, string>();
   /** With a locator: gateways that failed lately, and until when they are tried last. */
   private readonly failedUntil = new Map<string, number>();
+  /** How the node signals now (HTTP: only while no session could be made, with httpFallback). */
+  mode: SignalingMode = 'session';
+  /** In HTTP mode: why the WebRTC session could not be made. */
+  sessionProblem: string | undefined;
+  /** Ends the HTTP mode's long-poll loop and its requests. */
+  private httpMode: AbortController | undefined;
+  /** Outgoing dials made over HTTP, by the node's dial id: cancelling aborts the request. */
+  private readonly httpDials = new Map<string, AbortController>();
 
   constructor(private readonly options: GatewayClientOptions) {
     this.gatewayUrl = options.gatewayUrl;
@@ -137,12 +167,14 @@ export class GatewayClient {
     if (this.running) return;
     this.running = true;
     if (this.calls.signal.aborted) this.calls = new AbortController();
-    void this.connect();
+    if (this.options.httpSignaling === 'only') this.enterHttpMode('HTTPS-only signaling');
+    else void this.connect();
   }
 
   stop(): void {
     this.running = false;
     this.calls.abort(new Error('the gateway client stopped'));
+    this.leaveHttpMode();
     this.teardown();
     clearTimeout(this.retryTimer);
     this.setStatus('offline', 'stopped');
@@ -150,6 +182,7 @@ export class GatewayClient {
 
   /** Sends on `ctl`; false when there is no open session. */
   send(msg: NodeToGateway): boolean {
+    if (this.mode === 'http') return this.status === 'connected' && this.sendOverHttp(msg);
     if (this.status !== 'connected' || this.ctl?.readyState !== 'open') return false;
     this.ctl.send(JSON.stringify(msg));
     return true;
@@ -161,13 +194,20 @@ export class GatewayClient {
     this.lost('reconnect requested', 0);
   }
 
+  /** Whether candidates can follow offers and answers (a live channel), or must be gathered first. */
+  get trickles(): boolean {
+    return this.mode === 'session';
+  }
+
   private async connect(): Promise<void> {
     const generation = ++this.generation;
-    this.setStatus(
-      this.status === 'offline' || this.status === 'connecting' ? 'connecting' : 'reconnecting',
-      'connecting',
-    );
-    /** The gateway that answered the connect request (whose record is then checked). */
+    // In HTTP mode the node stays reachable while the session is tried again.
+    if (this.mode !== 'http')
+      this.setStatus(
+        this.status === 'offline' || this.status === 'connecting' ? 'connecting' : 'reconnecting',
+        'connecting',
+      );
+    /** The gateway that answered over HTTP (its record then checked): a failure after it is the WebRTC path's. */
     let answered: string | undefined;
     try {
       if (this.options.locate) {
@@ -204,6 +244,8 @@ export class GatewayClient {
       });
       if (generation !== this.generation) return pc.close();
       answered = gateway;
+      // Kept even if the session does not form: HTTP mode relays with them too.
+      this.iceServers = response.iceServers;
       if (gateway !== this.gatewayUrl) {
         this.log.info(`${this.gatewayUrl} cannot serve; connecting through ${gateway}`);
         this.gatewayUrl = gateway;
@@ -229,6 +271,10 @@ export class GatewayClient {
       this.lastHeard = Date.now();
       this.pingTimer = setInterval(() => this.heartbeat(), PING_EVERY_MS);
       this.backoff.reset();
+      if (this.mode === 'http') {
+        this.leaveHttpMode();
+        this.log.info('the WebRTC session with the gateway is up: signaling on it again');
+      }
       this.setStatus('connected', `connected to gateway ${response.gateway}`);
       // A located gateway's cluster list is not verified: the locator is the only source.
       if (!this.options.locate) void this.learnGateways(generation);
@@ -236,6 +282,16 @@ export class GatewayClient {
       if (generation !== this.generation) return;
       if (this.options.locate) this.failedLately(err, answered);
       const reason = err instanceof Error ? err.message : String(err);
+      // In HTTP mode a failed retry changes nothing: the node stays reachable by poll.
+      if (this.mode === 'http' || (answered && this.options.httpSignaling === 'fallback')) {
+        // A retry that did not reach the gateway says nothing new about the WebRTC path.
+        this.sessionFailed(
+          answered
+            ? `the gateway answered over HTTP, but no WebRTC session formed: ${reason}`
+            : undefined,
+        );
+        return;
+      }
       this.lost(
         err instanceof GatewayHttpError
           ? `${err.gateway} refused the connection (${err.status} ${err.code}): ${reason}`
@@ -264,6 +320,158 @@ export class GatewayClient {
     // Bounded by the located gateways: forget the others.
     for (const url of [...this.failedUntil.keys()])
       if (!this.located.has(url)) this.failedUntil.delete(url);
+  }
+
+  /**
+   * The session cannot be made (typically UDP is blocked): signal over HTTP meanwhile, and
+   * try the session again later.
+   */
+  private sessionFailed(problem: string | undefined): void {
+    this.generation++;
+    this.teardown();
+    if (!this.running) return;
+    if (problem) this.sessionProblem = problem;
+    if (this.mode !== 'http')
+      this.enterHttpMode(
+        `${problem ?? 'no WebRTC session'}. Trying the WebRTC session again every ${SESSION_RETRY_MS / 1000} s`,
+      );
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => void this.connect(), SESSION_RETRY_MS);
+  }
+
+  private enterHttpMode(why: string): void {
+    this.mode = 'http';
+    this.log.warn(
+      `HTTP mode (${why}): taking calls by HTTPS long-poll (GET /v1/dials), dialing over HTTP`,
+    );
+    this.httpMode = new AbortController();
+    void this.pollLoop(this.httpMode.signal);
+  }
+
+  private leaveHttpMode(): void {
+    this.mode = 'session';
+    this.sessionProblem = undefined;
+    this.httpMode?.abort(new Error('left HTTP mode'));
+    this.httpMode = undefined;
+    for (const dial of this.httpDials.values()) dial.abort(new Error('left HTTP mode'));
+    this.httpDials.clear();
+  }
+
+  /**
+   * HTTP mode: register (so callers find this node), then long-poll for calls, again and
+   * again (which also keeps the NAT mapping to the gateway open).
+   */
+  private async pollLoop(signal: AbortSignal): Promise<void> {
+    let registered = false;
+    let registeredAt = 0;
+    const backoff = new Backoff();
+    while (!signal.aborted) {
+      try {
+        let waitS = POLL_WAIT_S;
+        if (!registered || Date.now() - registeredAt > REGISTER_EVERY_MS) {
+          // Also renews the registration and the relay credentials that come with it.
+          const registration = await this.register(null, signal);
+          if (registration.iceServers) this.iceServers = registration.iceServers;
+          registeredAt = Date.now();
+        }
+        if (!registered) {
+          registered = true;
+          // A first poll that returns at once: when it has, the gateway hands this node its
+          // calls, and only then does the node say it is reachable.
+          waitS = 0;
+        }
+        const { dials, replaced } = await this.api.pollDials(waitS, {
+          from: this.gatewayUrl,
+          signal,
+        });
+        if (waitS === 0)
+          this.setStatus('connected', `HTTP mode: polling ${this.gatewayUrl} for calls`);
+        backoff.reset();
+        if (replaced) this.log.warn('another poll for this node took over (is it running twice?)');
+        for (const dial of dials) {
+          const { dialId, from, offer, record } = dial;
+          this.options.onMessage({ t: 'incoming', dialId, from, offer, record });
+          for (const candidate of dial.candidates)
+            this.options.onMessage({ t: 'candidate', dialId, candidate });
+        }
+        if (replaced) await sleep(backoff.next(), signal);
+      } catch (err) {
+        if (signal.aborted) return;
+        if (err instanceof GatewayHttpError && err.code === 'not-registered') registered = false;
+        const delay = backoff.next();
+        this.setStatus(
+          'reconnecting',
+          `HTTP mode: polling for calls failed (${(err as Error).message}); retrying in ${(delay / 1000).toFixed(1)} s`,
+        );
+        registered = false;
+        await sleep(delay, signal);
+      }
+    }
+  }
+
+  /** HTTP mode: what the node would have said on ctl, as requests. */
+  private sendOverHttp(msg: NodeToGateway): boolean {
+    const options = { from: this.gatewayUrl, signal: this.calls.signal };
+    const warn = (what: string) => (err: unknown) =>
+      this.log.warn(`${what} failed: ${err instanceof Error ? err.message : String(err)}`);
+    switch (msg.t) {
+      case 'dial': {
+        const abort = new AbortController();
+        this.httpDials.set(msg.dialId, abort);
+        const { dialId, to, offer, record } = msg;
+        void this.api
+          .dial(
+            { to, offer, record },
+            { ...options, signal: AbortSignal.any([abort.signal, this.calls.signal]) },
+          )
+          .then(
+            (res) =>
+              this.options.onMessage({
+                t: 'answer',
+                dialId,
+                answer: res.answer,
+                record: res.record,
+              }),
+            (err: unknown) => {
+              if (abort.signal.aborted) return;
+              const code: DialErrorCode =
+                err instanceof GatewayHttpError && DIAL_CODES.has(err.code)
+                  ? (err.code as DialErrorCode)
+                  : 'gateway';
+              const message = (err instanceof Error ? err.message : String(err)).slice(0, 512);
+              this.options.onMessage({ t: 'dial-failed', dialId, code, message });
+            },
+          )
+          .finally(() => this.httpDials.delete(dialId));
+        return true;
+      }
+      case 'cancel':
+        this.httpDials.get(msg.dialId)?.abort(new Error('cancelled'));
+        return true;
+      case 'answer': {
+        const { dialId, answer, record } = msg;
+        void (async () => {
+          // Candidates the caller trickled after the poll took the call.
+          const pending = await this.api.pendingDial(dialId, options).catch(() => undefined);
+          for (const candidate of pending?.candidates ?? [])
+            this.options.onMessage({ t: 'candidate', dialId, candidate });
+          await this.api.answerDial(dialId, { answer, record }, options);
+        })().catch(warn(`answering call ${dialId}`));
+        return true;
+      }
+      case 'reject': {
+        const { dialId, reason, message } = msg;
+        void this.api
+          .rejectDial(dialId, { reason, ...(message !== undefined ? { message } : {}) }, options)
+          .catch(warn(`declining call ${dialId}`));
+        return true;
+      }
+      case 'candidate':
+        // Offers and answers over HTTP are gathered in full.
+        return true;
+      case 'ping':
+        return false;
+    }
   }
 
   /** Cluster mode: the cluster's gateways, from /v1/info, to fail over to. */
@@ -295,10 +503,13 @@ export class GatewayClient {
    * POST /v1/register (signed): this node's record and its push subscription, so the
    * gateway can wake it when it has no session; null removes the subscription.
    */
-  async register(push: PushSubscriptionJson | null): Promise<RegisterResponse> {
+  async register(
+    push: PushSubscriptionJson | null,
+    signal: AbortSignal = this.calls.signal,
+  ): Promise<RegisterResponse> {
     return this.api.register(
       { record: await this.options.record(), push },
-      { from: this.gatewayUrl, signal: this.calls.signal },
+      { from: this.gatewayUrl, signal },
     );
   }
 
@@ -344,6 +555,11 @@ export class GatewayClient {
   }
 
   private lost(reason: string, delayMs = this.backoff.next()): void {
+    // In HTTP mode the node stays reachable by poll while the session is tried again.
+    if (this.mode === 'http') {
+      this.sessionFailed(undefined);
+      return;
+    }
     this.generation++;
     this.teardown();
     if (!this.running) return;
@@ -370,4 +586,19 @@ export class GatewayClient {
     this.status = status;
     if (changed || status === 'reconnecting') this.options.onStatus(status, detail);
   }
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      { once: true },
+    );
+  });
 }

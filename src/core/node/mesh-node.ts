@@ -31,6 +31,7 @@ import { PeerLink } from './peer-link.ts';
 import {
   channelOpen,
   type DataChannelLike,
+  gatheringComplete,
   type IceServer,
   type PeerConnectionLike,
   type RtcPlatform,
@@ -84,6 +85,8 @@ export interface MeshNodeOptions {
    * (the browser's RTC host tab). It gathers nothing until used.
    */
   prepareConnections?: boolean;
+  /** Signal over HTTPS when no WebRTC session can be made, or only (GatewayClient). */
+  httpSignaling?: 'fallback' | 'only';
 }
 
 export interface MeshNodeEvents {
@@ -98,6 +101,8 @@ export interface MeshNodeEvents {
 
 /** Opens before this long, or the connection attempt is given up. */
 const LINK_OPEN_TIMEOUT_MS = 20_000;
+/** Signaling over HTTP (no live channel to trickle on) sends descriptions gathered this far. */
+const GATHER_TIMEOUT_MS = 8000;
 const RECORD_REFRESH_S = 3600;
 
 /** A call waiting for the user's answer. */
@@ -190,6 +195,7 @@ export class MeshNode {
       ...(options.onGateways ? { onGateways: options.onGateways } : {}),
       ...(options.locate ? { locate: options.locate } : {}),
       ...(options.onLocatedFailed ? { onLocatedFailed: options.onLocatedFailed } : {}),
+      ...(options.httpSignaling ? { httpSignaling: options.httpSignaling } : {}),
       logger: this.log,
     });
   }
@@ -331,6 +337,7 @@ export class MeshNode {
         this.gateway.send({ t: 'candidate', dialId, candidate });
       });
       await pc.setLocalDescription();
+      if (!this.gateway.trickles) await gatheringComplete(pc, GATHER_TIMEOUT_MS);
       const offer = pc.localDescription?.sdp ?? '';
       if (
         !this.gateway.send({ t: 'dial', dialId, to: target, offer, record: await this.ownRecord() })
@@ -369,7 +376,10 @@ export class MeshNode {
           );
         }),
         channelOpen(control, LINK_OPEN_TIMEOUT_MS).catch((err: Error) => {
-          throw new DialError('timeout', `no connection to ${answer.record.id}: ${err.message}`);
+          throw (
+            this.udpBlocked(`no connection to ${answer.record.id}`) ??
+            new DialError('timeout', `no connection to ${answer.record.id}: ${err.message}`)
+          );
         }),
       ]);
       return this.addLink(link);
@@ -425,6 +435,20 @@ export class MeshNode {
         this.log.debug(`no spare connection: ${err instanceof Error ? err.message : String(err)}`);
       }
     }, 0);
+  }
+
+  /**
+   * A peer link that did not open while the gateway's WebRTC session cannot be made either
+   * (HTTP mode) on a platform that relays over UDP only: say so, rather than "timed out".
+   */
+  private udpBlocked(what: string): DialError | undefined {
+    const noTcpRelay = this.options.rtc.noTcpRelay;
+    const problem = this.gateway.sessionProblem;
+    if (this.gateway.mode !== 'http' || !noTcpRelay || !problem) return undefined;
+    return new DialError(
+      'udp-blocked',
+      `UDP is blocked and ${noTcpRelay}: ${what}; peer links from this node cannot form (its WebRTC session with the gateway failed too: ${problem}). Use a network that lets UDP out, or the app in a browser, which relays over TURN/TLS on 443`,
+    );
   }
 
   private peerConfig(): { iceServers: IceServer[]; iceTransportPolicy: 'all' | 'relay' } {
@@ -659,6 +683,8 @@ export class MeshNode {
       for (const c of dial.pendingCandidates.splice(0))
         pc.addIceCandidate(c).catch(() => undefined);
       await Promise.all([applied, pc.setLocalDescription()]);
+      // Over HTTP signaling nothing trickles: the answer carries every candidate.
+      if (!this.gateway.trickles) await gatheringComplete(pc, GATHER_TIMEOUT_MS);
       made.sdp = pc.localDescription?.sdp ?? '';
       return made;
     })();
@@ -693,7 +719,10 @@ export class MeshNode {
       made.sent = true;
       for (const candidate of made.early) this.gateway.send({ t: 'candidate', dialId, candidate });
       await channelOpen(made.control, LINK_OPEN_TIMEOUT_MS).catch((err: Error) => {
-        throw new DialError('timeout', `the caller never connected (${err.message})`);
+        throw (
+          this.udpBlocked(`no connection from ${dial.call.from.id}`) ??
+          new DialError('timeout', `the caller never connected (${err.message})`)
+        );
       });
       return this.addLink(link);
     } catch (err) {

@@ -86,6 +86,24 @@ export interface RtcPlatform {
     iceServers: IceServer[];
     iceTransportPolicy?: 'all' | 'relay';
   }): PeerConnectionLike;
+  /**
+   * Why this platform cannot relay over TURN/TCP or TLS when UDP is blocked, in words for an
+   * error (undefined: it can, as browsers do).
+   */
+  readonly noTcpRelay?: string;
+}
+
+/** Resolves when ICE gathering is complete, or after `timeoutMs` (with what was gathered). */
+export function gatheringComplete(pc: PeerConnectionLike, timeoutMs: number): Promise<void> {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    pc.addEventListener('icegatheringstatechange', () => {
+      if (pc.iceGatheringState !== 'complete') return;
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 /** Resolves when `channel` opens; rejects if it closes first or `timeoutMs` passes. */
@@ -116,6 +134,32 @@ export interface PathInfo {
   remoteAddress: string | null;
   protocol: string | null;
   rttMs: number | null;
+  /**
+   * When this side is relayed (local candidate of type relay): how it reaches its TURN server,
+   * `udp`, `tcp` or `tls` (RTCIceCandidateStats.relayProtocol), and the port of that server's URL.
+   */
+  relayProtocol?: string | null;
+  relayPort?: number | null;
+}
+
+/**
+ * How a link travels, in words for people: "direct", or "relayed · TLS 443" (this side's
+ * transport to its relay and the relay's port), or "relayed" when only the peer is relayed.
+ */
+export function linkLabel(info: PathInfo): string {
+  if (info.local !== 'relay' && info.remote !== 'relay') return 'direct';
+  if (info.local !== 'relay' || !info.relayProtocol) return 'relayed';
+  const port = info.relayPort ? ` ${info.relayPort}` : '';
+  return `relayed · ${info.relayProtocol.toUpperCase()}${port}`;
+}
+
+/** The port of a `turn:`/`turns:` URL (RTCIceCandidateStats.url), or null. */
+function portOfTurnUrl(url: unknown): number | null {
+  if (typeof url !== 'string') return null;
+  const m = /^turns?:(?:\[[^\]]*\]|[^:?]+)(?::(\d{1,5}))?/.exec(url);
+  if (!m) return null;
+  if (m[1]) return Number(m[1]);
+  return url.startsWith('turns:') ? 5349 : 3478;
 }
 
 /** Relays the path crosses: one per relay candidate on either side (DESIGN "Relays across hops"). */
@@ -180,5 +224,11 @@ export async function pathInfo(pc: PeerConnectionLike): Promise<PathInfo> {
     remoteAddress: where(remote),
     protocol: typeof local?.protocol === 'string' ? local.protocol : null,
     rttMs: typeof rtt === 'number' ? Math.round(rtt * 10_000) / 10 : null,
+    ...(local?.candidateType === 'relay'
+      ? {
+          relayProtocol: typeof local.relayProtocol === 'string' ? local.relayProtocol : null,
+          relayPort: portOfTurnUrl(local.url),
+        }
+      : {}),
   };
 }

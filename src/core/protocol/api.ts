@@ -15,6 +15,7 @@ import {
   httpDialRequestSchema,
   httpDialResponseSchema,
   pendingDialResponseSchema,
+  pollDialsResponseSchema,
   registerRequestSchema,
   registerResponseSchema,
 } from './messages.ts';
@@ -63,6 +64,14 @@ export const API = {
     signed: true,
     request: httpDialRequestSchema,
     response: httpDialResponseSchema,
+  }),
+  /** HTTPS-only accept: a signed long-poll for incoming calls (`?wait=25s`, at most 30 s). */
+  pollDials: route({
+    method: 'GET',
+    path: '/v1/dials',
+    signed: true,
+    request: none,
+    response: pollDialsResponseSchema,
   }),
   pendingDial: route({
     method: 'GET',

@@ -120,6 +120,8 @@ export const registerResponseSchema = z.object({
   id: z.string(),
   push: z.boolean(),
   expiresAt: z.number(),
+  /** STUN/TURN with credentials for this node, as a session gets (HTTPS-only nodes need them). */
+  iceServers: z.optional(z.array(iceServerSchema).check(z.maxLength(8))),
 });
 export type RegisterResponse = z.infer<typeof registerResponseSchema>;
 
@@ -132,6 +134,16 @@ export const pendingDialResponseSchema = z.object({
   candidates: z.array(iceCandidateSchema).check(z.maxLength(64)),
 });
 export type PendingDialResponse = z.infer<typeof pendingDialResponseSchema>;
+/**
+ * GET /v1/dials?wait=25s (HTTPS-only accept, DESIGN §2): the calls that reached the signed
+ * node since its last poll, at once or as soon as one comes within `wait`. `replaced`: a newer
+ * poll of the same node took over this one (one poll per node).
+ */
+export const pollDialsResponseSchema = z.object({
+  dials: z.array(pendingDialResponseSchema).check(z.maxLength(64)),
+  replaced: z.boolean(),
+});
+export type PollDialsResponse = z.infer<typeof pollDialsResponseSchema>;
 /** POST /v1/dials/:id/answer: a fully gathered answer (no channel to trickle on). */
 export const dialAnswerRequestSchema = z.object({ answer: sdp, record });
 export type DialAnswerRequest = z.infer<typeof dialAnswerRequestSchema>;

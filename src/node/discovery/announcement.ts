@@ -13,7 +13,7 @@
  * Anything else (too long, not a JWS, a bad signature, an ID that is not its key's) is refused
  * with a reason; nothing here throws on input from the network.
  */
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import {
   decodeBase64url,
   encodeBase64url,
@@ -38,15 +38,11 @@ export type SignedKind = (typeof KINDS)[number];
 const payloadSchema = z.object({
   v: z.literal(1),
   kind: z.enum(KINDS),
-  id: z.string().length(52),
-  key: z.string().length(87),
-  /** The gateway's URL (gateway and bye only). */
-  url: z
-    .string()
-    .max(200)
-    .refine((u) => /^https?:\/\/[^/?#\s]+$/.test(u), 'not an http(s) origin')
-    .optional(),
-  iat: z.number().int(),
+  id: z.string().check(z.length(52)),
+  key: z.string().check(z.length(87)),
+  /** The gateway's URL (gateway and bye only): an http(s) origin. */
+  url: z.optional(z.string().check(z.maxLength(200), z.regex(/^https?:\/\/[^/?#\s]+$/))),
+  iat: z.int(),
 });
 
 export type LanMessage =
@@ -91,7 +87,7 @@ export function parseLanDatagram(datagram: Uint8Array): Decoded {
   if (text === QUERY) return { ok: true, message: { kind: 'query' } };
   let payload: z.infer<typeof payloadSchema>;
   try {
-    const parsed = payloadSchema.safeParse(decodeJws(text, 'a LAN message').payload);
+    const parsed = z.safeParse(payloadSchema, decodeJws(text, 'a LAN message').payload);
     if (!parsed.success)
       return { ok: false, reason: `bad payload: ${parsed.error.issues[0]?.path.join('.')}` };
     payload = parsed.data;
@@ -118,7 +114,7 @@ export function parseLanDatagram(datagram: Uint8Array): Decoded {
 export async function verifyLanMessage(token: string): Promise<boolean> {
   try {
     const jws = decodeJws(token, 'a LAN message');
-    const payload = payloadSchema.parse(jws.payload);
+    const payload = z.parse(payloadSchema, jws.payload);
     const key = decodeBase64url(payload.key);
     if (!key) return false;
     if ((await nodeIdFromPublicKey(key)) !== payload.id.toLowerCase()) return false;

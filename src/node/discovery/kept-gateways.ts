@@ -5,7 +5,7 @@
  */
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import type { NodeId } from '../../core/identity/index.ts';
 import type { LocatedGateway } from '../../core/node/gateway-client.ts';
 
@@ -14,8 +14,14 @@ const MAX_KEPT = 16;
 
 const keptSchema = z.object({
   gateways: z
-    .array(z.object({ id: z.string().length(52), url: z.string().max(200), seenAt: z.number() }))
-    .max(MAX_KEPT),
+    .array(
+      z.object({
+        id: z.string().check(z.length(52)),
+        url: z.string().check(z.maxLength(200)),
+        seenAt: z.number(),
+      }),
+    )
+    .check(z.maxLength(MAX_KEPT)),
 });
 
 export interface KeptGateway extends LocatedGateway {
@@ -27,7 +33,8 @@ export interface KeptGateway extends LocatedGateway {
 /** The kept gateways, the last heard first; none if the file is missing or bad. */
 export async function loadLanGateways(dataDir: string): Promise<KeptGateway[]> {
   try {
-    const kept = keptSchema.safeParse(
+    const kept = z.safeParse(
+      keptSchema,
       JSON.parse(await readFile(join(dataDir, LAN_GATEWAYS_FILE), 'utf8')),
     );
     if (!kept.success) return [];

@@ -52,6 +52,7 @@ import {
 import { FEDERATION_PATH, Federation } from './federation/federation.ts';
 import { HttpFront } from './http-front.ts';
 import { countedFrom, gaugeFrom, latencyHistogram, MetricsRegistry } from './metrics.ts';
+import { PollTable } from './polls.ts';
 import { loadOrCreateVapidKeys, PushSender } from './push.ts';
 import { RtcEndpoint, resolveUdpPort } from './rtc-endpoint.ts';
 import type { GatewaySession } from './session.ts';
@@ -168,6 +169,7 @@ export class Gateway {
     private readonly metrics: MetricsRegistry,
     private readonly front: HttpFront,
     private readonly sessions: SessionTable,
+    private readonly polls: PollTable,
     private readonly signaling: Signaling,
     private readonly guard: RequestGuard,
     private readonly registry: Registry,
@@ -280,15 +282,36 @@ export class Gateway {
         },
         gone: (party) => {
           signaling.partyGone(party);
-          bus?.nodeGone(party.id);
+          // Calls forwarded here stay routed while the node still takes them by poll.
+          if (!polls.party(party.id)) bus?.nodeGone(party.id);
         },
         message: (session, party, msg) => gateway?.onCtl(session, party, msg),
         invalid: () => front.countRefused.inc({ reason: 'invalid-message' }),
       },
     });
+    const polls = new PollTable({
+      gatewayId: identity.id,
+      registry,
+      limits: config.limits,
+      logger,
+      registryError: (what, err) => sessions.registryError(what, err),
+      hasSession: (id) => sessions.has(id),
+      events: {
+        live: (party) => {
+          signaling.calleeConnected(party);
+          cluster?.nodeConnected(party.id);
+        },
+        gone: (party) => {
+          signaling.partyGone(party);
+          // A node that stopped polling because its session is back keeps its routes.
+          if (!sessions.has(party.id)) cluster?.nodeGone(party.id);
+        },
+      },
+    });
     const signaling = new Signaling(
       registry,
-      (id) => sessions.party(id),
+      // A session first; else a node that takes calls by long-poll here.
+      (id) => sessions.party(id) ?? polls.party(id),
       config.limits,
       (callee, payload) => gateway?.wakeByPush(callee, payload) ?? Promise.resolve('starting'),
       records,
@@ -316,6 +339,7 @@ export class Gateway {
         rtc,
         registry,
         sessions,
+        polls,
         signaling,
         cluster: bus,
         guard,
@@ -346,7 +370,7 @@ export class Gateway {
       },
     });
     await bus?.listen({
-      deliverLocal: (node, msg) => sessions.deliver(node, msg),
+      deliverLocal: (node, msg) => sessions.deliver(node, msg) || polls.deliver(node, msg),
       fromRemote: (party, msg) => signaling.handle(party, msg),
       remoteGone: (node, dialId) => signaling.remoteGone(node, dialId),
       remoteConnected: (party) => signaling.calleeConnected(party),
@@ -363,6 +387,7 @@ export class Gateway {
       metrics,
       front,
       sessions,
+      polls,
       signaling,
       guard,
       registry,
@@ -379,6 +404,7 @@ export class Gateway {
     try {
       listenedOn = await front.listen(config.listen);
     } catch (err) {
+      polls.close();
       sessions.close('gateway stopping');
       await relay.server?.close();
       await Promise.all(transit.map((t) => t.server.close()));
@@ -441,6 +467,8 @@ export class Gateway {
    */
   async stop(graceMs = 2000): Promise<void> {
     for (const t of this.timers) clearInterval(t);
+    // Open long-polls end first, so closing the front door need not wait for them.
+    this.polls.close();
     const front = this.front.close(graceMs);
     this.signaling.close();
     this.sessions.close('gateway stopping');
@@ -545,6 +573,23 @@ export class Gateway {
       'rtcmesh_sessions',
       'Nodes with a live session on this gateway.',
       () => this.sessions.openCount,
+    );
+    gauge(
+      'rtcmesh_polling_nodes',
+      'Nodes taking calls by long-poll (GET /v1/dials) on this gateway.',
+      () => this.polls.size,
+    );
+    countedFrom(
+      m,
+      'rtcmesh_polls_total',
+      'Long-polls for incoming calls (GET /v1/dials) taken.',
+      () => this.polls.stats.polls,
+    );
+    countedFrom(
+      m,
+      'rtcmesh_poll_dials_total',
+      'Calls handed to polling nodes.',
+      () => this.polls.stats.dialsHanded,
     );
     gauge(
       'rtcmesh_registrations',

@@ -54,6 +54,12 @@ export interface GatewayLimits {
   maxConnectionsPerIp: number;
   /** How long a client may take to send a whole request (headers and body). */
   requestTimeoutMs: number;
+  /** Nodes taking calls by long-poll (GET /v1/dials), in all: one entry per node. */
+  maxPolls: number;
+  /** Open long-polls from one client address (one per node; a node's new poll replaces its old). */
+  maxPollsPerIp: number;
+  /** The longest a long-poll waits (a node's `wait` is capped to it). */
+  maxPollWaitMs: number;
 }
 
 export const DEFAULT_LIMITS: GatewayLimits = {
@@ -79,4 +85,7 @@ export const DEFAULT_LIMITS: GatewayLimits = {
   maxConnections: 10_000,
   maxConnectionsPerIp: 256,
   requestTimeoutMs: 20_000,
+  maxPolls: 10_000,
+  maxPollsPerIp: 64,
+  maxPollWaitMs: 30_000,
 };

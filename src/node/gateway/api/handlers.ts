@@ -17,6 +17,7 @@ import { type Registry, registrationOf } from '../../registry/index.ts';
 import type { ClusterBus } from '../cluster.ts';
 import type { GatewayConfig } from '../config.ts';
 import { HttpError } from '../http.ts';
+import type { PollTable } from '../polls.ts';
 import { pushEndpointProblem } from '../push.ts';
 import type { RtcEndpoint } from '../rtc-endpoint.ts';
 import type { SessionTable } from '../sessions.ts';
@@ -33,6 +34,7 @@ export interface HandlerDeps {
   rtc: RtcEndpoint;
   registry: Registry;
   sessions: SessionTable;
+  polls: PollTable;
   signaling: Signaling;
   cluster: ClusterBus | undefined;
   guard: RequestGuard;
@@ -144,7 +146,12 @@ export function apiHandlers(d: HandlerDeps): ApiHandlers {
           push: body.push,
         }),
       );
-      return { id: caller.id, push: body.push !== null, expiresAt };
+      return {
+        id: caller.id,
+        push: body.push !== null,
+        expiresAt,
+        iceServers: d.iceServersFor(caller.id),
+      };
     },
 
     /** For nodes without a session: waits for the answer (bounded by the dial timeout). */
@@ -172,6 +179,20 @@ export function apiHandlers(d: HandlerDeps): ApiHandlers {
       return { dialId, answer: outcome.answer, record: outcome.record };
     },
 
+    /** HTTPS-only accept: the calls for a node without a session, by long-poll. */
+    pollDials: async ({ req, res, caller }: ApiCall<'pollDials'>) => {
+      const waitMs = pollWaitOf(req.url, d.config.limits.maxPollWaitMs);
+      if (!(await d.registry.get(caller.id)))
+        throw new HttpError(
+          404,
+          'not-registered',
+          `node ${caller.id} is not registered: POST /v1/register first, so callers can find it`,
+        );
+      const closed = new AbortController();
+      res.once('close', () => closed.abort());
+      return d.polls.poll(caller.id, d.guard.clientKey(req), waitMs, closed.signal);
+    },
+
     pendingDial: async ({ caller, id }: ApiCall<'pendingDial'>) => {
       const value = await settle(caller.id, id, { action: 'get' });
       if (!value) throw new HttpError(404, 'not-found', `no call ${id} is waiting for you`);
@@ -189,4 +210,22 @@ export function apiHandlers(d: HandlerDeps): ApiHandlers {
       return { dialId: id, rejected: true as const };
     },
   };
+}
+
+/** Default wait of a long-poll that names none. */
+const DEFAULT_POLL_WAIT_MS = 25_000;
+
+/** The `wait` of GET /v1/dials?wait=25s (a duration: 25s, 500ms, or seconds), capped. */
+function pollWaitOf(url: string | undefined, maxMs: number): number {
+  const text = new URL(url ?? '/', 'http://gateway').searchParams.get('wait');
+  if (text === null) return Math.min(DEFAULT_POLL_WAIT_MS, maxMs);
+  const m = /^(\d{1,6})(ms|s)?$/.exec(text);
+  if (!m)
+    throw new HttpError(
+      400,
+      'bad-wait',
+      `wait must be a duration such as 25s or 500ms, not "${text.slice(0, 32)}"`,
+    );
+  const ms = Number(m[1]) * (m[2] === 'ms' ? 1 : 1000);
+  return Math.min(ms, maxMs);
 }

@@ -35,6 +35,7 @@ const RATE: Record<ApiName, RateClass | undefined> = {
   connect: 'connect',
   register: 'connect',
   dial: 'dial',
+  pollDials: 'dial',
   pendingDial: 'dial',
   answerDial: 'dial',
   rejectDial: 'dial',
