@@ -90,7 +90,11 @@ export class FrontDoor {
       if (!this.admit(raw, 'tls')) raw.destroy();
     });
     server.on('secureConnection', (socket: TLSSocket) => this.route(socket, 'tls'));
-    server.on('tlsClientError', () => this.countConnection.inc({ port: 'tls', kind: 'bad' }));
+    // A failed or timed-out handshake: Node leaves the connection open for whoever listens.
+    server.on('tlsClientError', (_err, socket) => {
+      this.countConnection.inc({ port: 'tls', kind: 'bad' });
+      socket.destroy();
+    });
     certificates.onChange((pair) => server.setSecureContext({ cert: pair.cert, key: pair.key }));
     this.tlsServer = server;
     return listenOn(server, at);
@@ -140,14 +144,17 @@ export class FrontDoor {
       turn.acceptStream(socket, transport);
       return;
     }
-    socket.setTimeout(this.firstByteMs, () => socket.destroy());
+    const silent = () => socket.destroy();
+    socket.setTimeout(this.firstByteMs, silent);
     socket.once('readable', () => {
       const chunk: Buffer | null = socket.read();
       if (!chunk) {
         socket.destroy();
         return;
       }
+      // Whoever takes the connection sets its own timeouts: this listener must not outlive it.
       socket.setTimeout(0);
+      socket.off('timeout', silent);
       socket.unshift(chunk);
       if (turn && (chunk[0] ?? 0xff) <= 0x03) {
         this.countConnection.inc({ port, kind: 'turn' });
