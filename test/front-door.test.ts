@@ -100,15 +100,18 @@ const uclient = (args: string[], port: number) =>
     undefined,
   );
 
+/** TLS to the front door from a loopback source address (Node passes it on to the TCP socket). */
+const tlsTo = (localAddress: string): ConnectionOptions & { localAddress: string } => ({
+  host: '127.0.0.1',
+  port: tlsPort,
+  localAddress,
+  rejectUnauthorized: false,
+});
+
 /** GET /healthz over TLS from `localAddress`: the status, or the error. */
 function healthz(localAddress = '127.0.0.1'): Promise<number | string> {
   return new Promise((resolve) => {
-    const socket = tlsConnect({
-      host: '127.0.0.1',
-      port: tlsPort,
-      localAddress,
-      rejectUnauthorized: false,
-    });
+    const socket = tlsConnect(tlsTo(localAddress));
     let text = '';
     socket.setTimeout(30_000, () => socket.destroy(new Error('timeout')));
     socket.on('secureConnect', () =>
