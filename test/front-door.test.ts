@@ -11,7 +11,7 @@ import { copyFileSync, mkdtempSync, readFileSync, renameSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GatewayProcess, startGateway } from '../e2e/support/gateway-process.ts';
 import { resolveUdpPort } from '../src/node/gateway/rtc-endpoint.ts';
@@ -139,10 +139,7 @@ function serialOf(socket: TLSSocket): string {
 
 function openTls(localAddress = '127.0.0.1'): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
-    const socket = tlsConnect(
-      { host: '127.0.0.1', port: tlsPort, localAddress, rejectUnauthorized: false },
-      () => resolve(socket),
-    );
+    const socket = tlsConnect(tlsTo(localAddress), () => resolve(socket));
     socket.once('error', reject);
   });
 }
@@ -265,7 +262,7 @@ describe('bad input on the front door', () => {
   it('one byte a second (slowloris) is cut off; a silent connection too', async () => {
     const slow = await openTls();
     const silent = await openTls();
-    const request = Buffer.from('GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ' + 'a'.repeat(200));
+    const request = Buffer.from(`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ${'a'.repeat(200)}`);
     let i = 0;
     const timer = setInterval(() => {
       if (!slow.destroyed && i < request.length) slow.write(request.subarray(i, ++i));
