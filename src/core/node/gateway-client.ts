@@ -58,6 +58,12 @@ const PROBE_TIMEOUT_MS = 5000;
 export class GatewayClient {
   status: GatewayStatus = 'offline';
   iceServers: IceServer[] = [];
+  /**
+   * The gateway's TURN servers, from the last connect answer, once an association made without
+   * them did not open although the answer came (a network that blocks UDP but lets HTTPS out):
+   * the next ones reach the gateway's WebRTC endpoint through its relay, over TCP or TLS.
+   */
+  private sessionRelays: IceServer[] = [];
   gatewayId: string | null = null;
   /**
    * The gateway in use: the one given, or in cluster mode another of its cluster (learned
@@ -130,8 +136,9 @@ export class GatewayClient {
       this.status === 'offline' || this.status === 'connecting' ? 'connecting' : 'reconnecting',
       'connecting',
     );
+    let relays: IceServer[] | undefined;
     try {
-      const pc = this.options.rtc.createPeerConnection({ iceServers: [] });
+      const pc = this.options.rtc.createPeerConnection({ iceServers: this.sessionRelays });
       this.pc = pc;
       const ctl = pc.createDataChannel('ctl', { negotiated: true, id: 0 });
       this.ctl = ctl;
@@ -153,11 +160,14 @@ export class GatewayClient {
       await verifyNodeRecord(response.record, {
         fingerprintsInUse: fingerprintsInSdp(response.answer),
       });
+      relays = relayServers(response.iceServers);
       await pc.setRemoteDescription({ type: 'answer', sdp: response.answer });
       await channelOpen(ctl, OPEN_TIMEOUT_MS);
       if (generation !== this.generation) return pc.close();
       this.gatewayId = response.gateway;
       this.iceServers = response.iceServers;
+      // Relayed it opened: keep relaying, with the fresh credentials; direct: no relay next time.
+      this.sessionRelays = this.sessionRelays.length > 0 ? relays : [];
       ctl.addEventListener('message', (ev) => this.receive(ev.data));
       ctl.addEventListener('close', () => this.lost('the gateway closed the session'));
       pc.addEventListener('connectionstatechange', () => {
@@ -171,6 +181,8 @@ export class GatewayClient {
       void this.learnGateways(generation);
     } catch (err) {
       if (generation !== this.generation) return;
+      // The answer came but the association did not open: UDP may be blocked.
+      if (relays) this.sessionRelays = relays;
       const reason = err instanceof Error ? err.message : String(err);
       this.lost(
         err instanceof GatewayHttpError
@@ -284,4 +296,12 @@ export class GatewayClient {
     this.status = status;
     if (changed || status === 'reconnecting') this.options.onStatus(status, detail);
   }
+}
+
+/** The TURN entries of a gateway's ICE servers (no STUN: the gateway is reachable directly). */
+function relayServers(servers: readonly IceServer[]): IceServer[] {
+  return servers.flatMap((s) => {
+    const urls = (Array.isArray(s.urls) ? s.urls : [s.urls]).filter((u) => /^turns?:/.test(u));
+    return urls.length > 0 ? [{ ...s, urls }] : [];
+  });
 }
