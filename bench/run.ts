@@ -10,11 +10,12 @@ import { launch } from './browser.ts';
 import { peerjsDials, rawDials, rtcmeshDials } from './dial-latency.ts';
 import { pushWakeDials } from './push-wake.ts';
 import { relayBench } from './relay.ts';
+import { relayTlsBench } from './relay-tls.ts';
 import { cliToCli, pageToPage } from './throughput.ts';
 
 const DIALS = Number(process.env.BENCH_DIALS ?? 30);
 /** Run only some sections: BENCH_ONLY=dial,throughput */
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'dial,throughput,relay,push').split(','));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'dial,throughput,relay,relay-tls,push').split(','));
 /** Push-woken dials each open B's app again: fewer of them. */
 const PUSH_DIALS = Number(process.env.BENCH_PUSH_DIALS ?? 10);
 
@@ -104,6 +105,28 @@ try {
     ].join('\n');
     console.log(`\n${table}\n`);
     record('relay', table);
+  }
+  if (ONLY.has('relay-tls')) {
+    console.log(
+      'relay-tls: 64 MiB between two relay-only pages over TURN/TLS, gateway vs coturn, and vs UDP',
+    );
+    const [coturnTls, oursTls, oursUdp] = await relayTlsBench();
+    const rows = [coturnTls, oursTls, oursUdp]
+      .filter((r) => r !== undefined)
+      .map((r) => `| ${r.name} | ${r.mbPerS.toFixed(1)} MB/s | ${fmt(r.connectMs)} |`);
+    const table = [
+      `TURN over TLS (\`npm run bench\`, 64 MiB relay-only page to page, best of 2; offer to open channel, best of 2; ${new Date().toISOString().slice(0, 10)}):`,
+      '',
+      '| relay | relayed throughput | offer → open |',
+      '|---|---|---|',
+      ...rows,
+      '',
+      coturnTls && oursTls && oursUdp
+        ? `gateway TLS / coturn TLS: ${(oursTls.mbPerS / coturnTls.mbPerS).toFixed(2)} (target ≥ 1.0); gateway TLS / gateway UDP: ${(oursTls.mbPerS / oursUdp.mbPerS).toFixed(2)}; time to open, TLS / UDP: ${(oursTls.connectMs / oursUdp.connectMs).toFixed(2)}.`
+        : '',
+    ].join('\n');
+    console.log(`\n${table}\n`);
+    record('relay-tls', table);
   }
   if (ONLY.has('push')) {
     console.log(

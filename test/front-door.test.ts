@@ -58,7 +58,7 @@ beforeAll(async () => {
       'maxConnectionsPerIp=50',
     ],
   });
-  const ports = /tcp port (\d+), tls port (\d+)/.exec(gateway.output());
+  const ports = /TURN over tcp port (\d+), over tls port (\d+)/.exec(gateway.output());
   plainPort = Number(ports?.[1]);
   tlsPort = Number(ports?.[2]);
   secret = readFileSync(join(gateway.dataDir, 'turn-secret'), 'utf8').trim();

@@ -220,8 +220,12 @@ async function runGateway(args: string[]): Promise<void> {
   process.on('unhandledRejection', (err) => gateway.fault('unhandled-rejection', err));
   process.on('uncaughtException', (err) => gateway.fault('uncaught-exception', err));
   const turn = gateway.turnAddress
-    ? `, TURN on udp ${gateway.turnAddress}, tcp port ${gateway.plainPort}${gateway.tlsPort !== undefined ? `, tls port ${gateway.tlsPort}` : ''}`
+    ? `, TURN on udp ${gateway.turnAddress}`
     : `, TURN at ${config.turn.url}`;
+  // TURN over TCP on the plain HTTP port, over TLS on the TLS port (the front door).
+  const streams = gateway.turnAddress
+    ? `, TURN over tcp port ${gateway.plainPort}${gateway.tlsPort !== undefined ? `, over tls port ${gateway.tlsPort}` : ''}`
+    : '';
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -236,7 +240,7 @@ async function runGateway(args: string[]): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   console.log(
-    `rtcmesh gateway ${gateway.identity.id} listening on ${gateway.publicUrl}, WebRTC on udp ${config.publicIp ?? config.udp.host}:${gateway.udpPort}${turn} (data in ${config.dataDir})${config.redis ? `, in the cluster on ${redactUrl(config.redis.url)}` : ''}`,
+    `rtcmesh gateway ${gateway.identity.id} listening on ${gateway.publicUrl}, WebRTC on udp ${config.publicIp ?? config.udp.host}:${gateway.udpPort}${turn} (data in ${config.dataDir})${streams}${config.redis ? `, in the cluster on ${redactUrl(config.redis.url)}` : ''}`,
   );
 }
 
