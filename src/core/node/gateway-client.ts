@@ -48,6 +48,8 @@ const PING_EVERY_MS = 5000;
 /** No word from the gateway for this long: the session is dead. */
 const SILENCE_MS = 15_000;
 const OPEN_TIMEOUT_MS = 10_000;
+/** Through the relay over TCP/TLS: allocations and checks take more round trips. */
+const RELAYED_OPEN_TIMEOUT_MS = 30_000;
 /**
  * A ping unanswered this long makes the node ask the gateway over HTTP whether it still
  * lives, so a gateway that died is noticed in seconds rather than after SILENCE_MS.
@@ -162,7 +164,10 @@ export class GatewayClient {
       });
       relays = relayServers(response.iceServers);
       await pc.setRemoteDescription({ type: 'answer', sdp: response.answer });
-      await channelOpen(ctl, OPEN_TIMEOUT_MS);
+      await channelOpen(
+        ctl,
+        this.sessionRelays.length > 0 ? RELAYED_OPEN_TIMEOUT_MS : OPEN_TIMEOUT_MS,
+      );
       if (generation !== this.generation) return pc.close();
       this.gatewayId = response.gateway;
       this.iceServers = response.iceServers;
