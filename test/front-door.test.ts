@@ -170,9 +170,28 @@ describe('TURN over TCP and TLS with coturn’s client', () => {
     expectAllEchoed(await uclient(['-t', '-c', '-m', '4', '-n', '10'], plainPort), 40);
   }, 120_000);
 
-  it('turnutils_uclient -S (TLS, the TLS port): Send indications and channels, no loss', async () => {
-    expectAllEchoed(await uclient(['-t', '-S', '-s', '-c', '-m', '4', '-n', '10'], tlsPort), 40);
-    expectAllEchoed(await uclient(['-t', '-S', '-c', '-m', '4', '-n', '10'], tlsPort), 40);
+  it('turnutils_uclient -S (TLS, the TLS port): Send indications and channels, nothing lost by the relay', async () => {
+    // uclient's own TLS reader misses echoes on a loaded machine against coturn's TLS listener
+    // too (DESIGN §7), so the relay is judged by its own books: every byte the clients sent
+    // reached the peer, and every byte the peer echoed went back on the TLS connections.
+    const tlsBytes = async () =>
+      Number(
+        /rtcmesh_turn_transport_relayed_bytes_total\{transport="tls"\} (\d+)/.exec(
+          await fetchMetrics(),
+        )?.[1] ?? Number.NaN,
+      );
+    for (const mode of [['-s'], []]) {
+      const before = await tlsBytes();
+      const result = await uclient(['-t', '-S', ...mode, '-c', '-m', '4', '-n', '10'], tlsPort);
+      expect(result.code, result.output).toBe(0);
+      const totals = [...result.output.matchAll(/tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\n/g)].at(
+        -1,
+      );
+      expect(Number(totals?.[1]), result.output).toBe(40);
+      expect(Number(totals?.[2]), result.output).toBeGreaterThan(0);
+      // 40 messages of 100 bytes to the peer, and their 40 echoes back.
+      expect((await tlsBytes()) - before, result.output).toBe(2 * 40 * 100);
+    }
     const metrics = await fetchMetrics();
     expect(metrics).toMatch(/rtcmesh_turn_transport_relayed_bytes_total\{transport="tls"\} [1-9]/);
     expect(metrics).toMatch(/rtcmesh_turn_transport_relayed_bytes_total\{transport="tcp"\} [1-9]/);
