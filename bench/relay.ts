@@ -19,7 +19,7 @@ export interface RelayFigures {
   allocationsPerS: number;
 }
 
-interface Relay {
+export interface Relay {
   port: number;
   secret: string;
 }
@@ -33,7 +33,7 @@ function udpRcvbufErrors(): number {
   return Number(values[names.indexOf('RcvbufErrors')] ?? 0);
 }
 
-async function freeUdpPort(): Promise<number> {
+export async function freeUdpPort(): Promise<number> {
   const s = createSocket('udp4');
   await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
   const port = s.address().port;
@@ -41,7 +41,7 @@ async function freeUdpPort(): Promise<number> {
   return port;
 }
 
-function credentials(relay: Relay, user: string) {
+export function credentials(relay: Relay, user: string) {
   const username = `${Math.floor(Date.now() / 1000) + 3600}:${user}`;
   return {
     username,
@@ -55,6 +55,19 @@ async function relayedThroughput(a: Page, b: Page, relay: Relay): Promise<number
   const iceServers = [
     { urls: `turn:127.0.0.1:${relay.port}?transport=udp`, ...credentials(relay, 'bench') },
   ];
+  return (await relayedTransfer(a, b, iceServers)).mbPerS;
+}
+
+/**
+ * 64 MiB from page a to page b over relay-only ICE with these servers: throughput, and the
+ * time from the first offer to the bulk channel open (gathering, allocations, checks, DTLS).
+ */
+export async function relayedTransfer(
+  a: Page,
+  b: Page,
+  iceServers: { urls: string; username: string; credential: string }[],
+): Promise<{ mbPerS: number; connectMs: number }> {
+  const began = Date.now();
   const gathered = async (page: Page, offer?: RTCSessionDescriptionInit) =>
     page.evaluate(
       async ({ iceServers, offer, total }) => {
@@ -87,12 +100,13 @@ async function relayedThroughput(a: Page, b: Page, relay: Relay): Promise<number
     );
   const offer = await gathered(a);
   const answer = await gathered(b, offer);
-  const start = await a.evaluate(
+  const { start, open } = await a.evaluate(
     async ({ answer, total }) => {
       const pc = (window as RelayWindow).pc as RTCPeerConnection;
       const dc = pc.createDataChannel('bulk');
       await pc.setRemoteDescription(answer);
       await new Promise((r) => dc.addEventListener('open', r, { once: true }));
+      const open = Date.now();
       dc.bufferedAmountLowThreshold = 256 * 1024;
       const chunk = new Uint8Array(64 * 1024 - 1).fill(7);
       const t0 = Date.now();
@@ -101,12 +115,12 @@ async function relayedThroughput(a: Page, b: Page, relay: Relay): Promise<number
           await new Promise((r) => dc.addEventListener('bufferedamountlow', r, { once: true }));
         dc.send(sent + chunk.length > total ? chunk.subarray(0, total - sent) : chunk);
       }
-      return t0;
+      return { start: t0, open };
     },
     { answer, total: BYTES },
   );
   const end = await b.evaluate(() => (window as RelayWindow).received as Promise<number>);
-  return BYTES / 1e6 / ((end - start) / 1000);
+  return { mbPerS: BYTES / 1e6 / ((end - start) / 1000), connectMs: open - began };
 }
 
 /** Allocations per second: N turnutils_uclient clients, each allocating once (-c, -y pairs). */
@@ -147,7 +161,11 @@ async function allocationRate(relay: Relay, clients: number): Promise<number> {
   return clients / ((Date.now() - start) / 1000);
 }
 
-async function startCoturn(): Promise<{ relay: Relay; process: ChildProcess }> {
+export async function startCoturn(tls?: {
+  port: number;
+  cert: string;
+  key: string;
+}): Promise<{ relay: Relay; process: ChildProcess }> {
   const port = await freeUdpPort();
   const secret = randomBytes(16).toString('hex');
   const child = spawn(
@@ -161,7 +179,9 @@ async function startCoturn(): Promise<{ relay: Relay; process: ChildProcess }> {
       `--static-auth-secret=${secret}`,
       '--realm=rtcmesh',
       '--no-tcp',
-      '--no-tls',
+      ...(tls
+        ? [`--tls-listening-port=${tls.port}`, `--cert=${tls.cert}`, `--pkey=${tls.key}`]
+        : ['--no-tls']),
       '--no-dtls',
       '--no-cli',
       '--allow-loopback-peers',

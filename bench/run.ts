@@ -14,6 +14,7 @@ import { crossDials, crossRawDials, crossThroughput, FirefoxProcess } from './fi
 import { lanBench } from './lan.ts';
 import { pushWakeDials } from './push-wake.ts';
 import { relayBench } from './relay.ts';
+import { relayTlsBench } from './relay-tls.ts';
 import { nodeReliability, pageReliability } from './reliability.ts';
 import { servicesBench } from './services.ts';
 import { cliToCli, pageToPage } from './throughput.ts';
@@ -22,7 +23,8 @@ const DIALS = Number(process.env.BENCH_DIALS ?? 30);
 /** Run only some sections: BENCH_ONLY=dial,throughput */
 const ONLY = new Set(
   (
-    process.env.BENCH_ONLY ?? 'size,dial,reliability,throughput,firefox,relay,push,services,lan'
+    process.env.BENCH_ONLY ??
+    'size,dial,reliability,throughput,firefox,relay,relay-tls,push,services,lan'
   ).split(','),
 );
 /** Dials in a row for the reliability section (each side: pages, Node nodes). */
@@ -228,6 +230,28 @@ try {
     ].join('\n');
     console.log(`\n${table}\n`);
     record('relay', table);
+  }
+  if (ONLY.has('relay-tls')) {
+    console.log(
+      'relay-tls: 64 MiB between two relay-only pages over TURN/TLS, gateway vs coturn, and vs UDP',
+    );
+    const [coturnTls, oursTls, oursUdp] = await relayTlsBench();
+    const rows = [coturnTls, oursTls, oursUdp]
+      .filter((r) => r !== undefined)
+      .map((r) => `| ${r.name} | ${r.mbPerS.toFixed(1)} MB/s | ${fmt(r.connectMs)} |`);
+    const table = [
+      `TURN over TLS (\`npm run bench\`, 64 MiB relay-only page to page, best of 2; offer to open channel, best of 2; ${new Date().toISOString().slice(0, 10)}):`,
+      '',
+      '| relay | relayed throughput | offer → open |',
+      '|---|---|---|',
+      ...rows,
+      '',
+      coturnTls && oursTls && oursUdp
+        ? `gateway TLS / coturn TLS: ${(oursTls.mbPerS / coturnTls.mbPerS).toFixed(2)} (target ≥ 1.0); gateway TLS / gateway UDP: ${(oursTls.mbPerS / oursUdp.mbPerS).toFixed(2)}; time to open, TLS / UDP: ${(oursTls.connectMs / oursUdp.connectMs).toFixed(2)}.`
+        : '',
+    ].join('\n');
+    console.log(`\n${table}\n`);
+    record('relay-tls', table);
   }
   if (ONLY.has('push')) {
     console.log(

@@ -41,6 +41,11 @@ export const PREREQUISITES = [
     why: 'coturn’s STUN/TURN clients are the independent ones of the conformance tests',
   },
   {
+    command: 'pebble',
+    debianPackage: 'pebble',
+    why: 'the ACME tests’ certificate authority (pebble, and pebble-challtestsrv as its DNS)',
+  },
+  {
     command: 'nft',
     debianPackage: 'nftables',
     why: 'the NAT tests’ routers, and the conformance tests’ packet counters',

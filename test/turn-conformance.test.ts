@@ -123,6 +123,8 @@ describe('coturn clients against the gateway', () => {
       expect(server?.urls).toEqual([
         `stun:127.0.0.1:${legacy.turnPort}`,
         `turn:127.0.0.1:${legacy.turnPort}?transport=udp`,
+        // TURN over TCP on the gateway's HTTP port (the front door tells them apart).
+        `turn:127.0.0.1:${new URL(legacy.url).port}?transport=tcp`,
       ]);
       const [expiry, user] = server?.username.split(':') ?? [];
       expect(user).toBe(id);

@@ -41,7 +41,11 @@ let server: TurnServer;
 const opened: { close(): void }[] = [];
 
 async function startServer(
-  options: { allowPrivatePeers?: boolean; limits?: Partial<TurnLimits> } = {},
+  options: {
+    allowPrivatePeers?: boolean;
+    limits?: Partial<TurnLimits>;
+    ownEndpoints?: { address: string; port: number }[];
+  } = {},
 ): Promise<TurnServer> {
   return TurnServer.start({
     listen: { host: '127.0.0.1', port: 0 },
@@ -49,6 +53,7 @@ async function startServer(
     secret: SECRET,
     allowPrivatePeers: options.allowPrivatePeers ?? true,
     ...(options.limits ? { limits: options.limits } : {}),
+    ...(options.ownEndpoints ? { ownEndpoints: options.ownEndpoints } : {}),
     now: () => clock,
   });
 }
@@ -413,6 +418,33 @@ describe('permissions and relaying (RFC 8656 §9–11)', () => {
       }
       // Public addresses are fine (nothing is sent to them here).
       expect(codeOf(await permit(c, 1000, '192.0.2.1'))).toBe(0);
+    } finally {
+      await strict.close();
+    }
+  });
+});
+
+describe("the gateway's own WebRTC endpoint (a UDP-blocked browser's way to its gateway)", () => {
+  it('is relayed to on a private address; other ports of that host and other private peers are not', async () => {
+    const endpoint = await peer();
+    const otherPort = await peer();
+    const strict = await startServer({
+      allowPrivatePeers: false,
+      ownEndpoints: [{ address: '127.0.0.1', port: endpoint.port }],
+    });
+    try {
+      const c = await client('node-a', strict);
+      await allocate(c);
+      expect(codeOf(await permit(c, endpoint.port))).toBe(0);
+      expect(codeOf(await bind(c, 0x4000, endpoint.port))).toBe(0);
+      expect(codeOf(await bind(c, 0x4001, otherPort.port))).toBe(403);
+      expect(codeOf(await permit(c, 1000, '10.1.2.3'))).toBe(403);
+      sendIndication(c, endpoint.port, text('to the gateway'));
+      expect(new TextDecoder().decode((await endpoint.next(5000))?.bytes)).toBe('to the gateway');
+      // The permission is for the IP; the port is checked on every datagram.
+      sendIndication(c, otherPort.port, text('elsewhere'));
+      expect(await otherPort.next(300)).toBeUndefined();
+      expect(strict.stats.dropped['no-permission']).toBe(1);
     } finally {
       await strict.close();
     }

@@ -21,10 +21,13 @@ import {
   ConfigError,
   DEFAULT_DATA_DIR,
   DEFAULT_LISTEN,
+  DEFAULT_TLS_LISTEN,
+  DEFAULT_TLS_PLAIN_LISTEN,
   DEFAULT_UDP_PORT,
   defaultConfig,
   type GatewayConfig,
   isWildcard,
+  parseDomain,
   parseDuration,
   parseIpAddress,
   parseListen,
@@ -35,6 +38,7 @@ import {
 } from './gateway/config.ts';
 import { parsePeerUrl } from './gateway/federation/federation.ts';
 import { Gateway } from './gateway/gateway.ts';
+import { LETS_ENCRYPT_DIRECTORY } from './gateway/tls/acme.ts';
 import { loadOrCreateIdentity } from './identity-store.ts';
 import { createLogger, isLogLevel, LOG_LEVELS } from './log.ts';
 import { DEFAULT_PRESENCE_TTL_MS, DEFAULT_REDIS_PREFIX } from './registry/index.ts';
@@ -74,7 +78,15 @@ const NODE_OPTIONS = `Node options (flag, environment variable, default):
 `;
 
 const GATEWAY_OPTIONS = `Gateway options (flag, environment variable, default):
-  --listen HOST:PORT   RTCMESH_LISTEN       ${DEFAULT_LISTEN}
+  --listen HOST:PORT   RTCMESH_LISTEN       ${DEFAULT_LISTEN}; with TLS ${DEFAULT_TLS_PLAIN_LISTEN}  (plain HTTP and
+                                            TURN over TCP; with TLS: ACME challenges, redirect to https)
+  --tls-listen H:P     RTCMESH_TLS_LISTEN   ${DEFAULT_TLS_LISTEN}  (with TLS: HTTPS and TURN over TLS, one port)
+  --tls-cert FILE      RTCMESH_TLS_CERT     none: PEM certificate (chain) for the TLS port, re-read
+  --tls-key FILE       RTCMESH_TLS_KEY      none: its PEM key        when either file changes
+  --domain NAME        RTCMESH_DOMAIN       none: get a certificate for NAME from an ACME CA (http-01 on
+                                            the plain port), keep it in the data directory, renew it
+  --acme-email ADDR    RTCMESH_ACME_EMAIL   none: the ACME account's contact (needed with --domain)
+  --acme-directory URL RTCMESH_ACME_DIRECTORY  Let's Encrypt  (another ACME CA's directory URL)
   --data DIR           RTCMESH_DATA         ${DEFAULT_DATA_DIR}
   --public-url URL     RTCMESH_PUBLIC_URL   http://<listen address>
   --pwa-dir DIR        RTCMESH_PWA_DIR      the PWA built beside this program (dist/pwa)
@@ -211,6 +223,12 @@ async function runGateway(args: string[]): Promise<void> {
     args,
     options: {
       listen: { type: 'string' },
+      'tls-listen': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      domain: { type: 'string' },
+      'acme-email': { type: 'string' },
+      'acme-directory': { type: 'string' },
       data: { type: 'string' },
       'public-url': { type: 'string' },
       'pwa-dir': { type: 'string' },
@@ -243,8 +261,10 @@ async function runGateway(args: string[]): Promise<void> {
   });
   const env = process.env;
   const config = defaultConfig();
+  readTlsOptions(config, values, env);
   const listen = values.listen ?? env.RTCMESH_LISTEN;
   if (listen) config.listen = parseListen(listen);
+  else if (config.tls) config.listen = parseListen(DEFAULT_TLS_PLAIN_LISTEN);
   config.dataDir = values.data ?? env.RTCMESH_DATA ?? config.dataDir;
   const publicUrl = values['public-url'] ?? env.RTCMESH_PUBLIC_URL;
   if (publicUrl) config.publicUrl = parsePublicUrl(publicUrl);
@@ -329,6 +349,10 @@ async function runGateway(args: string[]): Promise<void> {
         console.error(`rtcmesh: cannot federate with ${id} at ${url}: ${String(err)}`);
       }
     });
+  // TURN over TCP on the plain HTTP port, over TLS on the TLS port (the front door).
+  const streams = gateway.turnAddress
+    ? `, TURN over tcp port ${gateway.plainPort}${gateway.tlsPort !== undefined ? `, over tls port ${gateway.tlsPort}` : ''}`
+    : '';
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -346,8 +370,51 @@ async function runGateway(args: string[]): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   console.log(
-    `rtcmesh gateway ${gateway.identity.id} listening on ${gateway.publicUrl}, WebRTC on udp ${config.publicIp ?? config.udp.host}:${gateway.udpPort}${turn} (data in ${config.dataDir})${config.redis ? `, in the cluster on ${redactUrl(config.redis.url)}` : ''}${lan ? ', announced on the LAN' : ''}`,
+    `rtcmesh gateway ${gateway.identity.id} listening on ${gateway.publicUrl}, WebRTC on udp ${config.publicIp ?? config.udp.host}:${gateway.udpPort}${turn} (data in ${config.dataDir})${streams}${config.redis ? `, in the cluster on ${redactUrl(config.redis.url)}` : ''}${lan ? ', announced on the LAN' : ''}`,
   );
+}
+
+function readTlsOptions(
+  config: GatewayConfig,
+  values: Record<string, string | boolean | string[] | undefined>,
+  env: NodeJS.ProcessEnv,
+): void {
+  const text = (flag: string, variable: string): string | undefined => {
+    const v = values[flag];
+    return typeof v === 'string' ? v : env[variable] || undefined;
+  };
+  const certFile = text('tls-cert', 'RTCMESH_TLS_CERT');
+  const keyFile = text('tls-key', 'RTCMESH_TLS_KEY');
+  const domain = text('domain', 'RTCMESH_DOMAIN');
+  const email = text('acme-email', 'RTCMESH_ACME_EMAIL');
+  const directory = text('acme-directory', 'RTCMESH_ACME_DIRECTORY');
+  const tlsListen = text('tls-listen', 'RTCMESH_TLS_LISTEN');
+  if (!certFile && !keyFile && !domain) {
+    if (email || directory || tlsListen)
+      throw new ConfigError(
+        '--acme-email, --acme-directory and --tls-listen need --domain or --tls-cert/--tls-key',
+      );
+    return;
+  }
+  if ((certFile || keyFile) && domain)
+    throw new ConfigError('use --tls-cert/--tls-key or --domain (ACME), not both');
+  if (!domain && (!certFile || !keyFile))
+    throw new ConfigError('--tls-cert and --tls-key go together');
+  if (domain && !email)
+    throw new ConfigError('--domain needs --acme-email (the ACME account contact)');
+  let directoryUrl = LETS_ENCRYPT_DIRECTORY;
+  if (directory) {
+    try {
+      directoryUrl = new URL(directory).href;
+    } catch {
+      throw new ConfigError(`--acme-directory must be a URL, not "${directory}"`);
+    }
+  }
+  config.tls = {
+    listen: parseListen(tlsListen ?? DEFAULT_TLS_LISTEN, '--tls-listen'),
+    files: certFile && keyFile ? { certFile, keyFile } : undefined,
+    acme: domain && email ? { domain: parseDomain(domain), email, directoryUrl } : undefined,
+  };
 }
 
 function readTurnOptions(

@@ -88,6 +88,8 @@ const PING_EVERY_MS = 5000;
 /** No word from the gateway for this long: the session is dead. */
 const SILENCE_MS = 15_000;
 const OPEN_TIMEOUT_MS = 10_000;
+/** Through the relay over TCP/TLS: allocations and checks take more round trips. */
+const RELAYED_OPEN_TIMEOUT_MS = 30_000;
 /**
  * A ping unanswered this long makes the node ask the gateway over HTTP whether it still
  * lives, so a gateway that died is noticed in seconds rather than after SILENCE_MS.
@@ -113,6 +115,12 @@ const DIAL_CODES: ReadonlySet<string> = new Set(DIAL_ERROR_CODES);
 export class GatewayClient {
   status: GatewayStatus = 'offline';
   iceServers: IceServer[] = [];
+  /**
+   * The gateway's TURN servers, from the last connect answer, once an association made without
+   * them did not open although the answer came (a network that blocks UDP but lets HTTPS out):
+   * the next ones reach the gateway's WebRTC endpoint through its relay, over TCP or TLS.
+   */
+  private sessionRelays: IceServer[] = [];
   gatewayId: string | null = null;
   /**
    * The gateway in use: the one given, or in cluster mode another of its cluster (learned
@@ -209,6 +217,7 @@ export class GatewayClient {
       );
     /** The gateway that answered over HTTP (its record then checked): a failure after it is the WebRTC path's. */
     let answered: string | undefined;
+    let relays: IceServer[] | undefined;
     try {
       if (this.options.locate) {
         const found = await this.options.locate(this.calls.signal);
@@ -228,7 +237,7 @@ export class GatewayClient {
         this.api.setGateways(ordered);
         this.gatewayUrl = ordered[0] ?? first.url;
       }
-      const pc = this.options.rtc.createPeerConnection({ iceServers: [] });
+      const pc = this.options.rtc.createPeerConnection({ iceServers: this.sessionRelays });
       this.pc = pc;
       const ctl = pc.createDataChannel('ctl', { negotiated: true, id: 0 });
       this.ctl = ctl;
@@ -257,11 +266,17 @@ export class GatewayClient {
         // A located gateway must be the one its announcement named (ID, key and DTLS).
         ...(expectedId ? { expectedId: expectedId as NodeId } : {}),
       });
+      relays = relayServers(response.iceServers);
       await pc.setRemoteDescription({ type: 'answer', sdp: response.answer });
-      await channelOpen(ctl, OPEN_TIMEOUT_MS);
+      await channelOpen(
+        ctl,
+        this.sessionRelays.length > 0 ? RELAYED_OPEN_TIMEOUT_MS : OPEN_TIMEOUT_MS,
+      );
       if (generation !== this.generation) return pc.close();
       this.gatewayId = response.gateway;
       this.iceServers = response.iceServers;
+      // Relayed it opened: keep relaying, with the fresh credentials; direct: no relay next time.
+      this.sessionRelays = this.sessionRelays.length > 0 ? relays : [];
       ctl.addEventListener('message', (ev) => this.receive(ev.data));
       ctl.addEventListener('close', () => this.lost('the gateway closed the session'));
       pc.addEventListener('connectionstatechange', () => {
@@ -281,6 +296,8 @@ export class GatewayClient {
     } catch (err) {
       if (generation !== this.generation) return;
       if (this.options.locate) this.failedLately(err, answered);
+      // The answer came but the association did not open: UDP may be blocked.
+      if (relays) this.sessionRelays = relays;
       const reason = err instanceof Error ? err.message : String(err);
       // In HTTP mode a failed retry changes nothing: the node stays reachable by poll.
       if (this.mode === 'http' || (answered && this.options.httpSignaling === 'fallback')) {
@@ -600,5 +617,13 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
       },
       { once: true },
     );
+  });
+}
+
+/** The TURN entries of a gateway's ICE servers (no STUN: the gateway is reachable directly). */
+function relayServers(servers: readonly IceServer[]): IceServer[] {
+  return servers.flatMap((s) => {
+    const urls = (Array.isArray(s.urls) ? s.urls : [s.urls]).filter((u) => /^turns?:/.test(u));
+    return urls.length > 0 ? [{ ...s, urls }] : [];
   });
 }

@@ -4,6 +4,43 @@ import { parseIp } from '../stun/ip.ts';
 import { DEFAULT_TURN_LIMITS, type TurnLimits } from '../turn/server.ts';
 import { DEFAULT_LIMITS, type GatewayLimits } from './limits.ts';
 
+/**
+ * HTTPS and TURN over TLS on one TCP port (front-door.ts), with a certificate from files or
+ * from an ACME CA. The plain HTTP port (`listen`) then answers ACME challenges and redirects.
+ */
+export interface TlsConfig {
+  /** The TLS front door (default 0.0.0.0:443). */
+  listen: ListenAddress;
+  /** `--tls-cert` and `--tls-key`: PEM files, re-read when they change. */
+  files: { certFile: string; keyFile: string } | undefined;
+  /** `--domain`, `--acme-email`, `--acme-directory`: a certificate from an ACME CA. */
+  acme: { domain: string; email: string; directoryUrl: string } | undefined;
+}
+
+export const DEFAULT_TLS_LISTEN = '0.0.0.0:443';
+/** The plain HTTP port's default when TLS is on (ACME http-01 needs port 80). */
+export const DEFAULT_TLS_PLAIN_LISTEN = '0.0.0.0:80';
+
+/** Checks a --domain: a DNS name ACME can issue for (no wildcard, no IP, no port). */
+export function parseDomain(text: string): string {
+  const name = text.trim().toLowerCase().replace(/\.$/, '');
+  if (
+    name.length > 253 ||
+    !/^(?=.*[a-z])([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/.test(
+      name,
+    )
+  )
+    throw new ConfigError(`--domain must be a DNS name such as mesh.example.org, not "${text}"`);
+  return name;
+}
+
+/** The https origin of a TLS front door: the domain, or the listen host, and the port. */
+export function httpsUrl(tls: TlsConfig, port: number): string {
+  const host = tls.acme?.domain ?? (isWildcard(tls.listen.host) ? 'localhost' : tls.listen.host);
+  const shown = host.includes(':') ? `[${host}]` : host;
+  return `https://${shown}${port === 443 ? '' : `:${port}`}`;
+}
+
 export interface ListenAddress {
   host: string;
   port: number;
@@ -35,6 +72,8 @@ export interface GatewayConfig {
   allow: ReadonlySet<string> | undefined;
   turn: TurnConfig;
   push: PushConfig;
+  /** HTTPS on a TCP front door (undefined: plain HTTP on `listen`, as behind a proxy). */
+  tls: TlsConfig | undefined;
   federation: FederationConfig;
 }
 
@@ -143,6 +182,7 @@ export function defaultConfig(): GatewayConfig {
     },
     push: { allowPrivateEndpoints: false },
     federation: { peers: [], accept: false, allow: undefined },
+    tls: undefined,
   };
 }
 

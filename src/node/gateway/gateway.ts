@@ -1,6 +1,8 @@
 /**
- * The gateway process (DESIGN §5): start-up and wiring. One HTTP port (http-front.ts) serves
- * the PWA and the API (api/), one UDP port carries every node's WebRTC association
+ * The gateway process (DESIGN §5): start-up and wiring. A TCP front door (front-door.ts: the
+ * plain HTTP port and, with a certificate from tls/, the TLS port) hands HTTP to
+ * http-front.ts, which serves the PWA and the API (api/), and TURN over TCP/TLS to the TURN
+ * server; one UDP port carries every node's WebRTC association
  * (rtc-endpoint.ts, sessions.ts), a STUN/TURN relay runs on another UDP port (turn/), dials
  * are routed by signaling.ts, and in cluster mode cluster.ts joins the gateways over Redis.
  */
@@ -45,11 +47,13 @@ import {
   ConfigError,
   defaultTurnListen,
   type GatewayConfig,
+  httpsUrl,
   isWildcard,
   localUrl,
   stunUrlOf,
 } from './config.ts';
 import { FEDERATION_PATH, Federation } from './federation/federation.ts';
+import { FrontDoor } from './front-door.ts';
 import { HttpFront } from './http-front.ts';
 import { countedFrom, gaugeFrom, latencyHistogram, MetricsRegistry } from './metrics.ts';
 import { PollTable } from './polls.ts';
@@ -59,6 +63,10 @@ import type { GatewaySession } from './session.ts';
 import { SessionTable } from './sessions.ts';
 import { type DialParty, Signaling } from './signaling.ts';
 import { StaticFiles } from './static-files.ts';
+import { AcmeCertificates } from './tls/acme.ts';
+import { type CertificateSource, FileCertificates } from './tls/certificate-source.ts';
+import { ChallengeStore } from './tls/challenges.ts';
+import { createRedirectServer } from './tls/redirect.ts';
 
 export type { GatewayInfo };
 
@@ -68,6 +76,8 @@ interface Relay {
   /** The host in the built-in server's URLs. */
   host: string;
   urls: string[];
+  /** TURN over TCP and TLS on the front door, known once it listens (after `urls`). */
+  streamUrls: string[];
   secret: string;
 }
 
@@ -76,7 +86,13 @@ async function startRelay(config: GatewayConfig, udpPort: number): Promise<Relay
   const secret = turn.secret ?? (await loadOrCreateTurnSecret(config.dataDir));
   if (turn.url) {
     const stun = stunUrlOf(turn.url);
-    return { server: undefined, host: '', urls: stun ? [stun, turn.url] : [turn.url], secret };
+    return {
+      server: undefined,
+      host: '',
+      urls: stun ? [stun, turn.url] : [turn.url],
+      streamUrls: [],
+      secret,
+    };
   }
   const listen = turn.listen ?? defaultTurnListen(config.udp, udpPort);
   const relayIp = turn.relayIp ?? (isWildcard(listen.host) ? config.publicIp : listen.host);
@@ -89,6 +105,12 @@ async function startRelay(config: GatewayConfig, udpPort: number): Promise<Relay
     peerNetworks: turn.peerNetworks,
     rfc5766ChannelNumbers: turn.rfc5766ChannelNumbers,
     limits: turn.limits,
+    // A browser whose UDP is blocked reaches the gateway's WebRTC endpoint through this relay.
+    ownEndpoints: [
+      ...new Set(
+        [config.publicIp ?? config.udp.host, config.udp.host].filter((h) => !isWildcard(h)),
+      ),
+    ].map((address) => ({ address, port: udpPort })),
   }).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'EADDRNOTAVAIL')
       throw new ConfigError(
@@ -103,6 +125,7 @@ async function startRelay(config: GatewayConfig, udpPort: number): Promise<Relay
     server,
     host,
     urls: [`stun:${address}`, `turn:${address}?transport=udp`],
+    streamUrls: [],
     secret,
   };
 }
@@ -181,6 +204,7 @@ export class Gateway {
     /** Federation without Redis (federation/): links to other gateways, when not in a cluster. */
     readonly federation: Federation | undefined,
     private readonly timers: ReturnType<typeof setInterval>[],
+    private readonly door: FrontDoor,
   ) {
     this.countFault = new Counter({
       name: 'rtcmesh_faults_total',
@@ -369,6 +393,18 @@ export class Gateway {
         return true;
       },
     });
+    const challenges = new ChallengeStore();
+    const door = new FrontDoor({
+      limits: config.limits,
+      app: front.server,
+      plain: config.tls
+        ? createRedirectServer(() => gateway?.url ?? '', challenges, config.limits.requestTimeoutMs)
+        : undefined,
+      turn: relay.server,
+      metrics,
+      refused: (reason) => front.countRefused.inc({ reason }),
+      logger,
+    });
     await bus?.listen({
       deliverLocal: (node, msg) => sessions.deliver(node, msg) || polls.deliver(node, msg),
       fromRemote: (party, msg) => signaling.handle(party, msg),
@@ -376,7 +412,7 @@ export class Gateway {
       remoteConnected: (party) => signaling.calleeConnected(party),
       httpDial: async (node, dialId, request) => signaling.settleHttp(node, dialId, request),
       ready: () => sessions.assert(),
-      holds: (node) => sessions.party(node) !== undefined,
+      holds: (node) => sessions.party(node) !== undefined || polls.party(node) !== undefined,
     });
     const timers = [setInterval(() => void gateway?.sweep(), 60_000)];
     for (const t of timers) t.unref();
@@ -398,25 +434,44 @@ export class Gateway {
       transit,
       federation,
       timers,
+      door,
     );
     gateway.registerMetrics();
-    let listenedOn: number;
     try {
-      listenedOn = await front.listen(config.listen);
+      gateway.plainPort = await door.listenPlain(config.listen);
+      if (config.tls) {
+        // ACME's http-01 challenge is answered on the plain port, which listens by now.
+        gateway.certificates = await openCertificates(config, challenges, logger);
+        gateway.tlsPort = await door.listenTls(config.tls.listen, gateway.certificates);
+      }
     } catch (err) {
       polls.close();
+      gateway.certificates?.close();
+      await door.close(0);
       sessions.close('gateway stopping');
       await relay.server?.close();
       await Promise.all(transit.map((t) => t.server.close()));
       await bus?.close();
       throw err;
     }
-    gateway.url = config.publicUrl ?? localUrl(config.listen, listenedOn);
+    gateway.url =
+      config.publicUrl ??
+      (config.tls && gateway.tlsPort !== undefined
+        ? httpsUrl(config.tls, gateway.tlsPort)
+        : localUrl(config.listen, gateway.plainPort));
+    relay.streamUrls = streamTurnUrls(config, gateway);
     cluster?.announce(gateway.url);
     for (const peer of config.federation.peers) federation?.addPeer(peer);
     void gateway.sweep();
     return gateway;
   }
+
+  /** The plain HTTP port (HTTP, or with TLS challenges and redirects; and TURN over TCP). */
+  plainPort = 0;
+  /** The TLS front door's port (HTTPS and TURN over TLS), with TLS. */
+  tlsPort: number | undefined;
+  /** Where the TLS certificate comes from, with TLS. */
+  certificates: CertificateSource | undefined;
 
   /** Where nodes reach this gateway (the public URL, or the local listen address). */
   get publicUrl(): string {
@@ -469,7 +524,8 @@ export class Gateway {
     for (const t of this.timers) clearInterval(t);
     // Open long-polls end first, so closing the front door need not wait for them.
     this.polls.close();
-    const front = this.front.close(graceMs);
+    this.certificates?.close();
+    const front = Promise.all([this.door.close(graceMs), this.front.close(graceMs)]);
     this.signaling.close();
     this.sessions.close('gateway stopping');
     await Promise.all([
@@ -648,14 +704,49 @@ export class Gateway {
   }
 }
 
-/** The ICE servers a node gets with its session: STUN and TURN, credentials for its ID. */
+/**
+ * The ICE servers a node gets with its session: STUN and TURN, credentials for its ID. UDP
+ * first, then TCP, then TLS: ICE tries them all, and the TCP and TLS relays carry the node
+ * where UDP is blocked.
+ */
 function iceServersFor(relay: Relay, config: GatewayConfig, id: NodeId): IceServerConfig[] {
   const { username, credential } = issueCredentials(
     relay.secret,
     id,
     config.turn.limits.credentialLifetimeS,
   );
-  return [{ urls: relay.urls, username, credential }];
+  return [{ urls: [...relay.urls, ...relay.streamUrls], username, credential }];
+}
+
+/**
+ * TURN over TCP on the plain port and over TLS on the TLS port, named by the gateway URL's
+ * host (the certificate's name, for TLS). None with an external TURN server, and no TCP one
+ * behind a reverse proxy (--public-url without TLS: the proxy speaks HTTP only).
+ */
+function streamTurnUrls(config: GatewayConfig, gateway: Gateway): string[] {
+  if (config.turn.url) return [];
+  const url = new URL(gateway.publicUrl);
+  const urls: string[] = [];
+  if (!config.publicUrl || config.tls)
+    urls.push(`turn:${url.hostname}:${gateway.plainPort}?transport=tcp`);
+  if (config.tls && gateway.tlsPort !== undefined) {
+    const port = config.publicUrl ? Number(url.port || 443) : gateway.tlsPort;
+    urls.push(`turns:${url.hostname}:${port}?transport=tcp`);
+  }
+  return urls;
+}
+
+/** The TLS certificate: from files, or from the ACME CA. */
+async function openCertificates(
+  config: GatewayConfig,
+  challenges: ChallengeStore,
+  logger: Logger,
+): Promise<CertificateSource> {
+  const tls = config.tls;
+  if (tls?.files) return FileCertificates.open(tls.files.certFile, tls.files.keyFile, logger);
+  if (tls?.acme)
+    return AcmeCertificates.start({ ...tls.acme, dataDir: config.dataDir, challenges, logger });
+  throw new ConfigError('TLS needs --tls-cert and --tls-key, or --domain and --acme-email');
 }
 
 /** Text from outside, safe for a log line: no control characters, bounded. */

@@ -1,18 +1,16 @@
 /**
- * The gateway's HTTP front door: one node:http server for the PWA, the API, /healthz and
- * /metrics. It owns what every request gets alike: connection caps and timeouts, security
- * headers, CORS for the API, request metrics, and turning errors into JSON answers.
+ * The gateway's HTTP service: one node:http server for the PWA, the API, /healthz and
+ * /metrics, handed its connections by the TCP front door (front-door.ts, which caps them).
+ * It owns what every request gets alike: timeouts, security headers, CORS for the API,
+ * request metrics, and turning errors into JSON answers.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Counter, type Registry } from 'prom-client';
 import { API, matchApiPath } from '../../core/protocol/api.ts';
 import type { Logger } from '../log.ts';
-import { addressKey } from '../stun/ip.ts';
 import { httpErrorOf } from './api/errors.ts';
 import type { ApiRouter } from './api/router.ts';
-import type { ListenAddress } from './config.ts';
 import { HttpError, sendError, sendText } from './http.ts';
 import type { GatewayLimits } from './limits.ts';
 import type { StaticFiles } from './static-files.ts';
@@ -75,11 +73,10 @@ export class HttpFront {
       });
     });
     // Slow or stuck clients must not hold connections forever: a whole request (headers and
-    // body; not the wait for a dial's answer) must arrive in time, and connections are capped
-    // in all and per address.
+    // body; not the wait for a dial's answer) must arrive in time. The front door caps
+    // connections in all and per address.
     this.server.requestTimeout = limits.requestTimeoutMs;
     this.server.headersTimeout = Math.min(10_000, limits.requestTimeoutMs);
-    this.server.maxConnections = limits.maxConnections;
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       let path = '';
       try {
@@ -93,34 +90,10 @@ export class HttpFront {
       this.countRefused.inc({ reason: 'upgrade' });
       socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\n\r\n');
     });
-    const perAddress = new Map<string, number>();
     this.server.on('connection', (socket) => {
-      const key = addressKey(socket.remoteAddress ?? 'unknown');
-      const n = (perAddress.get(key) ?? 0) + 1;
-      if (n > limits.maxConnectionsPerIp) {
-        this.countRefused.inc({ reason: 'too-many-connections' });
-        socket.destroy();
-        return;
-      }
-      perAddress.set(key, n);
-      // A connection that never sends a request is closed too (headersTimeout counts only
+      // A connection that sends no further request is closed too (headersTimeout counts only
       // from a request's first byte); a request lifts this, and keep-alive sets its own.
       socket.setTimeout(limits.requestTimeoutMs);
-      socket.once('close', () => {
-        const left = (perAddress.get(key) ?? 1) - 1;
-        if (left <= 0) perAddress.delete(key);
-        else perAddress.set(key, left);
-      });
-    });
-  }
-
-  listen(at: ListenAddress): Promise<number> {
-    return new Promise<number>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(at.port, at.host, () => {
-        this.server.off('error', reject);
-        resolve((this.server.address() as AddressInfo).port);
-      });
     });
   }
 

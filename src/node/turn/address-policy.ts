@@ -120,3 +120,41 @@ export function normalIp(address: string): string {
   const bytes = parseIp(unmapIpv4(address));
   return bytes ? formatIp(bytes) : address;
 }
+
+/**
+ * The peers one server may relay to: those `peerAllowed` lets through, and the gateway's own
+ * WebRTC endpoints (exact address and port) even on a private or loopback address. A browser
+ * whose UDP is blocked reaches its gateway's WebRTC endpoint only through this relay over TLS,
+ * and a gateway behind a cloud NAT has a private address; other ports of that host stay shut.
+ */
+export class PeerPolicy {
+  private readonly endpoints: ReadonlySet<string>;
+  private readonly endpointHosts: ReadonlySet<string>;
+
+  constructor(
+    private readonly allowPrivate: boolean,
+    ownEndpoints: readonly { address: string; port: number }[] = [],
+    /** Private networks relayed to anyway: federated gateways' backbone (--turn-peer-net). */
+    private readonly networks?: PeerNetworks,
+  ) {
+    this.endpoints = new Set(ownEndpoints.map((e) => `${normalIp(e.address)}|${e.port}`));
+    this.endpointHosts = new Set(ownEndpoints.map((e) => normalIp(e.address)));
+  }
+
+  /** Whether a permission (an IP, any port) may be installed for this peer. */
+  mayPermit(address: string): boolean {
+    return (
+      peerAllowed(address, this.allowPrivate, this.networks) ||
+      this.endpointHosts.has(normalIp(address))
+    );
+  }
+
+  /** Whether a datagram may go to this peer (`address` as normalIp spells it). */
+  mayReach(peer: { address: string; port: number }): boolean {
+    if (!this.endpointHosts.has(peer.address)) return true; // its permission was checked
+    return (
+      peerAllowed(peer.address, this.allowPrivate, this.networks) ||
+      this.endpoints.has(`${peer.address}|${peer.port}`)
+    );
+  }
+}

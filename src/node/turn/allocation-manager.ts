@@ -6,9 +6,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { RemoteInfo, Socket } from 'node:dgram';
-import type { TransportAddress } from '../stun/address.ts';
 import { addressKey } from '../stun/ip.ts';
 import { Allocation } from './allocation.ts';
+import { clientKey, type TurnClient } from './client.ts';
 import type { TurnLimits } from './limits.ts';
 import type { Outbox } from './outbox.ts';
 import { UserQuotas } from './quota.ts';
@@ -30,7 +30,7 @@ interface Reservation {
 
 /** An Allocate that passed its checks of form (RFC 8656 §7.2), for the table to fill. */
 export interface AllocationRequest {
-  client: TransportAddress;
+  client: TurnClient;
   auth: Authenticated;
   /** The Allocate's transaction ID, so a retransmission gets the same response. */
   transactionId: string;
@@ -43,7 +43,6 @@ export interface AllocationRequest {
 /** An allocation its client has not touched for this long may make room for the same user's new one. */
 const STALE_AFTER_MS = 15_000;
 
-export const clientKey = (c: TransportAddress): string => `${c.address}|${c.port}`;
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
 
 export class AllocationManager {
@@ -72,7 +71,7 @@ export class AllocationManager {
   }
 
   /** The client's live allocation (an expired one is removed on the way). */
-  get(client: TransportAddress): Allocation | undefined {
+  get(client: TurnClient): Allocation | undefined {
     const a = this.allocations.get(clientKey(client));
     const now = this.now();
     if (a && a.expiresAt <= now) {
@@ -84,7 +83,7 @@ export class AllocationManager {
   }
 
   /** The transaction ID of the client's Allocate in progress, if any. */
-  pendingFor(client: TransportAddress): string | undefined {
+  pendingFor(client: TurnClient): string | undefined {
     return this.pending.get(clientKey(client));
   }
 
@@ -272,6 +271,13 @@ export class AllocationManager {
     this.quotas.releaseAllocation(allocation.user);
     this.sourceShares.release(addressKey(allocation.client.address));
     closeQuietly(allocation.relay);
+    // Over TCP/TLS the connection is the 5-tuple: it ends with its allocation.
+    allocation.client.stream?.end();
+  }
+
+  /** The client's allocation, if any, without touching it. */
+  peek(client: TurnClient): Allocation | undefined {
+    return this.allocations.get(clientKey(client));
   }
 
   /** Expires allocations, reservations, permissions and channels. */

@@ -5,6 +5,7 @@
  */
 import type { Socket } from 'node:dgram';
 import type { TransportAddress } from '../stun/address.ts';
+import type { TurnClient } from './client.ts';
 
 export const PERMISSION_LIFETIME_MS = 300_000;
 export const CHANNEL_LIFETIME_MS = 600_000;
@@ -28,7 +29,7 @@ export class Allocation {
   lastHeard = 0;
 
   constructor(
-    readonly client: TransportAddress,
+    readonly client: TurnClient,
     /** The full username that made it: later requests must use the same (441). */
     readonly username: string,
     /** Whose quota it counts against. */

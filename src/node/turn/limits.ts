@@ -27,6 +27,8 @@ export interface TurnLimits {
   unauthenticatedSources: number;
   /** Bytes per second one user may relay, both ways together (beyond, datagrams are dropped). */
   bytesPerSecondPerUser: number;
+  /** A TCP/TLS client connection without an allocation is closed after this long idle (ms). */
+  streamIdleMs: number;
   permissionsPerAllocation: number;
   channelsPerAllocation: number;
 }
@@ -42,6 +44,7 @@ export const DEFAULT_TURN_LIMITS: TurnLimits = {
   unauthenticatedBurstPerSource: 100,
   unauthenticatedSources: 16_384,
   bytesPerSecondPerUser: 10_000_000,
+  streamIdleMs: 30_000,
   permissionsPerAllocation: 64,
   channelsPerAllocation: 64,
 };
@@ -57,6 +60,11 @@ export interface TurnServerOptions {
   allowPrivatePeers?: boolean;
   /** Private networks relayed to even without allowPrivatePeers (federated gateways' relays). */
   peerNetworks?: readonly string[];
+  /**
+   * The gateway's own WebRTC endpoints: relayed to even on a private address (a browser whose
+   * UDP is blocked reaches its gateway through this relay). Only these ports of those hosts.
+   */
+  ownEndpoints?: { address: string; port: number }[];
   /** Accept channels 0x5000–0x7FFF as RFC 5766 did (old clients); RFC 8656 says 400. */
   rfc5766ChannelNumbers?: boolean;
   limits?: Partial<TurnLimits>;

@@ -12,6 +12,7 @@ import { ERROR_REASONS, ErrorCode } from '../stun/error-code.ts';
 import { addressKey } from '../stun/ip.ts';
 import type { StunMessage } from '../stun/message.ts';
 import { UnknownAttributes } from '../stun/unknown-attributes.ts';
+import { CLIENT_TRANSPORTS, type ClientTransport, type TurnClient } from './client.ts';
 import type { TurnLimits } from './limits.ts';
 import type { Authenticated } from './refusal.ts';
 
@@ -26,6 +27,7 @@ export type DropReason =
   | 'quota' // over the user's bandwidth
   | 'rate-limited' // an unauthenticated request beyond its source's answer rate
   | 'send-failed' // the socket refused to send
+  | 'congested' // a TCP/TLS client's connection had too much queued to take more
   | 'internal'; // a bug: logged
 
 export interface TurnStats {
@@ -37,6 +39,17 @@ export interface TurnStats {
   packetsToPeer: number;
   packetsToClient: number;
   dropped: Record<DropReason, number>;
+  /** Relayed bytes and allocations by the transport between client and server. */
+  byTransport: Record<ClientTransport, TransportStats>;
+}
+
+export interface TransportStats {
+  allocationsTotal: number;
+  bytesToPeer: number;
+  bytesToClient: number;
+  /** TCP and TLS: connections accepted, and open now. */
+  connectionsTotal: number;
+  connections: number;
 }
 
 export function newTurnStats(): TurnStats {
@@ -59,8 +72,21 @@ export function newTurnStats(): TurnStats {
       quota: 0,
       'rate-limited': 0,
       'send-failed': 0,
+      congested: 0,
       internal: 0,
     },
+    byTransport: Object.fromEntries(
+      CLIENT_TRANSPORTS.map((t) => [
+        t,
+        {
+          allocationsTotal: 0,
+          bytesToPeer: 0,
+          bytesToClient: 0,
+          connectionsTotal: 0,
+          connections: 0,
+        },
+      ]),
+    ) as Record<ClientTransport, TransportStats>,
   };
 }
 
@@ -100,21 +126,21 @@ export class Outbox {
    */
   reply(
     m: StunMessage,
-    client: TransportAddress,
+    client: TurnClient,
     cls: 'success' | 'error',
     auth: Authenticated,
     fill?: Fill,
   ): Uint8Array;
   reply(
     m: StunMessage,
-    client: TransportAddress,
+    client: TurnClient,
     cls: 'success' | 'error',
     auth: Authenticated | undefined,
     fill?: Fill,
   ): Uint8Array | undefined;
   reply(
     m: StunMessage,
-    client: TransportAddress,
+    client: TurnClient,
     cls: 'success' | 'error',
     auth: Authenticated | undefined,
     fill?: Fill,
@@ -136,7 +162,7 @@ export class Outbox {
 
   refuse(
     m: StunMessage,
-    client: TransportAddress,
+    client: TurnClient,
     code: number,
     auth: Authenticated | undefined,
     unknown: number[] = [],
@@ -151,10 +177,13 @@ export class Outbox {
     if (sent) this.stats.errorResponses++;
   }
 
-  /** A datagram to a client, from the STUN/TURN socket. */
-  send(bytes: Uint8Array, to: TransportAddress): void {
-    if (this.closed) return;
-    this.sendFrom(this.socket, bytes, to);
+  /** A message to a client: on its TCP/TLS connection, or a datagram from the STUN/TURN socket. */
+  send(bytes: Uint8Array, to: TurnClient): boolean {
+    if (this.closed) return false;
+    if (!to.stream) return this.sendFrom(this.socket, bytes, to);
+    if (to.stream.send(bytes)) return true;
+    this.drop('congested');
+    return false;
   }
 
   /** One callback for every send: relaying allocates nothing per datagram for it. */

@@ -9,9 +9,10 @@ import { AttributeType } from '../stun/attribute.ts';
 import { MessageBuilder } from '../stun/builder.ts';
 import { StunError } from '../stun/errors.ts';
 import { Method, type StunMessage } from '../stun/message.ts';
-import { normalIp } from './address-policy.ts';
+import { normalIp, type PeerPolicy } from './address-policy.ts';
 import type { Allocation } from './allocation.ts';
 import type { AllocationManager } from './allocation-manager.ts';
+import { type TurnClient, transportOf } from './client.ts';
 import { Data } from './codec/attributes.ts';
 import { CHANNEL_DATA_HEADER, decodeChannelData } from './codec/channel-data.ts';
 import type { Outbox } from './outbox.ts';
@@ -41,9 +42,10 @@ export class RelayPath {
     private readonly rfc5766: boolean,
     /** Whether a Send indication's attributes are all understood. */
     private readonly understood: (m: StunMessage) => boolean,
+    private readonly peers: PeerPolicy,
   ) {}
 
-  sendIndication(m: StunMessage, client: TransportAddress): void {
+  sendIndication(m: StunMessage, client: TurnClient): void {
     const allocation = this.allocations.get(client);
     if (!allocation) {
       this.outbox.drop('no-allocation');
@@ -72,7 +74,7 @@ export class RelayPath {
     this.toPeer(allocation, { address: normalIp(peer.address), port: peer.port }, data);
   }
 
-  fromClientChannel(bytes: Uint8Array, client: TransportAddress): void {
+  fromClientChannel(bytes: Uint8Array, client: TurnClient): void {
     const allocation = this.allocations.get(client);
     if (!allocation) {
       this.outbox.drop('no-allocation');
@@ -120,9 +122,10 @@ export class RelayPath {
             .add(XorPeerAddress, peer)
             .add(Data, data)
             .build();
-    this.outbox.send(out, allocation.client);
+    if (!this.outbox.send(out, allocation.client)) return;
     this.outbox.stats.packetsToClient++;
     this.outbox.stats.bytesToClient += data.length;
+    this.outbox.stats.byTransport[transportOf(allocation.client)].bytesToClient += data.length;
   }
 
   /** normalIp, remembered for the address of the datagram before (it parses and formats). */
@@ -136,7 +139,7 @@ export class RelayPath {
 
   private toPeer(allocation: Allocation, peer: TransportAddress, data: Uint8Array): void {
     const now = this.now();
-    if (!allocation.hasPermission(peer.address, now)) {
+    if (!allocation.hasPermission(peer.address, now) || !this.peers.mayReach(peer)) {
       this.outbox.drop('no-permission');
       return;
     }
@@ -147,5 +150,6 @@ export class RelayPath {
     if (!this.outbox.sendFrom(allocation.relay, data, peer)) return;
     this.outbox.stats.packetsToPeer++;
     this.outbox.stats.bytesToPeer += data.length;
+    this.outbox.stats.byTransport[transportOf(allocation.client)].bytesToPeer += data.length;
   }
 }

@@ -15,9 +15,10 @@ import { checkIntegrity, type IntegrityAlgorithm, longTermKey } from '../stun/in
 import { unmapIpv4 } from '../stun/ip.ts';
 import { Method, type StunMessage } from '../stun/message.ts';
 import { Nonce, Realm, Username } from '../stun/text.ts';
-import { familyOf, normalIp, PeerNetworks, peerAllowed } from './address-policy.ts';
+import { familyOf, normalIp, type PeerPolicy } from './address-policy.ts';
 import type { Allocation } from './allocation.ts';
 import type { AllocationManager } from './allocation-manager.ts';
+import { clientKey, type TurnClient, transportOf } from './client.ts';
 import {
   ChannelNumber,
   EvenPort,
@@ -74,7 +75,6 @@ export function unknownAttributes(m: StunMessage): number[] {
 }
 
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
-const clientNonceKey = (c: TransportAddress): string => `${c.address}|${c.port}`;
 
 /** What the handlers need of the server. */
 export interface RequestContext {
@@ -87,19 +87,16 @@ export interface RequestContext {
   outbox: Outbox;
   allocations: AllocationManager;
   nonces: NonceIssuer;
+  peers: PeerPolicy;
   /** The STUN/TURN socket's port: no relay may send to it. */
   listenPort: () => number;
 }
 
 export class RequestHandlers {
-  private readonly peerNetworks: PeerNetworks;
-
-  constructor(private readonly ctx: RequestContext) {
-    this.peerNetworks = new PeerNetworks(ctx.options.peerNetworks);
-  }
+  constructor(private readonly ctx: RequestContext) {}
 
   /** Handles one request; throws only on a bug (the caller counts and logs it). */
-  async handle(m: StunMessage, client: TransportAddress): Promise<void> {
+  async handle(m: StunMessage, client: TurnClient): Promise<void> {
     let auth: Authenticated | undefined;
     try {
       if (m.method === Method.BINDING) return this.binding(m, client);
@@ -130,11 +127,11 @@ export class RequestHandlers {
   }
 
   /** Long-term credentials (RFC 8489 §9.2.4); sends the challenge or error itself. */
-  private authenticate(m: StunMessage, client: TransportAddress): Authenticated | undefined {
+  private authenticate(m: StunMessage, client: TurnClient): Authenticated | undefined {
     const { outbox, nonces, realm } = this.ctx;
     const challenge = (code: 401 | 438) => {
       outbox.refuse(m, client, code, undefined, [], (b) =>
-        b.add(Realm, realm).add(Nonce, nonces.issue(clientNonceKey(client))),
+        b.add(Realm, realm).add(Nonce, nonces.issue(clientKey(client))),
       );
       return undefined;
     };
@@ -145,7 +142,7 @@ export class RequestHandlers {
     const nonce = m.get(Nonce);
     if (username === undefined || givenRealm === undefined || nonce === undefined)
       throw new Refusal(400);
-    if (nonces.check(nonce, clientNonceKey(client)) === 'stale') return challenge(438);
+    if (nonces.check(nonce, clientKey(client)) === 'stale') return challenge(438);
     const rest = parseRestUsername(username);
     if (!rest || rest.expiresAtS * 1000 <= this.ctx.now() || givenRealm !== realm)
       return challenge(401);
@@ -160,7 +157,7 @@ export class RequestHandlers {
     return { username, user: rest.user || username, key, algorithm };
   }
 
-  private binding(m: StunMessage, client: TransportAddress): void {
+  private binding(m: StunMessage, client: TurnClient): void {
     const unknown = unknownAttributes(m);
     if (unknown.length > 0) throw new Refusal(420, unknown);
     this.ctx.outbox.reply(m, client, 'success', undefined, (b) =>
@@ -174,11 +171,7 @@ export class RequestHandlers {
     return Math.max(s, defaultLifetimeS) * 1000;
   }
 
-  private async allocate(
-    m: StunMessage,
-    client: TransportAddress,
-    auth: Authenticated,
-  ): Promise<void> {
+  private async allocate(m: StunMessage, client: TurnClient, auth: Authenticated): Promise<void> {
     const { allocations, outbox } = this.ctx;
     const tid = hex(m.transactionId);
     const existing = allocations.get(client);
@@ -215,6 +208,7 @@ export class RequestHandlers {
     if (!created) return; // the server closed meanwhile
     const { allocation, reservationToken } = created;
     outbox.stats.allocationsTotal++;
+    outbox.stats.byTransport[transportOf(client)].allocationsTotal++;
     allocation.response = outbox.reply(m, client, 'success', auth, (b) => {
       b.add(XorRelayedAddress, allocation.relayAddress)
         .add(Lifetime, lifetimeMs / 1000)
@@ -224,14 +218,14 @@ export class RequestHandlers {
   }
 
   /** The client's live allocation, checked against the username that made it (441). */
-  private ownAllocation(client: TransportAddress, auth: Authenticated): Allocation {
+  private ownAllocation(client: TurnClient, auth: Authenticated): Allocation {
     const allocation = this.ctx.allocations.get(client);
     if (!allocation) throw new Refusal(437);
     if (allocation.username !== auth.username) throw new Refusal(441);
     return allocation;
   }
 
-  private refresh(m: StunMessage, client: TransportAddress, auth: Authenticated): void {
+  private refresh(m: StunMessage, client: TurnClient, auth: Authenticated): void {
     const allocation = this.ownAllocation(client, auth);
     const family = m.get(RequestedAddressFamily);
     if (family !== undefined && family !== this.ctx.relayFamily) throw new Refusal(443);
@@ -247,10 +241,11 @@ export class RequestHandlers {
   }
 
   /** A peer the relay may talk to: same family as the relay (443), allowed by policy (403). */
-  private checkPeer(peer: TransportAddress): TransportAddress {
-    const { options, relayFamily } = this.ctx;
+  private checkPeer(peer: TransportAddress, withPort: boolean): TransportAddress {
+    const { options, relayFamily, peers } = this.ctx;
     if (familyOf(peer.address) !== relayFamily) throw new Refusal(443);
-    if (!peerAllowed(peer.address, options.allowPrivatePeers ?? false, this.peerNetworks))
+    if (!peers.mayPermit(peer.address)) throw new Refusal(403);
+    if (withPort && !peers.mayReach({ address: normalIp(peer.address), port: peer.port }))
       throw new Refusal(403);
     // Never relay into this server's own STUN/TURN port.
     if (peer.port === this.ctx.listenPort() && peer.address === normalIp(options.listen.host))
@@ -258,9 +253,9 @@ export class RequestHandlers {
     return { address: normalIp(peer.address), port: peer.port };
   }
 
-  private createPermission(m: StunMessage, client: TransportAddress, auth: Authenticated): void {
+  private createPermission(m: StunMessage, client: TurnClient, auth: Authenticated): void {
     const allocation = this.ownAllocation(client, auth);
-    const peers = m.getAll(XorPeerAddress).map((p) => this.checkPeer(p));
+    const peers = m.getAll(XorPeerAddress).map((p) => this.checkPeer(p, false));
     if (peers.length === 0) throw new Refusal(400);
     const now = this.ctx.now();
     const ips = peers.map((p) => p.address);
@@ -269,13 +264,13 @@ export class RequestHandlers {
     this.ctx.outbox.reply(m, client, 'success', auth);
   }
 
-  private channelBind(m: StunMessage, client: TransportAddress, auth: Authenticated): void {
+  private channelBind(m: StunMessage, client: TurnClient, auth: Authenticated): void {
     const allocation = this.ownAllocation(client, auth);
     const channel = m.get(ChannelNumber);
     const given = m.get(XorPeerAddress);
     if (channel === undefined || given === undefined || !isValidChannel(channel, this.ctx.rfc5766))
       throw new Refusal(400);
-    const peer = this.checkPeer(given);
+    const peer = this.checkPeer(given, true);
     const refusal = allocation.bindChannel(channel, peer, this.ctx.now());
     if (refusal === 'full') throw new Refusal(508);
     if (refusal) throw new Refusal(400);

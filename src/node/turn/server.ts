@@ -20,19 +20,21 @@
  */
 
 import type { RemoteInfo, Socket } from 'node:dgram';
-import type { TransportAddress } from '../stun/address.ts';
+import type { Socket as NetSocket } from 'node:net';
 import { StunError } from '../stun/errors.ts';
 import { checkFingerprint } from '../stun/fingerprint.ts';
 import { parseIp } from '../stun/ip.ts';
 import { decodeMessage, looksLikeStun, Method, type StunMessage } from '../stun/message.ts';
-import { familyOf } from './address-policy.ts';
+import { familyOf, PeerNetworks, PeerPolicy } from './address-policy.ts';
 import { AllocationManager } from './allocation-manager.ts';
+import type { TurnClient } from './client.ts';
 import { looksLikeChannelData } from './codec/channel-data.ts';
 import { DEFAULT_TURN_LIMITS, type TurnLimits, type TurnServerOptions } from './limits.ts';
 import { NonceIssuer } from './nonce.ts';
 import { Outbox, type TurnStats } from './outbox.ts';
 import { RelayPath } from './relay.ts';
 import { RequestHandlers, unknownAttributes } from './requests.ts';
+import { serveStream } from './stream-transport.ts';
 import { bindUdp, closeQuietly } from './udp.ts';
 
 export { DEFAULT_TURN_LIMITS, type TurnLimits, type TurnServerOptions } from './limits.ts';
@@ -68,12 +70,18 @@ export class TurnServer {
       this.outbox,
       (allocation, msg, rinfo) => this.relay.fromPeer(allocation, msg, rinfo),
     );
+    const peers = new PeerPolicy(
+      options.allowPrivatePeers ?? false,
+      options.ownEndpoints,
+      new PeerNetworks(options.peerNetworks),
+    );
     this.relay = new RelayPath(
       this.allocations,
       this.outbox,
       this.now,
       this.rfc5766,
       (m) => unknownAttributes(m).length === 0,
+      peers,
     );
     this.requests = new RequestHandlers({
       limits: this.limits,
@@ -85,9 +93,10 @@ export class TurnServer {
       outbox: this.outbox,
       allocations: this.allocations,
       nonces: new NonceIssuer(this.limits.nonceLifetimeS * 1000, this.now),
+      peers,
       listenPort: () => this.port,
     });
-    socket.on('message', (msg, rinfo) => this.receive(msg, rinfo));
+    socket.on('message', (msg, rinfo) => this.receiveDatagram(msg, rinfo));
     socket.on('error', (err) => this.outbox.fault('socket error', err));
     this.sweeper = setInterval(() => {
       try {
@@ -136,10 +145,38 @@ export class TurnServer {
 
   // ---- datagrams in ----
 
-  private receive(msg: Buffer, rinfo: RemoteInfo): void {
+  /**
+   * Serves TURN over a TCP or TLS connection someone else accepted (the gateway's front door,
+   * which may have read its first bytes and put them back).
+   */
+  acceptStream(socket: NetSocket, transport: 'tcp' | 'tls'): void {
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    const stats = this.outbox.stats.byTransport[transport];
+    stats.connectionsTotal++;
+    stats.connections++;
+    serveStream(socket, transport, this.limits.streamIdleMs, {
+      frame: (bytes, client) => this.receive(bytes, client),
+      garbage: () => this.outbox.drop('not-stun'),
+      hasAllocation: (client) => this.allocations.peek(client) !== undefined,
+      closed: (client) => {
+        stats.connections--;
+        const allocation = this.allocations.peek(client);
+        if (allocation) this.allocations.remove(allocation);
+      },
+    });
+  }
+
+  private receiveDatagram(msg: Buffer, rinfo: RemoteInfo): void {
+    const bytes = new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength);
+    this.receive(bytes, { address: rinfo.address, port: rinfo.port });
+  }
+
+  /** One datagram, or one frame of a stream. */
+  private receive(bytes: Uint8Array, client: TurnClient): void {
     try {
-      const bytes = new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength);
-      const client: TransportAddress = { address: rinfo.address, port: rinfo.port };
       if (looksLikeChannelData(bytes, this.rfc5766)) this.relay.fromClientChannel(bytes, client);
       else if (looksLikeStun(bytes)) this.fromClientStun(bytes, client);
       else this.outbox.drop('not-stun');
@@ -149,7 +186,7 @@ export class TurnServer {
     }
   }
 
-  private fromClientStun(bytes: Uint8Array, client: TransportAddress): void {
+  private fromClientStun(bytes: Uint8Array, client: TurnClient): void {
     let m: StunMessage;
     try {
       m = decodeMessage(bytes);

@@ -1,0 +1,117 @@
+/**
+ * TURN over TLS (the gateway's 443 front door) against coturn's TLS listener, and against
+ * the gateway's own UDP relay, same machine, same run: 64 MiB between two relay-only pages,
+ * and the time from offer to an open channel. Chromium is told to accept the test
+ * certificate (`--ignore-certificate-errors`, loopback only).
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { CHROMIUM_ARGS, launchOptions } from '../e2e/support/browser.ts';
+import { startGateway } from '../e2e/support/gateway-process.ts';
+import { newPage } from './browser.ts';
+import { credentials, freeUdpPort, type Relay, relayedTransfer, startCoturn } from './relay.ts';
+
+export interface TlsRelayFigures {
+  name: string;
+  mbPerS: number;
+  connectMs: number;
+}
+
+function selfSigned(dir: string): { cert: string; key: string } {
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  const made = spawnSync('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    key,
+    '-out',
+    cert,
+    '-days',
+    '2',
+    '-subj',
+    '/CN=127.0.0.1',
+    '-addext',
+    'subjectAltName=IP:127.0.0.1',
+  ]);
+  if (made.status !== 0) throw new Error(`openssl failed: ${made.stderr}`);
+  return { cert, key };
+}
+
+export async function relayTlsBench(): Promise<TlsRelayFigures[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'rtcmesh-bench-tls-'));
+  const { cert, key } = selfSigned(dir);
+  const gateway = await startGateway({
+    args: [
+      '--tls-listen',
+      '127.0.0.1:0',
+      '--tls-cert',
+      cert,
+      '--tls-key',
+      key,
+      '--turn-allow-private',
+      '--limit',
+      'turn.allocationsPerUser=1000',
+      '--limit',
+      'turn.bytesPerSecondPerUser=1000000000',
+    ],
+  });
+  const tlsPort = Number(/tls port (\d+)/.exec(gateway.output())?.[1]);
+  const coturnTlsPort = await freeUdpPort(); // a port number free on loopback (TCP too, here)
+  const coturn = await startCoturn({ port: coturnTlsPort, cert, key });
+  const browser = await chromium.launch({
+    ...launchOptions(),
+    args: [...CHROMIUM_ARGS, '--ignore-certificate-errors'],
+  });
+  try {
+    const ours: Relay = {
+      port: gateway.turnPort ?? 0,
+      secret: readFileSync(join(gateway.dataDir, 'turn-secret'), 'utf8').trim(),
+    };
+    const a = await newPage(browser, 'about:blank');
+    const b = await newPage(browser, 'about:blank');
+    const servers = {
+      tls: [{ urls: `turns:127.0.0.1:${tlsPort}?transport=tcp`, ...credentials(ours, 'bench') }],
+      coturnTls: [
+        {
+          urls: `turns:127.0.0.1:${coturnTlsPort}?transport=tcp`,
+          ...credentials(coturn.relay, 'bench'),
+        },
+      ],
+      udp: [{ urls: `turn:127.0.0.1:${ours.port}?transport=udp`, ...credentials(ours, 'bench') }],
+    };
+    const best = { tls: [] as number[], coturnTls: [] as number[], udp: [] as number[] };
+    const connect = { tls: [] as number[], coturnTls: [] as number[], udp: [] as number[] };
+    for (let i = 0; i < 2; i++) {
+      for (const k of ['coturnTls', 'tls', 'udp'] as const) {
+        const r = await relayedTransfer(a.page, b.page, servers[k]);
+        best[k].push(r.mbPerS);
+        connect[k].push(r.connectMs);
+      }
+    }
+    await a.context.close();
+    await b.context.close();
+    const row = (name: string, k: keyof typeof best): TlsRelayFigures => ({
+      name,
+      mbPerS: Math.max(...best[k]),
+      connectMs: Math.min(...connect[k]),
+    });
+    return [
+      row('coturn, TURN over TLS (reference)', 'coturnTls'),
+      row('rtcmesh gateway, TURN over TLS (front door)', 'tls'),
+      row('rtcmesh gateway, TURN over UDP', 'udp'),
+    ];
+  } finally {
+    await browser.close();
+    coturn.process.kill('SIGTERM');
+    await gateway.stop();
+  }
+}
