@@ -15,6 +15,7 @@ import {
   runForward,
   runListen,
   runNode,
+  runPeers,
 } from './cli-node.ts';
 import { LanDiscovery } from './discovery/lan-discovery.ts';
 import {
@@ -40,6 +41,7 @@ import { parsePeerUrl } from './gateway/federation/federation.ts';
 import { Gateway } from './gateway/gateway.ts';
 import { LETS_ENCRYPT_DIRECTORY } from './gateway/tls/acme.ts';
 import { loadOrCreateIdentity } from './identity-store.ts';
+import { MAX_KNOWN_PEERS } from './known-peers.ts';
 import { createLogger, isLogLevel, LOG_LEVELS } from './log.ts';
 import { DEFAULT_PRESENCE_TTL_MS, DEFAULT_REDIS_PREFIX } from './registry/index.ts';
 import { redactUrl } from './registry/redis-registry.ts';
@@ -50,7 +52,9 @@ const COMMANDS = `rtcmesh ${VERSION}: a private mesh over WebRTC
 Usage:
   rtcmesh gateway [options]         run a gateway serving the PWA and the API
   rtcmesh id [--data DIR]           print a node ID and mesh IPv6 (made on first use)
-  rtcmesh node [node options]       stay online as a mesh node
+  rtcmesh node [node options]       stay online as a mesh node (listing the peers it knows)
+  rtcmesh peers [--data DIR]        list the peers this node has linked with (kept on disk,
+                                    each record checked again; no gateway needed)
   rtcmesh listen SERVICE [--exec CMD] [node options]
                                     serve SERVICE: pipe each stream to stdio, or run CMD per stream
   rtcmesh dial PEER SERVICE [node options]
@@ -130,6 +134,7 @@ const USAGE = `${COMMANDS}\n${NODE_OPTIONS}\n${GATEWAY_OPTIONS}`;
 const HELP: Record<string, string> = {
   gateway: `Usage: rtcmesh gateway [options]\n\nRuns a gateway: serves the PWA and the API, WebRTC for every node, a STUN/TURN relay.\n\n${GATEWAY_OPTIONS}`,
   id: "Usage: rtcmesh id [--data DIR]\n\nPrints this node's ID and mesh IPv6 address, making its key on first use.\n\n  --data DIR           RTCMESH_DATA         ./data\n",
+  peers: `Usage: rtcmesh peers [--data DIR]\n\nLists the peers this node has linked with, the most recent first: ID, mesh IPv6, when last\nlinked, name. They are kept in known-peers.json in the data directory (the ${MAX_KNOWN_PEERS} most recent);\neach signed record is checked again when read, and one that fails is refused and left out.\n\n  --data DIR           RTCMESH_NODE_DATA    ${DEFAULT_NODE_DATA}\n`,
   node: `Usage: rtcmesh node [node options]\n\nStays online as a mesh node (accepting calls by the accept policy).\n\n${NODE_OPTIONS}`,
   listen: `Usage: rtcmesh listen SERVICE [--exec CMD] [node options]\n\nServes SERVICE: pipes each incoming stream to stdin/stdout, or runs CMD per stream.\n\n${NODE_OPTIONS}`,
   dial: `Usage: rtcmesh dial PEER SERVICE [node options]\n\nPipes stdin/stdout through a stream to PEER's SERVICE (PEER: node ID or mesh IPv6).\nAs an SSH ProxyCommand, against \`rtcmesh expose ssh 127.0.0.1:22\` on the device:\n  ssh -o ProxyCommand='rtcmesh dial %h ssh' user@PEER\n\n${NODE_OPTIONS}`,
@@ -586,6 +591,16 @@ async function main(argv: string[]): Promise<void> {
         maxConnections: maxConnections(values['max-connections']),
       });
       return process.exit(0);
+    }
+    case 'peers': {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        options: { data: { type: 'string' } },
+        allowPositionals: true,
+        strict: true,
+      });
+      if (positionals.length) fail('usage: rtcmesh peers [--data DIR]');
+      return runPeers(values.data ?? process.env.RTCMESH_NODE_DATA ?? DEFAULT_NODE_DATA);
     }
     case 'gateway':
       return runGateway(rest);
