@@ -10,8 +10,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GatewayProcess, RTCMESH_BIN, startGateway } from '../e2e/support/gateway-process.ts';
+import { repoPath } from '../e2e/support/paths.ts';
 import { buildLan, type TestLan } from './support/lan.ts';
 
 const TAG = `lf${process.pid % 1000}`;
@@ -22,9 +24,18 @@ let scratch: string;
 const children: ChildProcess[] = [];
 const gateways: GatewayProcess[] = [];
 
-beforeAll(() => {
+beforeAll(async () => {
   scratch = mkdtempSync(join(tmpdir(), 'rtcmesh-lanfed-'));
-  lan = buildLan(TAG, 4);
+  lan = buildLan(TAG, 6);
+  await build({
+    entryPoints: [repoPath('test/support/lan-rogues.ts')],
+    outfile: join(scratch, 'rogues.mjs'),
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    logLevel: 'warning',
+  });
 });
 afterAll(async () => {
   for (const c of children) c.kill('SIGKILL');
@@ -74,6 +85,32 @@ async function waitFor<T>(check: () => T | undefined, what: string, ms = 120_000
   throw new Error(`timed out waiting for ${what}`);
 }
 
+/** A gateway on a LAN host, announced and accepting federation. */
+function lanGateway(host: number): Promise<GatewayProcess> {
+  const ip = lan.hosts[host - 1]?.ip ?? '';
+  return startGateway({
+    netns: lan.hosts[host - 1]?.ns ?? '',
+    listen: `${ip}:8080`,
+    udp: `${ip}:3478`,
+    args: ['--registry', 'memory', '--announce', '--federate'],
+  }).then((g) => {
+    gateways.push(g);
+    return g;
+  });
+}
+
+/** Waits until the gateway `self` (asked from `host`) lists `other` as a linked peer. */
+async function linked(host: number, self: GatewayProcess, other: GatewayProcess): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  let peers: string[] = [];
+  while (Date.now() < deadline) {
+    peers = (await infoFrom(host, self.url)).federation?.peers ?? [];
+    if (peers.includes(other.id)) return;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  expect(peers, self.output()).toContain(other.id);
+}
+
 /** GET a gateway's /v1/info from inside a LAN host (the test's namespace has no route there). */
 async function infoFrom(host: number, url: string): Promise<{ federation?: { peers: string[] } }> {
   const probe = spawn(
@@ -100,34 +137,11 @@ describe('two gateways on one LAN (--announce --federate, no --peer, no Redis)',
   it(
     'federate by themselves: a node held by one dials a node held by the other, 1 MiB echoed',
     async () => {
-      const started = await Promise.all(
-        [1, 2].map((host) => {
-          const ip = lan.hosts[host - 1]?.ip ?? '';
-          return startGateway({
-            netns: lan.hosts[host - 1]?.ns ?? '',
-            listen: `${ip}:8080`,
-            udp: `${ip}:3478`,
-            args: ['--registry', 'memory', '--announce', '--federate'],
-          });
-        }),
-      );
-      gateways.push(...started);
-      const [gw1, gw2] = started as [GatewayProcess, GatewayProcess];
+      const [gw1, gw2] = await Promise.all([lanGateway(1), lanGateway(2)]);
       expect(gw1.output()).toMatch(/announced on the LAN/);
       // Each lists the other as a linked peer once it has heard it and the link proved its ID.
-      for (const [host, self, other] of [
-        [1, gw1, gw2],
-        [2, gw2, gw1],
-      ] as const) {
-        const deadline = Date.now() + 120_000;
-        let peers: string[] = [];
-        while (Date.now() < deadline) {
-          peers = (await infoFrom(host, self.url)).federation?.peers ?? [];
-          if (peers.includes(other.id)) break;
-          await new Promise((r) => setTimeout(r, 1000));
-        }
-        expect(peers, self.output()).toContain(other.id);
-      }
+      await linked(1, gw1, gw2);
+      await linked(2, gw2, gw1);
 
       const listener = rtcmesh(3, ['listen', 'echo', '--exec', 'cat', '--gateway', gw1.url]);
       const listenerId = await waitFor(
@@ -152,6 +166,44 @@ describe('two gateways on one LAN (--announce --federate, no --peer, no Redis)',
         ).toBe(true);
         break;
       }
+    },
+    TEST_MS,
+  );
+
+  it(
+    'strangers announcing many signed gateways cannot fill the federation: a new gateway still links',
+    async () => {
+      const [gw1] = gateways as [GatewayProcess];
+      // 100 validly signed gateways (more than a gateway may link to), none of which works.
+      const rogues = spawn(
+        'ip',
+        [
+          'netns',
+          'exec',
+          lan.hosts[4]?.ns ?? '',
+          process.execPath,
+          join(scratch, 'rogues.mjs'),
+          '--ip',
+          lan.hosts[4]?.ip ?? '',
+          '--count',
+          '100',
+          '--ms',
+          '15000',
+        ],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      children.push(rogues);
+      let report = '';
+      rogues.stdout.on('data', (d: Buffer) => {
+        report += d.toString();
+      });
+      await new Promise((resolve) => rogues.once('exit', resolve));
+      expect(JSON.parse(report).sent).toBeGreaterThan(100);
+      // After the flood, an honest gateway joins the LAN: GW1 links to it.
+      const gw3 = await lanGateway(6);
+      await linked(1, gw1, gw3);
+      await linked(6, gw3, gw1);
+      expect(gw1.output()).not.toMatch(/cannot federate/);
     },
     TEST_MS,
   );

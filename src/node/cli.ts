@@ -4,7 +4,7 @@
  *   rtcmesh id [--data DIR]
  */
 import { parseArgs } from 'node:util';
-import { parseNodeId } from '../core/identity/index.ts';
+import { type NodeId, parseNodeId } from '../core/identity/index.ts';
 import type { AcceptPolicy } from '../core/node/mesh-node.ts';
 import { VERSION } from '../core/version.ts';
 import {
@@ -37,7 +37,7 @@ import {
   parseTurnUrl,
   setLimit,
 } from './gateway/config.ts';
-import { parsePeerUrl } from './gateway/federation/federation.ts';
+import { type Federation, parsePeerUrl } from './gateway/federation/federation.ts';
 import { Gateway } from './gateway/gateway.ts';
 import { LETS_ENCRYPT_DIRECTORY } from './gateway/tls/acme.ts';
 import { loadOrCreateIdentity } from './identity-store.ts';
@@ -346,14 +346,7 @@ async function runGateway(args: string[]): Promise<void> {
   // Two gateways that meet on a LAN federate when both accept federation (--federate or
   // --peer): each links to the other it hears, pinned to the ID its announcement proved.
   if (lan && gateway.federation && config.federation.accept)
-    lan.on('gateway', ({ id, url }) => {
-      if (id === gateway.identity.id) return;
-      try {
-        gateway.federation?.addPeer(`${url}#${id}`);
-      } catch (err) {
-        console.error(`rtcmesh: cannot federate with ${id} at ${url}: ${String(err)}`);
-      }
-    });
+    federateWithLan(lan, gateway.federation, gateway.identity.id, config.federation.peers);
   // TURN over TCP on the plain HTTP port, over TLS on the TLS port (the front door).
   const streams = gateway.turnAddress
     ? `, TURN over tcp port ${gateway.plainPort}${gateway.tlsPort !== undefined ? `, over tls port ${gateway.tlsPort}` : ''}`
@@ -377,6 +370,54 @@ async function runGateway(args: string[]): Promise<void> {
   console.log(
     `rtcmesh gateway ${gateway.identity.id} listening on ${gateway.publicUrl}, WebRTC on udp ${config.publicIp ?? config.udp.host}:${gateway.udpPort}${turn} (data in ${config.dataDir})${streams}${config.redis ? `, in the cluster on ${redactUrl(config.redis.url)}` : ''}${lan ? ', announced on the LAN' : ''}`,
   );
+}
+
+/**
+ * Links to the gateways heard on the LAN, and only while they are heard: one that said bye,
+ * went unheard, moved to another URL or was pushed out of the LAN table (a flood of signed
+ * announcements from strangers, whose IDs are free) is no longer linked to again, so a
+ * stranger cannot fill the federation's peers and keep honest gateways out. --peer ones
+ * are not touched.
+ */
+function federateWithLan(
+  lan: LanDiscovery,
+  federation: Federation,
+  self: NodeId,
+  configured: readonly string[],
+): void {
+  const linked = new Map<NodeId, string>();
+  const wsUrlOf = (url: string) => {
+    try {
+      return parsePeerUrl(url).wsUrl;
+    } catch {
+      return undefined;
+    }
+  };
+  const given = new Set(configured.map(wsUrlOf));
+  const reconcile = () => {
+    const heard = new Map(
+      lan
+        .gateways()
+        .filter((g) => !given.has(wsUrlOf(g.url)))
+        .map((g) => [g.id, g.url]),
+    );
+    for (const [id, url] of linked) {
+      if (heard.get(id) === url) continue;
+      linked.delete(id);
+      federation.removePeer(url);
+    }
+    for (const [id, url] of heard) {
+      if (id === self || linked.get(id) === url) continue;
+      try {
+        federation.addPeer(`${url}#${id}`);
+        linked.set(id, url);
+      } catch (err) {
+        console.error(`rtcmesh: cannot federate with ${id} at ${url}: ${String(err)}`);
+      }
+    }
+  };
+  lan.on('gateway', reconcile);
+  lan.on('gone', reconcile);
 }
 
 function readTlsOptions(
