@@ -375,9 +375,9 @@ async function runGateway(args: string[]): Promise<void> {
 /**
  * Links to the gateways heard on the LAN, and only while they are heard: one that said bye,
  * went unheard, moved to another URL or was pushed out of the LAN table (a flood of signed
- * announcements from strangers, whose IDs are free) is no longer linked to again, so a
- * stranger cannot fill the federation's peers and keep honest gateways out. --peer ones
- * are not touched.
+ * announcements from strangers, whose IDs are free) is no longer linked to again: strangers
+ * cannot fill the federation's 64 peers (after which this gateway would refuse to link to
+ * honest gateways it hears, and redial dead URLs forever). --peer ones are not touched.
  */
 function federateWithLan(
   lan: LanDiscovery,
