@@ -16,6 +16,7 @@ import {
   type ForwardOptions,
   type MeshNodeHandle,
 } from './index.ts';
+import { KNOWN_PEERS_FILE, type KnownPeer, loadKnownPeers } from './known-peers.ts';
 import { pumpIn, pumpOut } from './pipe.ts';
 
 export { DEFAULT_GATEWAY, DEFAULT_NODE_DATA };
@@ -74,8 +75,25 @@ function waitingForLan(options: CliNodeOptions): CliNodeOptions {
   return options.gateway ? options : { ...options, connectTimeoutMs: Number.POSITIVE_INFINITY };
 }
 
+/** One line per kept peer: ID, mesh IPv6, when last linked, and its name if it gave one. */
+export function formatKnownPeer(peer: KnownPeer): string {
+  const name = peer.name !== undefined ? `  ${JSON.stringify(peer.name)}` : '';
+  return `${peer.id}  ${peer.ip6}  linked ${new Date(peer.linkedAt).toISOString()}${name}`;
+}
+
+/** `rtcmesh peers`: the peers this node has linked with, from its data directory alone. */
+export async function runPeers(dataDir: string): Promise<void> {
+  const peers = await loadKnownPeers(dataDir, log);
+  if (!peers.length) log(`no known peers in ${dataDir} (${KNOWN_PEERS_FILE})`);
+  for (const peer of peers) console.log(formatKnownPeer(peer));
+}
+
 /** `rtcmesh node`: stay online and reachable. */
 export async function runNode(options: CliNodeOptions): Promise<void> {
+  // Before any gateway answers (there may be none for a while): who this node knows. The
+  // library reports a refused file or record itself.
+  const known = await loadKnownPeers(options.dataDir, () => {});
+  for (const peer of known) log(`known peer ${formatKnownPeer(peer)}`);
   const node = await startCliNode(waitingForLan(options));
   node.on('link', (peer) => log(`connected to ${peer.id}`));
   await untilSignal();

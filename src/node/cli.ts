@@ -4,7 +4,7 @@
  *   rtcmesh id [--data DIR]
  */
 import { parseArgs } from 'node:util';
-import { parseNodeId } from '../core/identity/index.ts';
+import { type NodeId, parseNodeId } from '../core/identity/index.ts';
 import type { AcceptPolicy } from '../core/node/mesh-node.ts';
 import { VERSION } from '../core/version.ts';
 import {
@@ -15,6 +15,7 @@ import {
   runForward,
   runListen,
   runNode,
+  runPeers,
 } from './cli-node.ts';
 import { LanDiscovery } from './discovery/lan-discovery.ts';
 import {
@@ -36,10 +37,11 @@ import {
   parseTurnUrl,
   setLimit,
 } from './gateway/config.ts';
-import { parsePeerUrl } from './gateway/federation/federation.ts';
+import { type Federation, parsePeerUrl } from './gateway/federation/federation.ts';
 import { Gateway } from './gateway/gateway.ts';
 import { LETS_ENCRYPT_DIRECTORY } from './gateway/tls/acme.ts';
 import { loadOrCreateIdentity } from './identity-store.ts';
+import { MAX_KNOWN_PEERS } from './known-peers.ts';
 import { createLogger, isLogLevel, LOG_LEVELS } from './log.ts';
 import { DEFAULT_PRESENCE_TTL_MS, DEFAULT_REDIS_PREFIX } from './registry/index.ts';
 import { redactUrl } from './registry/redis-registry.ts';
@@ -50,7 +52,9 @@ const COMMANDS = `rtcmesh ${VERSION}: a private mesh over WebRTC
 Usage:
   rtcmesh gateway [options]         run a gateway serving the PWA and the API
   rtcmesh id [--data DIR]           print a node ID and mesh IPv6 (made on first use)
-  rtcmesh node [node options]       stay online as a mesh node
+  rtcmesh node [node options]       stay online as a mesh node (listing the peers it knows)
+  rtcmesh peers [--data DIR]        list the peers this node has linked with (kept on disk,
+                                    each record checked again; no gateway needed)
   rtcmesh listen SERVICE [--exec CMD] [node options]
                                     serve SERVICE: pipe each stream to stdio, or run CMD per stream
   rtcmesh dial PEER SERVICE [node options]
@@ -130,6 +134,7 @@ const USAGE = `${COMMANDS}\n${NODE_OPTIONS}\n${GATEWAY_OPTIONS}`;
 const HELP: Record<string, string> = {
   gateway: `Usage: rtcmesh gateway [options]\n\nRuns a gateway: serves the PWA and the API, WebRTC for every node, a STUN/TURN relay.\n\n${GATEWAY_OPTIONS}`,
   id: "Usage: rtcmesh id [--data DIR]\n\nPrints this node's ID and mesh IPv6 address, making its key on first use.\n\n  --data DIR           RTCMESH_DATA         ./data\n",
+  peers: `Usage: rtcmesh peers [--data DIR]\n\nLists the peers this node has linked with, the most recent first: ID, mesh IPv6, when last\nlinked, name. They are kept in known-peers.json in the data directory (the ${MAX_KNOWN_PEERS} most recent);\neach signed record is checked again when read, and one that fails is refused and left out.\n\n  --data DIR           RTCMESH_NODE_DATA    ${DEFAULT_NODE_DATA}\n`,
   node: `Usage: rtcmesh node [node options]\n\nStays online as a mesh node (accepting calls by the accept policy).\n\n${NODE_OPTIONS}`,
   listen: `Usage: rtcmesh listen SERVICE [--exec CMD] [node options]\n\nServes SERVICE: pipes each incoming stream to stdin/stdout, or runs CMD per stream.\n\n${NODE_OPTIONS}`,
   dial: `Usage: rtcmesh dial PEER SERVICE [node options]\n\nPipes stdin/stdout through a stream to PEER's SERVICE (PEER: node ID or mesh IPv6).\nAs an SSH ProxyCommand, against \`rtcmesh expose ssh 127.0.0.1:22\` on the device:\n  ssh -o ProxyCommand='rtcmesh dial %h ssh' user@PEER\n\n${NODE_OPTIONS}`,
@@ -341,14 +346,7 @@ async function runGateway(args: string[]): Promise<void> {
   // Two gateways that meet on a LAN federate when both accept federation (--federate or
   // --peer): each links to the other it hears, pinned to the ID its announcement proved.
   if (lan && gateway.federation && config.federation.accept)
-    lan.on('gateway', ({ id, url }) => {
-      if (id === gateway.identity.id) return;
-      try {
-        gateway.federation?.addPeer(`${url}#${id}`);
-      } catch (err) {
-        console.error(`rtcmesh: cannot federate with ${id} at ${url}: ${String(err)}`);
-      }
-    });
+    federateWithLan(lan, gateway.federation, gateway.identity.id, config.federation.peers);
   // TURN over TCP on the plain HTTP port, over TLS on the TLS port (the front door).
   const streams = gateway.turnAddress
     ? `, TURN over tcp port ${gateway.plainPort}${gateway.tlsPort !== undefined ? `, over tls port ${gateway.tlsPort}` : ''}`
@@ -372,6 +370,54 @@ async function runGateway(args: string[]): Promise<void> {
   console.log(
     `rtcmesh gateway ${gateway.identity.id} listening on ${gateway.publicUrl}, WebRTC on udp ${config.publicIp ?? config.udp.host}:${gateway.udpPort}${turn} (data in ${config.dataDir})${streams}${config.redis ? `, in the cluster on ${redactUrl(config.redis.url)}` : ''}${lan ? ', announced on the LAN' : ''}`,
   );
+}
+
+/**
+ * Links to the gateways heard on the LAN, and only while they are heard: one that said bye,
+ * went unheard, moved to another URL or was pushed out of the LAN table (a flood of signed
+ * announcements from strangers, whose IDs are free) is no longer linked to again: strangers
+ * cannot fill the federation's 64 peers (after which this gateway would refuse to link to
+ * honest gateways it hears, and redial dead URLs forever). --peer ones are not touched.
+ */
+function federateWithLan(
+  lan: LanDiscovery,
+  federation: Federation,
+  self: NodeId,
+  configured: readonly string[],
+): void {
+  const linked = new Map<NodeId, string>();
+  const wsUrlOf = (url: string) => {
+    try {
+      return parsePeerUrl(url).wsUrl;
+    } catch {
+      return undefined;
+    }
+  };
+  const given = new Set(configured.map(wsUrlOf));
+  const reconcile = () => {
+    const heard = new Map(
+      lan
+        .gateways()
+        .filter((g) => !given.has(wsUrlOf(g.url)))
+        .map((g) => [g.id, g.url]),
+    );
+    for (const [id, url] of linked) {
+      if (heard.get(id) === url) continue;
+      linked.delete(id);
+      federation.removePeer(url);
+    }
+    for (const [id, url] of heard) {
+      if (id === self || linked.get(id) === url) continue;
+      try {
+        federation.addPeer(`${url}#${id}`);
+        linked.set(id, url);
+      } catch (err) {
+        console.error(`rtcmesh: cannot federate with ${id} at ${url}: ${String(err)}`);
+      }
+    }
+  };
+  lan.on('gateway', reconcile);
+  lan.on('gone', reconcile);
 }
 
 function readTlsOptions(
@@ -586,6 +632,16 @@ async function main(argv: string[]): Promise<void> {
         maxConnections: maxConnections(values['max-connections']),
       });
       return process.exit(0);
+    }
+    case 'peers': {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        options: { data: { type: 'string' } },
+        allowPositionals: true,
+        strict: true,
+      });
+      if (positionals.length) fail('usage: rtcmesh peers [--data DIR]');
+      return runPeers(values.data ?? process.env.RTCMESH_NODE_DATA ?? DEFAULT_NODE_DATA);
     }
     case 'gateway':
       return runGateway(rest);

@@ -29,6 +29,7 @@ import type { LanDiscovery } from './discovery/lan-discovery.ts';
 import { type LanMode, type LanModeOptions, startLanMode } from './discovery/lan-mode.ts';
 import { loadKnownGateways, saveKnownGateways } from './gateway-store.ts';
 import { loadOrCreateIdentity } from './identity-store.ts';
+import { type KnownPeer, loadKnownPeers, saveKnownPeers, withPeer } from './known-peers.ts';
 import { nodeRtcPlatform } from './rtc-platform.ts';
 import { type ExposeHandle, type ExposeOptions, expose } from './services/expose.ts';
 import { type ForwardHandle, type ForwardOptions, forward } from './services/forward.ts';
@@ -36,6 +37,7 @@ import { type ForwardHandle, type ForwardOptions, forward } from './services/for
 export * from '../core/api/index.ts';
 export * from '../core/node/index.ts';
 export { consoleLogger, type Logger, silentLogger } from '../core/node/logger.ts';
+export type { KnownPeer } from './known-peers.ts';
 export type { ExposeHandle, ExposeOptions } from './services/expose.ts';
 export type { ForwardHandle, ForwardOptions } from './services/forward.ts';
 
@@ -70,7 +72,10 @@ export interface ConnectNodeOptions {
    * ID it announced on the session.
    */
   lan?: boolean | LanModeOptions;
-  /** Where the node key, certificate and known gateways live (default ~/.rtcmesh). */
+  /**
+   * Where the node key, certificate, known gateways and known peers' records live (default
+   * ~/.rtcmesh).
+   */
   dataDir?: string;
   /**
    * Incoming calls: `everyone`, `known` (the `known` list) or `ask` (`onCall` decides). The
@@ -138,6 +143,11 @@ export interface MeshNodeHandle {
   readonly lanDiscovery: LanDiscovery | undefined;
   /** With `lan.mayServe`: the URL of the gateway this process serves now, if it does. */
   readonly servingUrl: string | undefined;
+  /**
+   * The peers this node has linked with, the most recent first (kept in the data directory,
+   * each record checked again when read back).
+   */
+  readonly knownPeers: readonly KnownPeer[];
   /** Opens a stream to `service` on `peer` (a node ID or mesh IPv6), reusing an open link. */
   dial(peer: string, service: string, options?: DialOptions): Promise<MeshStream>;
   /** Serves `service`: `handler` gets every stream a peer opens to it; returns a remover. */
@@ -191,6 +201,18 @@ export async function connectNode(options: ConnectNodeOptions = {}): Promise<Mes
   options.signal?.throwIfAborted();
   const { identity, keyFile } = await loadOrCreateIdentity(dataDir);
   const certificate = await loadOrCreateCertificate(dataDir, identity);
+  let knownPeers = await loadKnownPeers(dataDir, (message) => log.warn(message));
+  /** Writes one after another, the last list last; close() waits for them. */
+  let keeping: Promise<void> = Promise.resolve();
+  const keepPeer = (record: VerifiedRecord) => {
+    knownPeers = withPeer(knownPeers, record);
+    const peers = knownPeers;
+    keeping = keeping
+      .then(() => saveKnownPeers(dataDir, peers))
+      .catch((err: unknown) =>
+        log.warn(`could not keep the peers' records: ${(err as Error).message}`),
+      );
+  };
   options.signal?.throwIfAborted();
   const listeners: { [K in keyof MeshNodeHandleEvents]: Set<MeshNodeHandleEvents[K]> } = {
     status: new Set(),
@@ -300,6 +322,9 @@ export async function connectNode(options: ConnectNodeOptions = {}): Promise<Mes
     get servingUrl() {
       return lanMode?.election?.gateway?.url;
     },
+    get knownPeers() {
+      return knownPeers;
+    },
     dial: (peer, service, dialOptions = {}) => node.dial(peer, service, dialOptions),
     listen: (service, handler) => node.listen(service, handler),
     expose: (service, exposeOptions) =>
@@ -322,6 +347,7 @@ export async function connectNode(options: ConnectNodeOptions = {}): Promise<Mes
         await Promise.all([...services].map((service) => service.close()));
         node.stop();
         await lanMode?.close();
+        await keeping;
         // Let the closes reach the native side before saying done.
         await new Promise((resolve) => setImmediate(resolve));
         log.debug(`node ${identity.id} closed`);
@@ -339,7 +365,10 @@ export async function connectNode(options: ConnectNodeOptions = {}): Promise<Mes
     else log.debug(`gateway ${status}: ${detail}`);
     emit('status', status, detail);
   });
-  node.on('link', (link) => emit('link', link.peer, link.direction));
+  node.on('link', (link) => {
+    keepPeer(link.peer);
+    emit('link', link.peer, link.direction);
+  });
   // A gateway appeared while the session is down (one was just elected): try it now rather
   // than after the backoff.
   lanMode?.discovery.on('gateway', () => {

@@ -89,6 +89,8 @@ interface Peer {
   link: Link | undefined;
   attempt: number;
   timer: ReturnType<typeof setTimeout> | undefined;
+  /** Removed by removePeer: not linked to again. */
+  removed: boolean;
 }
 
 /** A --peer URL: http(s) or ws(s), optionally pinned with `#<gateway ID>`. */
@@ -200,9 +202,25 @@ export class Federation implements ClusterBus {
       link: undefined,
       attempt: 0,
       timer: undefined,
+      removed: false,
     };
     this.peers.set(parsed.wsUrl, peer);
     this.connect(peer);
+  }
+
+  /**
+   * Stops linking to a peer addPeer added (a gateway gone from the LAN, or moved to another
+   * URL): it is not linked to again, and its place is free. A link open to it stays until it
+   * drops.
+   */
+  removePeer(text: string): void {
+    const parsed = parsePeerUrl(text);
+    const peer = this.peers.get(parsed.wsUrl);
+    if (!peer) return;
+    this.peers.delete(parsed.wsUrl);
+    peer.removed = true;
+    clearTimeout(peer.timer);
+    peer.timer = undefined;
   }
 
   /** An HTTP upgrade to FEDERATION_PATH: a gateway opening a link to us. */
@@ -310,7 +328,7 @@ export class Federation implements ClusterBus {
   }
 
   private connect(peer: Peer): void {
-    if (this.closed) return;
+    if (this.closed || peer.removed) return;
     peer.timer = undefined;
     if (this.linkCount >= MAX_LINKS) {
       this.retry(peer);
@@ -339,7 +357,7 @@ export class Federation implements ClusterBus {
   }
 
   private retry(peer: Peer): void {
-    if (this.closed || peer.timer) return;
+    if (this.closed || peer.removed || peer.timer) return;
     const delay = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** peer.attempt);
     peer.attempt = Math.min(peer.attempt + 1, 10);
     peer.timer = setTimeout(() => this.connect(peer), delay);
