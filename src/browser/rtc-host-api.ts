@@ -54,6 +54,11 @@ export interface PeerUpdate {
   candidates: (CandidateInit | null)[];
   connectionState: string;
   iceGatheringState: string;
+  /**
+   * The local description as it is now: it gains the candidates gathered since the last step,
+   * and signaling that does not trickle (HTTP mode) sends it whole.
+   */
+  local: SessionDescription | null;
   /** Channels the peer opened: their ports, as the channel worker serves them. */
   channels: { snapshot: ChannelSnapshot; data: MessagePort; status: MessagePort }[];
 }

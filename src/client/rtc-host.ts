@@ -89,13 +89,20 @@ export class RtcHost implements RtcHostApi {
     let update: PeerUpdate | undefined;
     const report = (): PeerUpdate => {
       if (!update) {
-        update = { candidates: [], connectionState: '', iceGatheringState: '', channels: [] };
+        update = {
+          candidates: [],
+          connectionState: '',
+          iceGatheringState: '',
+          local: null,
+          channels: [],
+        };
         nextTask(() => {
           const done = update;
           update = undefined;
           if (!done) return;
           done.connectionState = pc.connectionState;
           done.iceGatheringState = pc.iceGatheringState;
+          done.local = plain(pc.localDescription);
           events.postMessage(
             done,
             done.channels.flatMap((c) => [c.data, c.status]),

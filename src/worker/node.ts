@@ -291,6 +291,9 @@ export class BrowserNode implements NodeApi, RtcPlatform {
       // Each new connection is a round trip to the host tab: have one ready.
       prepareConnections: true,
       relayOnly: () => this.settings.relayOnly,
+      // Where UDP is blocked the WebRTC session with the gateway does not form, even through
+      // its TURN over TLS (docs/design.md §11): signal over HTTPS then; links relay over TLS.
+      httpSignaling: 'fallback',
       decide: (caller, dialId) => this.decide(caller, dialId),
       // Kept so that the app, opened from its cache while its own gateway is down, finds
       // the rest of the cluster.

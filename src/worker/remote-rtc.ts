@@ -148,6 +148,7 @@ class RemotePeerConnection implements PeerConnectionLike {
   /** The host's report of one task: candidates, state, channels the peer opened. */
   private update(update: PeerUpdate): void {
     if (this.connectionState === 'closed') return;
+    if (update.local) this.localDescription = update.local;
     for (const candidate of update.candidates)
       this.emit('icecandidate', { candidate: candidate ? { toJSON: () => candidate } : null });
     // A channel the peer opens is always a stream (negotiated channels fire no event).

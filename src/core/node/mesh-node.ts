@@ -131,6 +131,8 @@ interface OutgoingDial {
 interface IncomingDial {
   call: IncomingCall;
   offer: string;
+  /** The caller gets no trickled candidates (it signals over HTTP): answer with all of them. */
+  gathered: boolean;
   pc?: PeerConnectionLike;
   pendingCandidates: IceCandidate[];
   settled: boolean;
@@ -525,7 +527,7 @@ export class MeshNode {
         void this.onCandidate(msg.dialId, msg.candidate);
         return;
       case 'incoming':
-        void this.onIncoming(msg.dialId, msg.from, msg.offer, msg.record);
+        void this.onIncoming(msg.dialId, msg.from, msg.offer, msg.record, msg.gathered === true);
         return;
       case 'cancel': {
         const dial = this.incoming.get(msg.dialId);
@@ -597,6 +599,7 @@ export class MeshNode {
     from: string,
     offer: string,
     record: string,
+    gathered = false,
   ): Promise<void> {
     // The gateway hands a call again to a new session (a reconnect while it rings).
     if (this.incoming.has(dialId) || this.checking.has(dialId)) return;
@@ -623,6 +626,7 @@ export class MeshNode {
     }
     const dial: IncomingDial = {
       offer,
+      gathered,
       pendingCandidates,
       settled: false,
       applying: false,
@@ -684,7 +688,7 @@ export class MeshNode {
         pc.addIceCandidate(c).catch(() => undefined);
       await Promise.all([applied, pc.setLocalDescription()]);
       // Over HTTP signaling nothing trickles: the answer carries every candidate.
-      if (!this.gateway.trickles) await gatheringComplete(pc, GATHER_TIMEOUT_MS);
+      if (!this.gateway.trickles || dial.gathered) await gatheringComplete(pc, GATHER_TIMEOUT_MS);
       made.sdp = pc.localDescription?.sdp ?? '';
       return made;
     })();

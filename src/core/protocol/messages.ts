@@ -61,7 +61,15 @@ export const gatewayToNodeSchema = z.discriminatedUnion('t', [
   z.object({ t: z.literal('ringing'), dialId }),
   /** The callee has no session: the gateway is waking it by push; the dial stays pending. */
   z.object({ t: z.literal('waking'), dialId }),
-  z.object({ t: z.literal('incoming'), dialId, from: maxString(64), offer: sdp, record }),
+  z.object({
+    t: z.literal('incoming'),
+    dialId,
+    from: maxString(64),
+    offer: sdp,
+    record,
+    /** The caller signals over HTTP and gets no trickled candidates: answer with all of them. */
+    gathered: z.optional(z.boolean()),
+  }),
   z.object({ t: z.literal('candidate'), dialId, candidate: z.nullable(iceCandidateSchema) }),
   z.object({ t: z.literal('answer'), dialId, answer: sdp, record }),
   z.object({

@@ -34,6 +34,8 @@ export interface DialParty {
   readonly id: NodeId;
   /** The client address key (client-address.ts) it comes from, for per-address shares. */
   readonly source?: string;
+  /** False for a caller over HTTP: candidates cannot follow the answer to it. */
+  readonly trickles?: boolean;
   deliver(msg: GatewayToNode): void;
 }
 
@@ -243,6 +245,7 @@ export class Signaling {
         from: caller.id,
         offer: msg.offer,
         record: msg.record,
+        ...(caller.trickles === false ? { gathered: true } : {}),
       } satisfies IncomingDialMessage,
       callerCandidates: [],
       startedAt,

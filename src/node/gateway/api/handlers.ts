@@ -162,6 +162,7 @@ export function apiHandlers(d: HandlerDeps): ApiHandlers {
           const party: DialParty = {
             id: caller.id,
             source: d.guard.clientKey(req),
+            trickles: false,
             deliver: (msg) => {
               if (msg.t === 'answer' || msg.t === 'dial-failed') resolve(msg);
             },
