@@ -51,7 +51,7 @@ for (const [i, blocked] of [
   [true, false],
 ].entries()) {
   const name = blocked[1] ? 'both sides block UDP' : 'one side blocks UDP';
-  test(`${name}: connected over TLS, dial by ID, 4 MiB intact @nat`, async () => {
+  test(`${name}: signaling over HTTPS, dial by ID, 4 MiB intact over a TCP or TLS relay @nat`, async () => {
     test.setTimeout(300_000);
     const tag = `ub${process.pid % 100}${i}`;
     const net = buildNetwork(tag, ['cone-nat', 'cone-nat']);
