@@ -46,11 +46,23 @@ type NodeWindow = Window & {
 
 const SIZE = 4 * 1024 * 1024;
 
-for (const [i, blocked] of [
-  [true, true],
-  [true, false],
+/** What each side's router drops: all UDP, or everything but TCP to port 443 (a hotel's Wi-Fi). */
+const BLOCK = {
+  udp: 'meta l4proto udp drop',
+  'all-but-443': 'meta l4proto udp drop; add rule ip blockudp forwarded ct state new tcp dport != 443 drop',
+} as const;
+
+for (const [i, { blocked, rule }] of [
+  { blocked: [true, true], rule: 'udp' as const },
+  { blocked: [true, false], rule: 'udp' as const },
+  { blocked: [true, true], rule: 'all-but-443' as const },
 ].entries()) {
-  const name = blocked[1] ? 'both sides block UDP' : 'one side blocks UDP';
+  const name =
+    rule === 'all-but-443'
+      ? 'both sides let out only TCP to 443'
+      : blocked[1]
+        ? 'both sides block UDP'
+        : 'one side blocks UDP';
   test(`${name}: signaling over HTTPS, dial by ID, 4 MiB intact over a TCP or TLS relay @nat`, async () => {
     test.setTimeout(300_000);
     const tag = `ub${process.pid % 100}${i}`;
@@ -65,7 +77,7 @@ for (const [i, blocked] of [
           'exec',
           `rm${tag}r${n + 1}`,
           'nft',
-          'add table ip blockudp; add chain ip blockudp forwarded { type filter hook forward priority 0; }; add rule ip blockudp forwarded meta l4proto udp drop',
+          `add table ip blockudp; add chain ip blockudp forwarded { type filter hook forward priority 0; }; add rule ip blockudp forwarded ${BLOCK[rule]}`,
         ]);
       });
       const gw = net.gatewayIp;
@@ -162,6 +174,13 @@ for (const [i, blocked] of [
       // Relayed over a TCP stream to the gateway: Chromium ranks TURN/TCP (port 80 here) above
       // TURN/TLS, and uses TLS where only 443 is let out.
       expect(['tcp', 'tls']).toContain(sent.path?.relayProtocol);
+      if (rule === 'all-but-443') {
+        // Only 443 is let out: TURN over TLS on the front door, and the app says so.
+        expect(sent.path?.relayProtocol).toBe('tls');
+        await expect(a.locator('article.link .path')).toContainText('relayed · TLS 443', {
+          timeout: 60_000,
+        });
+      }
       // And the other way: B dials A by ID and says something.
       await a.evaluate(() => {
         const w = window as unknown as NodeWindow;

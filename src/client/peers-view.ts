@@ -94,10 +94,10 @@ class PeerCard {
       if (!info) return;
       const hops = relayHops(info);
       const label = linkLabel(info);
-      // Two relay hops: each side's own gateway relays (a federated mesh across networks).
+      // Two relay hops: both sides relayed (each by its own gateway in a federated mesh).
       const via =
         hops === 2
-          ? `relayed through 2 relays (${info.localAddress ?? '?'} → ${info.remoteAddress ?? '?'})`
+          ? `${label} · through 2 relays (${info.localAddress ?? '?'} → ${info.remoteAddress ?? '?'})`
           : label === 'direct'
             ? label
             : `${label} · gateway ${this.node.gateway.gatewayId?.slice(0, 12) ?? '?'}…`;
