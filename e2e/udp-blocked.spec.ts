@@ -49,7 +49,8 @@ const SIZE = 4 * 1024 * 1024;
 /** What each side's router drops: all UDP, or everything but TCP to port 443 (a hotel's Wi-Fi). */
 const BLOCK = {
   udp: 'meta l4proto udp drop',
-  'all-but-443': 'meta l4proto udp drop; add rule ip blockudp forwarded ct state new tcp dport != 443 drop',
+  'all-but-443':
+    'meta l4proto udp drop; add rule ip blockudp forwarded ct state new tcp dport != 443 drop',
 } as const;
 
 for (const [i, { blocked, rule }] of [
