@@ -4,13 +4,13 @@
  * and the time from offer to an open channel. Chromium is told to accept the test
  * certificate (`--ignore-certificate-errors`, loopback only).
  */
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { CHROMIUM_ARGS, launchOptions } from '../e2e/support/browser.ts';
 import { startGateway } from '../e2e/support/gateway-process.ts';
+import { selfSigned } from '../test/support/pebble.ts';
 import { newPage } from './browser.ts';
 import { credentials, freeUdpPort, type Relay, relayedTransfer, startCoturn } from './relay.ts';
 
@@ -20,35 +20,9 @@ export interface TlsRelayFigures {
   connectMs: number;
 }
 
-function selfSigned(dir: string): { cert: string; key: string } {
-  const cert = join(dir, 'cert.pem');
-  const key = join(dir, 'key.pem');
-  const made = spawnSync('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    key,
-    '-out',
-    cert,
-    '-days',
-    '2',
-    '-subj',
-    '/CN=127.0.0.1',
-    '-addext',
-    'subjectAltName=IP:127.0.0.1',
-  ]);
-  if (made.status !== 0) throw new Error(`openssl failed: ${made.stderr}`);
-  return { cert, key };
-}
-
 export async function relayTlsBench(): Promise<TlsRelayFigures[]> {
   const dir = mkdtempSync(join(tmpdir(), 'rtcmesh-bench-tls-'));
-  const { cert, key } = selfSigned(dir);
+  const { cert, key } = selfSigned(dir, 'gateway', 'IP:127.0.0.1');
   const gateway = await startGateway({
     args: [
       '--tls-listen',
