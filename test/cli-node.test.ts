@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GatewayProcess, RTCMESH_BIN, startGateway } from '../e2e/support/gateway-process.ts';
+import { captureOutput } from '../e2e/support/process-output.ts';
 
 let gateway: GatewayProcess;
 const children: ChildProcess[] = [];
@@ -26,17 +27,9 @@ function rtcmesh(args: string[], input?: Buffer | string) {
     },
   );
   children.push(child);
-  let stdout = Buffer.alloc(0);
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => {
-    stdout = Buffer.concat([stdout, d]);
-  });
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
+  const output = captureOutput(child);
   if (input !== undefined) child.stdin.end(input);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-  return { child, exited, out: () => stdout, err: () => stderr };
+  return { child, ...output };
 }
 
 async function waitFor(check: () => string | undefined, what: string): Promise<string> {

@@ -19,6 +19,7 @@ import {
   RTCMESH_BIN,
   startGateway,
 } from '../e2e/support/gateway-process.ts';
+import { captureOutput } from '../e2e/support/process-output.ts';
 import {
   createNodeRecord,
   encodeBase32,
@@ -61,23 +62,14 @@ function rtcmesh(ns: string, gatewayUrl: string, args: string[], input?: Buffer)
     ],
     { stdio: ['pipe', 'pipe', 'pipe'] },
   );
-  let stdout = Buffer.alloc(0);
-  let stderr = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    stdout = Buffer.concat([stdout, d]);
-  });
-  child.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  child.stdin?.on('error', () => undefined);
+  const { out, err, exited } = captureOutput(child);
   if (input !== undefined) child.stdin?.end(input);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
   cleanups.push(async () => {
     if (child.exitCode === null) child.kill('SIGTERM');
     await exited;
     rmSync(data, { recursive: true, force: true });
   });
-  return { child, exited, out: () => stdout, err: () => stderr };
+  return { child, exited, out, err };
 }
 
 async function waitFor<T>(check: () => T | undefined, what: string, seconds = 60): Promise<T> {
@@ -485,21 +477,12 @@ function loopbackCli(gatewayUrl: string, args: string[], input?: Buffer): Cli {
       stdio: ['pipe', 'pipe', 'pipe'],
     },
   );
-  let stdout = Buffer.alloc(0);
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => {
-    stdout = Buffer.concat([stdout, d]);
-  });
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  child.stdin.on('error', () => undefined);
-  if (input !== undefined) child.stdin.end(input);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  const { out, err, exited } = captureOutput(child);
+  if (input !== undefined) child.stdin?.end(input);
   cleanups.push(async () => {
     if (child.exitCode === null) child.kill('SIGTERM');
     await exited;
     rmSync(data, { recursive: true, force: true });
   });
-  return { child, exited, out: () => stdout, err: () => stderr };
+  return { child, exited, out, err };
 }

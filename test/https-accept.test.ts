@@ -20,6 +20,7 @@ import {
   startGateway,
 } from '../e2e/support/gateway-process.ts';
 import { buildNetwork, type TestNetwork } from '../e2e/support/netns.ts';
+import { captureOutput } from '../e2e/support/process-output.ts';
 import { RedisServer, requireRedisServer } from '../e2e/support/redis-server.ts';
 import { GatewayApi, GatewayHttpError } from '../src/core/api/index.ts';
 import {
@@ -306,19 +307,11 @@ function cliIn(netns: string | undefined, args: string[], input?: string) {
     : spawn(process.execPath, argv, {
         stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
       });
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
+  const { out, err, exited } = captureOutput(child);
   if (input !== undefined) child.stdin?.end(input);
-  let err = '';
-  child.stderr?.on('data', (d: Buffer) => {
-    err += d.toString();
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
   return {
-    stdout: () => out,
-    stderr: () => err,
+    stdout: () => out().toString(),
+    stderr: err,
     exited,
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');

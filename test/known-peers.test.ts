@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { RTCMESH_BIN, startGateway } from '../e2e/support/gateway-process.ts';
+import { captureOutput } from '../e2e/support/process-output.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), 'rtcmesh-known-peers-'));
 const children: ChildProcess[] = [];
@@ -30,18 +31,9 @@ function rtcmesh(args: string[], input?: string): Cli {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   children.push(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  child.stdin.on('error', () => {});
+  const { out, err, exited } = captureOutput(child);
   if (input !== undefined) child.stdin.end(input);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-  return { child, exited, out: () => stdout, err: () => stderr };
+  return { child, exited, out: () => out().toString(), err };
 }
 
 async function waitFor<T>(check: () => T | undefined, what: string, ms = 60_000): Promise<T> {

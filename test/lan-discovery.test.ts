@@ -14,6 +14,7 @@ import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RTCMESH_BIN } from '../e2e/support/gateway-process.ts';
 import { repoPath } from '../e2e/support/paths.ts';
+import { captureOutput } from '../e2e/support/process-output.ts';
 import { buildLan, type TestLan } from './support/lan.ts';
 
 const TAG = `ld${process.pid % 1000}`;
@@ -57,19 +58,9 @@ function onHost(host: number, command: string[], input?: Buffer): Device {
 function spawnDevice(ns: string, command: string[], input?: Buffer): Device {
   const child = spawn('ip', ['netns', 'exec', ns, ...command], { stdio: ['pipe', 'pipe', 'pipe'] });
   children.push(child);
-  let stdout = Buffer.alloc(0);
-  let stderr = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    stdout = Buffer.concat([stdout, d]);
-  });
-  child.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  // A device that exits before reading all its input is the test's to judge, not an EPIPE.
-  child.stdin?.on('error', () => {});
+  const output = captureOutput(child);
   if (input !== undefined) child.stdin?.end(input);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-  return { child, exited, out: () => stdout, err: () => stderr };
+  return { child, ...output };
 }
 
 /** `rtcmesh …` on a host, with a data directory of its own and no gateway named. */

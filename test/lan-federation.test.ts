@@ -14,6 +14,7 @@ import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GatewayProcess, RTCMESH_BIN, startGateway } from '../e2e/support/gateway-process.ts';
 import { repoPath } from '../e2e/support/paths.ts';
+import { captureOutput } from '../e2e/support/process-output.ts';
 import { buildLan, type TestLan } from './support/lan.ts';
 
 const TAG = `lf${process.pid % 1000}`;
@@ -61,18 +62,9 @@ function rtcmesh(host: number, args: string[], input?: Buffer): Cli {
     { stdio: ['pipe', 'pipe', 'pipe'] },
   );
   children.push(child);
-  let stdout = Buffer.alloc(0);
-  let stderr = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    stdout = Buffer.concat([stdout, d]);
-  });
-  child.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  child.stdin?.on('error', () => {});
+  const output = captureOutput(child);
   if (input !== undefined) child.stdin?.end(input);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-  return { child, exited, out: () => stdout, err: () => stderr };
+  return { child, ...output };
 }
 
 async function waitFor<T>(check: () => T | undefined, what: string, ms = 120_000): Promise<T> {
@@ -125,12 +117,9 @@ async function infoFrom(host: number, url: string): Promise<{ federation?: { pee
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
-  let body = '';
-  probe.stdout.on('data', (d: Buffer) => {
-    body += d.toString();
-  });
-  await new Promise((resolve) => probe.once('exit', resolve));
-  return JSON.parse(body) as { federation?: { peers: string[] } };
+  const output = captureOutput(probe);
+  await output.exited;
+  return JSON.parse(output.out().toString()) as { federation?: { peers: string[] } };
 }
 
 describe('two gateways on one LAN (--announce --federate, no --peer, no Redis)', () => {
@@ -193,12 +182,9 @@ describe('two gateways on one LAN (--announce --federate, no --peer, no Redis)',
         { stdio: ['ignore', 'pipe', 'inherit'] },
       );
       children.push(rogues);
-      let report = '';
-      rogues.stdout.on('data', (d: Buffer) => {
-        report += d.toString();
-      });
-      await new Promise((resolve) => rogues.once('exit', resolve));
-      expect(JSON.parse(report).sent).toBeGreaterThan(100);
+      const report = captureOutput(rogues);
+      await report.exited;
+      expect(JSON.parse(report.out().toString()).sent).toBeGreaterThan(100);
       // After the flood, an honest gateway joins the LAN: GW1 links to it.
       const gw3 = await lanGateway(6);
       await linked(1, gw1, gw3);

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GatewayProcess, RTCMESH_BIN, startGateway } from '../e2e/support/gateway-process.ts';
+import { captureOutput } from '../e2e/support/process-output.ts';
 
 const NS = `rmsvssh${process.pid % 100000}`;
 const SSHD_PORT = 2222;
@@ -23,18 +24,11 @@ let deviceIp6 = '';
 function run(cmd: readonly [string, readonly string[]], timeoutMs = 120_000) {
   return new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
     const child = spawn(cmd[0], cmd[1], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
+    const output = captureOutput(child);
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('exit', (code) => {
+    void output.exited.then((code) => {
       clearTimeout(timer);
-      resolve({ code, out, err });
+      resolve({ code, out: output.out().toString(), err: output.err() });
     });
   });
 }

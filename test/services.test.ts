@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GatewayProcess, RTCMESH_BIN, startGateway } from '../e2e/support/gateway-process.ts';
+import { captureOutput } from '../e2e/support/process-output.ts';
 import {
   END_OF_BODY,
   encodeHead,
@@ -45,20 +46,12 @@ function rtcmesh(args: string[], data = mkdtempSync(join(tmpdir(), 'rtcmesh-sv-'
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   children.add(child);
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const exited = new Promise<number | null>((resolve) =>
-    child.once('exit', (code) => {
-      children.delete(child);
-      resolve(code);
-    }),
-  );
+  const { err, exited } = captureOutput(child);
+  void exited.then(() => children.delete(child));
   return {
     child,
     exited,
-    err: () => stderr,
+    err,
     stop: () => {
       child.kill('SIGTERM');
       return exited;

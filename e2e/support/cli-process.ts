@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RTCMESH_BIN } from './gateway-process.ts';
+import { captureOutput } from './process-output.ts';
 
 /** Runs the CLI; libdatachannel's warnings go to its stderr, which a failure prints. */
 export function cli(args: string[], gatewayUrl: string, input?: string) {
@@ -13,21 +14,13 @@ export function cli(args: string[], gatewayUrl: string, input?: string) {
     [RTCMESH_BIN, ...args, '--gateway', gatewayUrl, '--data', data],
     { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, RTCMESH_RTC_LOG: 'warning' } },
   );
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  child.stderr.on('data', (d: Buffer) => {
-    err += d.toString();
-  });
+  const { out, err, exited } = captureOutput(child);
   if (input !== undefined) child.stdin.end(input);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
   return {
     child,
     exited,
-    out: () => out,
-    err: () => err,
+    out: () => out().toString(),
+    err,
     stop: async () => {
       child.kill('SIGTERM');
       await exited;
