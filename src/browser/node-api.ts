@@ -60,11 +60,6 @@ export interface TabEvents {
   stream(stream: StreamHandle): void;
 }
 
-export interface TabState {
-  status: NodeStatus;
-  links: LinkInfo[];
-}
-
 /** What the node is doing, for the console (`await rtcmesh.node.inspect()`) and tests. */
 export interface NodeInspection {
   status: NodeStatus;
@@ -82,8 +77,12 @@ export interface NodeApi {
   identity(): Promise<IdentitySummary>;
   /** The window made or renewed the DTLS certificate: records must list these fingerprints. */
   useCertificate(fingerprints: string[], expires: number): Promise<IdentitySummary>;
-  /** A tab joins; it holds the Web Lock `rtcmesh:tab:<tabId>` while it lives. */
-  attach(tabId: string, events: TabEvents): Promise<TabState>;
+  /**
+   * A tab joins; it holds the Web Lock `rtcmesh:tab:<tabId>` while it lives. Its current
+   * status and open links come as events, on the same port as every later one: a reply here
+   * could overtake an event sent meanwhile, and a tab would keep showing a stale status.
+   */
+  attach(tabId: string, events: TabEvents): Promise<void>;
   /** The tab was focused or shown: calls are announced in the most recently active tab. */
   active(tabId: string): void;
   /** The tab won the RTC host election and lends its peer connections. */

@@ -144,9 +144,7 @@ export class NodeClient implements WorkerUser {
       });
     });
     await this.tabLock;
-    const state = await this.ask((api) => api.attach(this.tabId, proxy(this.events())));
-    this.onStatus(state.status);
-    for (const info of state.links) this.onLink(info);
+    await this.ask((api) => api.attach(this.tabId, proxy(this.events())));
     for (const service of this.services.keys()) this.send((api) => api.listen(this.tabId, service));
     for (const dialId of this.acceptedCalls) this.send((api) => api.expectAcceptedCall(dialId));
     const host = this.host;

@@ -22,7 +22,6 @@ import type {
   NodeStatus,
   StreamHandle,
   TabEvents,
-  TabState,
 } from '../browser/node-api.ts';
 import { errorForTab, LOCKS } from '../browser/node-api.ts';
 import { PortDataChannel } from '../browser/port-channel.ts';
@@ -148,15 +147,19 @@ export class BrowserNode implements NodeApi, RtcPlatform {
     return this.host.createPeerConnection(config);
   }
 
-  async attach(tabId: string, events: TabEvents): Promise<TabState> {
+  async attach(tabId: string, events: TabEvents): Promise<void> {
+    const remote = events as unknown as Remote<TabEvents>;
     this.tabs.set(tabId, {
       id: tabId,
-      events: events as unknown as Remote<TabEvents>,
+      events: remote,
       lastActive: Date.now(),
       services: new Set(),
     });
-    const links = (this.mesh?.allLinks() ?? []).filter((l) => l.isOpen).map((l) => this.info(l));
-    return { status: this.status, links };
+    // What the tab must show now, in order with every later event (same port).
+    const send = (call: () => unknown) => void Promise.resolve(call()).catch(() => {});
+    send(() => remote.status(this.status));
+    for (const link of this.mesh?.allLinks() ?? [])
+      if (link.isOpen) send(() => remote.link(this.info(link)));
   }
 
   active(tabId: string): void {
