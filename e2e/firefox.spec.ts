@@ -76,8 +76,27 @@ async function waitFor(
   );
 }
 
-const connected = (page: FirefoxPage) =>
-  waitFor(page, '[data-testid="status"]', 'connected', 'data-status');
+/** Waits for "connected"; if it never comes, the error says what the page and node show. */
+async function connected(page: FirefoxPage): Promise<void> {
+  try {
+    await waitFor(page, '[data-testid="status"]', 'connected', 'data-status');
+  } catch (err) {
+    const state = await page
+      .evaluate(async () => {
+        const status = document.querySelector('[data-testid="status"]');
+        const node = (window as unknown as { rtcmesh?: { node?: { inspect(): Promise<unknown> } } })
+          .rtcmesh?.node;
+        return JSON.stringify({
+          shown: status?.getAttribute('data-status'),
+          detail: status?.getAttribute('title'),
+          rtcHost: document.body.dataset.rtcHost,
+          node: await node?.inspect().catch((e: Error) => e.message),
+        });
+      })
+      .catch((e: Error) => `(page unreadable: ${e.message})`);
+    throw new Error(`${(err as Error).message}\npage and node: ${state}`);
+  }
+}
 
 async function firefoxDial(page: FirefoxPage, to: string): Promise<void> {
   await page.$eval(

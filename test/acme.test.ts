@@ -12,8 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GatewayProcess, startGateway } from '../e2e/support/gateway-process.ts';
+import { freeTcpPort } from '../e2e/support/ports.ts';
 import { connectNode, type MeshNodeHandle } from '../src/node/index.ts';
-import { freeTcpPort, missingPebble, type Pebble, startPebble } from './support/pebble.ts';
+import { missingPebble, type Pebble, startPebble } from './support/pebble.ts';
 
 const missing = missingPebble();
 if (missing.length > 0)

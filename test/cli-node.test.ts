@@ -1,11 +1,9 @@
 /** The CLI node as a user runs it: `rtcmesh listen` and `rtcmesh dial` over a real gateway. */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type GatewayProcess, RTCMESH_BIN, startGateway } from '../e2e/support/gateway-process.ts';
-import { captureOutput } from '../e2e/support/process-output.ts';
+import { runCli } from '../e2e/support/cli-process.ts';
+import { type GatewayProcess, startGateway } from '../e2e/support/gateway-process.ts';
+import { waitFor } from '../e2e/support/wait.ts';
 
 let gateway: GatewayProcess;
 const children: ChildProcess[] = [];
@@ -18,27 +16,9 @@ afterAll(async () => {
 });
 
 function rtcmesh(args: string[], input?: Buffer | string) {
-  const data = mkdtempSync(join(tmpdir(), 'rtcmesh-cli-'));
-  const child = spawn(
-    process.execPath,
-    [RTCMESH_BIN, ...args, '--gateway', gateway.url, '--data', data],
-    {
-      stdio: ['pipe', 'pipe', 'pipe'],
-    },
-  );
-  children.push(child);
-  const output = captureOutput(child);
-  if (input !== undefined) child.stdin.end(input);
-  return { child, ...output };
-}
-
-async function waitFor(check: () => string | undefined, what: string): Promise<string> {
-  for (let i = 0; i < 200; i++) {
-    const v = check();
-    if (v) return v;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
+  const run = runCli(args, { gateway: gateway.url, ...(input !== undefined ? { input } : {}) });
+  children.push(run.child);
+  return run;
 }
 
 describe('rtcmesh listen / dial', () => {

@@ -4,22 +4,15 @@
  * gateway, CLI nodes as real processes. A node on one LAN dials a node on another by ID;
  * the bytes cross each side's own gateway relay (two relay hops), DTLS end to end.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import {
-  type GatewayProcess,
-  metric,
-  RTCMESH_BIN,
-  startGateway,
-} from '../e2e/support/gateway-process.ts';
-import { captureOutput } from '../e2e/support/process-output.ts';
+import { runCli } from '../e2e/support/cli-process.ts';
+import { type GatewayProcess, metric, startGateway } from '../e2e/support/gateway-process.ts';
+import { waitFor } from '../e2e/support/wait.ts';
 import {
   createNodeRecord,
   encodeBase32,
@@ -45,40 +38,13 @@ interface Cli {
 
 /** `rtcmesh …` as a user runs it, inside a namespace. */
 function rtcmesh(ns: string, gatewayUrl: string, args: string[], input?: Buffer): Cli {
-  const data = mkdtempSync(join(tmpdir(), 'rtcmesh-fed-node-'));
-  const child = spawn(
-    'ip',
-    [
-      'netns',
-      'exec',
-      ns,
-      process.execPath,
-      RTCMESH_BIN,
-      ...args,
-      '--gateway',
-      gatewayUrl,
-      '--data',
-      data,
-    ],
-    { stdio: ['pipe', 'pipe', 'pipe'] },
-  );
-  const { out, err, exited } = captureOutput(child);
-  if (input !== undefined) child.stdin?.end(input);
-  cleanups.push(async () => {
-    if (child.exitCode === null) child.kill('SIGTERM');
-    await exited;
-    rmSync(data, { recursive: true, force: true });
+  const run = runCli(args, {
+    netns: ns,
+    gateway: gatewayUrl,
+    ...(input !== undefined ? { input } : {}),
   });
-  return { child, exited, out, err };
-}
-
-async function waitFor<T>(check: () => T | undefined, what: string, seconds = 60): Promise<T> {
-  for (let i = 0; i < seconds * 10; i++) {
-    const v = check();
-    if (v) return v;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
+  cleanups.push(() => run.stop());
+  return run;
 }
 
 interface Mesh {
@@ -469,20 +435,7 @@ describe('federation links take garbage, lies and floods without harm', () => {
 
 /** `rtcmesh …` on loopback (the test's own namespace). */
 function loopbackCli(gatewayUrl: string, args: string[], input?: Buffer): Cli {
-  const data = mkdtempSync(join(tmpdir(), 'rtcmesh-fed-node-'));
-  const child = spawn(
-    process.execPath,
-    [RTCMESH_BIN, ...args, '--gateway', gatewayUrl, '--data', data],
-    {
-      stdio: ['pipe', 'pipe', 'pipe'],
-    },
-  );
-  const { out, err, exited } = captureOutput(child);
-  if (input !== undefined) child.stdin?.end(input);
-  cleanups.push(async () => {
-    if (child.exitCode === null) child.kill('SIGTERM');
-    await exited;
-    rmSync(data, { recursive: true, force: true });
-  });
-  return { child, exited, out, err };
+  const run = runCli(args, { gateway: gatewayUrl, ...(input !== undefined ? { input } : {}) });
+  cleanups.push(() => run.stop());
+  return run;
 }

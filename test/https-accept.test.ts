@@ -8,19 +8,14 @@
  * namespaces, a CLI node whose router drops all UDP (nftables) falls back to long-poll by
  * itself, still receives calls, and says plainly why the peer link cannot form.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type GatewayProcess,
-  metric,
-  RTCMESH_BIN,
-  startGateway,
-} from '../e2e/support/gateway-process.ts';
+import { runCli } from '../e2e/support/cli-process.ts';
+import { type GatewayProcess, metric, startGateway } from '../e2e/support/gateway-process.ts';
 import { buildNetwork, type TestNetwork } from '../e2e/support/netns.ts';
-import { captureOutput } from '../e2e/support/process-output.ts';
 import { RedisServer, requireRedisServer } from '../e2e/support/redis-server.ts';
 import { GatewayApi, GatewayHttpError } from '../src/core/api/index.ts';
 import {
@@ -298,25 +293,18 @@ describe('HTTPS-only accept in a cluster', { timeout: 180_000 }, () => {
 });
 
 /** `rtcmesh COMMAND …` run as a user runs it (inside a test namespace, if given); stopped by its pid. */
+/** The data directory is in `args`. */
 function cliIn(netns: string | undefined, args: string[], input?: string) {
-  const argv = [RTCMESH_BIN, ...args];
-  const child: ChildProcess = netns
-    ? spawn('ip', ['netns', 'exec', netns, process.execPath, ...argv], {
-        stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-      })
-    : spawn(process.execPath, argv, {
-        stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-      });
-  const { out, err, exited } = captureOutput(child);
-  if (input !== undefined) child.stdin?.end(input);
+  const run = runCli(args, {
+    data: false,
+    ...(netns !== undefined ? { netns } : {}),
+    ...(input !== undefined ? { input } : {}),
+  });
   return {
-    stdout: () => out().toString(),
-    stderr: err,
-    exited,
-    stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      await exited;
-    },
+    stdout: () => run.out().toString(),
+    stderr: run.err,
+    exited: run.exited,
+    stop: run.stop,
   };
 }
 

@@ -2,7 +2,7 @@
  * Identity (DESIGN §1) against values computed here independently with node:crypto,
  * and every way a record or request token can be bad.
  */
-import { createECDH, createHash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   certificateNeedsRenewal,
@@ -28,6 +28,7 @@ import {
   verifyNodeRecord,
 } from '../src/core/identity/index.ts';
 import { signJws } from '../src/core/identity/jws.ts';
+import { identityFromPrivateKey } from './support/fixed-identity.ts';
 
 // RFC 6979 A.2.5: the P-256 test key.
 const FIXED_D = 'c9afa9d845ba75166b5c215767b1d6934e50c3db36e89b127b8a622b120f6721';
@@ -53,22 +54,7 @@ function ip6ByUrl(bytes: Uint8Array): string {
   return new URL(`http://[${full}]/`).hostname.slice(1, -1);
 }
 
-async function fixedIdentity(): Promise<NodeIdentity> {
-  const ecdh = createECDH('prime256v1');
-  ecdh.setPrivateKey(Buffer.from(FIXED_D, 'hex'));
-  const raw = ecdh.getPublicKey();
-  const jwk = {
-    kty: 'EC',
-    crv: 'P-256',
-    x: encodeBase64url(raw.subarray(1, 33)),
-    y: encodeBase64url(raw.subarray(33)),
-    d: encodeBase64url(Buffer.from(FIXED_D, 'hex')),
-  };
-  const alg = { name: 'ECDSA', namedCurve: 'P-256' };
-  const priv = await crypto.subtle.importKey('jwk', jwk, alg, false, ['sign']);
-  const pub = await crypto.subtle.importKey('jwk', { ...jwk, d: undefined }, alg, true, ['verify']);
-  return identityOf(await nodeKeyFromCryptoKeys(priv, pub));
-}
+const fixedIdentity = () => identityFromPrivateKey(FIXED_D);
 
 async function newIdentity(): Promise<NodeIdentity> {
   const pair = await generateNodeKeyPair();

@@ -4,13 +4,14 @@
  * `rtcmesh node` still list who they know. A tampered file is refused with a clear message
  * and its lying record ignored.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { RTCMESH_BIN, startGateway } from '../e2e/support/gateway-process.ts';
-import { captureOutput } from '../e2e/support/process-output.ts';
+import { runCli } from '../e2e/support/cli-process.ts';
+import { startGateway } from '../e2e/support/gateway-process.ts';
+import { waitFor } from '../e2e/support/wait.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), 'rtcmesh-known-peers-'));
 const children: ChildProcess[] = [];
@@ -26,24 +27,11 @@ interface Cli {
   err: () => string;
 }
 
+/** The data directory is in `args`. */
 function rtcmesh(args: string[], input?: string): Cli {
-  const child = spawn(process.execPath, [RTCMESH_BIN, ...args], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  const { out, err, exited } = captureOutput(child);
-  if (input !== undefined) child.stdin.end(input);
-  return { child, exited, out: () => out().toString(), err };
-}
-
-async function waitFor<T>(check: () => T | undefined, what: string, ms = 60_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const v = check();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}`);
+  const run = runCli(args, { data: false, ...(input !== undefined ? { input } : {}) });
+  children.push(run.child);
+  return { ...run, out: () => run.out().toString() };
 }
 
 async function peers(dataDir: string): Promise<{ code: number | null; out: string; err: string }> {

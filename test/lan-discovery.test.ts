@@ -12,9 +12,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../e2e/support/cli-process.ts';
 import { RTCMESH_BIN } from '../e2e/support/gateway-process.ts';
 import { repoPath } from '../e2e/support/paths.ts';
 import { captureOutput } from '../e2e/support/process-output.ts';
+import { waitFor } from '../e2e/support/wait.ts';
 import { buildLan, type TestLan } from './support/lan.ts';
 
 const TAG = `ld${process.pid % 1000}`;
@@ -65,18 +67,13 @@ function spawnDevice(ns: string, command: string[], input?: Buffer): Device {
 
 /** `rtcmesh …` on a host, with a data directory of its own and no gateway named. */
 function rtcmesh(host: number, args: string[], input?: Buffer): Device {
-  const data = mkdtempSync(join(scratch, `h${host}-`));
-  return onHost(host, [process.execPath, RTCMESH_BIN, ...args, '--data', data], input);
-}
-
-async function waitFor<T>(check: () => T | undefined, what: string, ms = 120_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const v = check();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}`);
+  const run = runCli(args, {
+    netns: lan.hosts[host - 1]?.ns ?? '',
+    data: mkdtempSync(join(scratch, `h${host}-`)),
+    ...(input !== undefined ? { input } : {}),
+  });
+  children.push(run.child);
+  return run;
 }
 
 const SERVING = /serving as this LAN's gateway (\S+) at (\S+)/;

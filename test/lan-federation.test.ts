@@ -12,9 +12,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type GatewayProcess, RTCMESH_BIN, startGateway } from '../e2e/support/gateway-process.ts';
+import { runCli } from '../e2e/support/cli-process.ts';
+import { type GatewayProcess, startGateway } from '../e2e/support/gateway-process.ts';
 import { repoPath } from '../e2e/support/paths.ts';
 import { captureOutput } from '../e2e/support/process-output.ts';
+import { waitFor } from '../e2e/support/wait.ts';
 import { buildLan, type TestLan } from './support/lan.ts';
 
 const TAG = `lf${process.pid % 1000}`;
@@ -54,27 +56,13 @@ interface Cli {
 
 /** `rtcmesh …` on a LAN host, as a user runs it, with a data directory of its own. */
 function rtcmesh(host: number, args: string[], input?: Buffer): Cli {
-  const ns = lan.hosts[host - 1]?.ns ?? '';
-  const data = mkdtempSync(join(scratch, `h${host}-`));
-  const child = spawn(
-    'ip',
-    ['netns', 'exec', ns, process.execPath, RTCMESH_BIN, ...args, '--data', data],
-    { stdio: ['pipe', 'pipe', 'pipe'] },
-  );
-  children.push(child);
-  const output = captureOutput(child);
-  if (input !== undefined) child.stdin?.end(input);
-  return { child, ...output };
-}
-
-async function waitFor<T>(check: () => T | undefined, what: string, ms = 120_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const v = check();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}`);
+  const run = runCli(args, {
+    netns: lan.hosts[host - 1]?.ns ?? '',
+    data: mkdtempSync(join(scratch, `h${host}-`)),
+    ...(input !== undefined ? { input } : {}),
+  });
+  children.push(run.child);
+  return run;
 }
 
 /** A gateway on a LAN host, announced and accepting federation. */

@@ -1,10 +1,3 @@
-/**
- * The node registry: one suite over every backend (memory, SQLite in memory, Redis on a
- * real redis-server this test starts, which only the Redis tests wait for), then what only
- * SQLite has (a file that survives reopening, bad stored data, schema versions) and what only
- * Redis has (presence that expires, a registry shared by several gateways, Redis going away).
- */
-import { createECDH } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +5,6 @@ import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { RedisServer } from '../e2e/support/redis-server.ts';
 import {
-  encodeBase64url,
   generateNodeKeyPair,
   identityOf,
   type NodeIdentity,
@@ -28,6 +20,7 @@ import {
   RegistryUnavailableError,
   SqliteRegistry,
 } from '../src/node/registry/index.ts';
+import { identityFromPrivateKey } from './support/fixed-identity.ts';
 
 const T0 = 1_700_000_000_000;
 const TTL = 60_000;
@@ -50,22 +43,7 @@ async function newIdentity(): Promise<NodeIdentity> {
   return identityOf(await nodeKeyFromCryptoKeys(pair.privateKey, pair.publicKey));
 }
 
-async function zeroGroupIdentity(): Promise<NodeIdentity> {
-  const ecdh = createECDH('prime256v1');
-  ecdh.setPrivateKey(Buffer.from(ZERO_GROUP_D, 'hex'));
-  const raw = ecdh.getPublicKey();
-  const jwk = {
-    kty: 'EC',
-    crv: 'P-256',
-    x: encodeBase64url(raw.subarray(1, 33)),
-    y: encodeBase64url(raw.subarray(33)),
-    d: encodeBase64url(Buffer.from(ZERO_GROUP_D, 'hex')),
-  };
-  const alg = { name: 'ECDSA', namedCurve: 'P-256' };
-  const priv = await crypto.subtle.importKey('jwk', jwk, alg, false, ['sign']);
-  const pub = await crypto.subtle.importKey('jwk', { ...jwk, d: undefined }, alg, true, ['verify']);
-  return identityOf(await nodeKeyFromCryptoKeys(priv, pub));
-}
+const zeroGroupIdentity = () => identityFromPrivateKey(ZERO_GROUP_D);
 
 function registration(identity: NodeIdentity, fields: Partial<Registration> = {}): Registration {
   return {

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GatewayProcess, RTCMESH_BIN, startGateway } from '../e2e/support/gateway-process.ts';
 import { captureOutput } from '../e2e/support/process-output.ts';
+import { waitFor } from '../e2e/support/wait.ts';
 import {
   END_OF_BODY,
   encodeHead,
@@ -57,20 +58,6 @@ function rtcmesh(args: string[], data = mkdtempSync(join(tmpdir(), 'rtcmesh-sv-'
       return exited;
     },
   };
-}
-
-async function waitFor<T>(
-  check: () => T | undefined | false,
-  what: string,
-  ms = 60_000,
-): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = check();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 /** Listens on a free loopback port. */

@@ -6,9 +6,9 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { freeTcpPort } from './ports.ts';
 
 /** RTCMESH_REDIS_SERVER, else redis-server on the PATH, else Debian's /usr/bin/redis-server. */
 export const REDIS_SERVER = process.env.RTCMESH_REDIS_SERVER ?? findOnPath('redis-server');
@@ -46,19 +46,6 @@ export function requireRedisServer(): void {
   );
 }
 
-/** A free TCP port on loopback (closed again at once; redis-server binds it next). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 export interface RedisServerOptions {
   /** Keep data across a restart (append-only file in its directory); default off. */
   persist?: boolean;
@@ -79,7 +66,7 @@ export class RedisServer {
     const dir = mkdtempSync(join(tmpdir(), 'rtcmesh-redis-'));
     // A port taken between the probe and redis-server's bind is retried with another.
     for (let attempt = 0; ; attempt++) {
-      const server = new RedisServer(await freePort(), dir, options);
+      const server = new RedisServer(await freeTcpPort(), dir, options);
       try {
         await server.startProcess();
         return server;

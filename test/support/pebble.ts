@@ -6,27 +6,14 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:https';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freeTcpPort } from '../../e2e/support/ports.ts';
 
 export function missingPebble(): string[] {
   return ['pebble', 'pebble-challtestsrv', 'openssl'].filter(
     (c) => spawnSync('sh', ['-c', `command -v ${c}`]).status !== 0,
   );
-}
-
-/** A TCP port free on 127.0.0.1 now. */
-export function freeTcpPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** A self-signed certificate and key for `names` (IP:… or DNS:…), in `dir`. */
