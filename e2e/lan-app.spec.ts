@@ -29,6 +29,7 @@ type NodeWindow = Window & {
     node: {
       dial(to: string, service: string): Promise<NodeStream>;
       listen(service: string, handler: (s: NodeStream) => void): void;
+      link(id: string): { path(): Promise<Record<string, unknown>> } | undefined;
     };
   };
 };
@@ -117,6 +118,22 @@ test('a browser on a LAN with no internet, through `rtcmesh app`: dials a CLI no
     // A secure context: the service worker, which an http://10.x origin could not have.
     expect(await page.evaluate(() => window.isSecureContext)).toBe(true);
     const pageId = (await page.getByTestId('node-id').textContent()) ?? '';
+    // Its gateway is its origin, linked to the LAN gateway; and its session with it is the
+    // WebRTC one (not the HTTPS signaling a browser falls back on when that cannot form).
+    const gatewayState = () =>
+      page.evaluate(async () => {
+        const metrics = await (await fetch('/metrics')).text();
+        const info = (await (await fetch('/v1/info')).json()) as {
+          federation?: { peers: string[] };
+        };
+        return {
+          sessions: /^rtcmesh_sessions (\d+)/m.exec(metrics)?.[1],
+          peers: info.federation?.peers ?? [],
+        };
+      });
+    await expect
+      .poll(gatewayState, { timeout: 60_000 })
+      .toEqual({ sessions: '1', peers: [lanGatewayId] });
 
     // The page dials host 2's CLI node by ID: 200 kB echo back byte-identical.
     const echoed = await page.evaluate(async (to) => {
@@ -136,6 +153,11 @@ test('a browser on a LAN with no internet, through `rtcmesh app`: dials a CLI no
       return { got, same };
     }, listenerId);
     expect(echoed).toEqual({ got: 200_000, same: true });
+    const path = await page.evaluate(
+      (to) => (window as unknown as NodeWindow).rtcmesh.node.link(to)?.path(),
+      listenerId,
+    );
+    test.info().annotations.push({ type: 'path', description: JSON.stringify(path) });
 
     // The reverse: a CLI on host 2 dials the page's echo service (accept policy "everyone").
     await page.evaluate(() => {

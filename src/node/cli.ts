@@ -147,6 +147,9 @@ dials nodes on the LAN by ID (and they dial it).
   --may-serve          RTCMESH_MAY_SERVE=1  also run the LAN's gateway in this process when none
                                             answers (a powered device)
   --data DIR           RTCMESH_NODE_DATA    ${DEFAULT_NODE_DATA}
+  --udp IP             RTCMESH_APP_UDP      127.0.0.1  (the browser's WebRTC session and TURN; a
+                                            LAN address if a browser cannot pair with loopback)
+  --pwa-dir DIR        RTCMESH_PWA_DIR      the PWA built beside this program (dist/pwa)
 `;
 
 const USAGE = `${COMMANDS}\n${NODE_OPTIONS}\n${GATEWAY_OPTIONS}`;
@@ -479,6 +482,7 @@ async function runApp(args: string[]): Promise<void> {
       data: { type: 'string' },
       'may-serve': { type: 'boolean' },
       'pwa-dir': { type: 'string' },
+      udp: { type: 'string' },
     },
     allowPositionals: true,
     strict: true,
@@ -489,7 +493,9 @@ async function runApp(args: string[]): Promise<void> {
   if (!/^\d+$/.test(portText) || port < 1 || port > 65535)
     throw new ConfigError(`--port must be a port from 1 to 65535, not "${portText}"`);
   const pwaDir = values['pwa-dir'] ?? process.env.RTCMESH_PWA_DIR;
+  const udp = values.udp ?? process.env.RTCMESH_APP_UDP;
   const app = await startLocalApp({
+    ...(udp ? { udpAddress: parseIpAddress(udp, '--udp') } : {}),
     dataDir: values.data ?? process.env.RTCMESH_NODE_DATA ?? DEFAULT_NODE_DATA,
     port,
     mayServe: values['may-serve'] === true || isSet(process.env.RTCMESH_MAY_SERVE),

@@ -34,9 +34,9 @@ export interface LocalAppOptions {
   /** This device may also run the LAN's gateway when none answers (the election, §10). */
   mayServe?: boolean;
   /**
-   * Where the local gateway's WebRTC (UDP) port listens (default: this host's first LAN
-   * address): the browser's ICE candidates are on its LAN interfaces, and Chromium pairs them
-   * with a loopback candidate only with a command-line flag (docs/design.md §7).
+   * Where the local gateway's WebRTC and TURN (UDP) ports listen (default 127.0.0.1, so
+   * nothing of it is on the LAN). Chromium pairs its LAN host candidates with this loopback
+   * one with no flag (docs/design.md §7); a browser that could not would signal over HTTP.
    */
   udpAddress?: string;
   /** The LAN discovery UDP port (default LAN_PORT). */
@@ -98,9 +98,9 @@ async function forwardIpv6Loopback(
 export async function startLocalApp(options: LocalAppOptions): Promise<LocalApp> {
   const log = options.logger ?? silentLogger;
   const port = options.port ?? DEFAULT_APP_PORT;
-  const udpAddress = options.udpAddress ?? lanAddress();
-  if (!udpAddress)
-    throw new ConfigError('rtcmesh app: this host has no LAN address (nothing to find a mesh on)');
+  const udpAddress = options.udpAddress ?? '127.0.0.1';
+  if (!lanAddress())
+    throw new ConfigError('rtcmesh app: this host has no LAN address (no mesh to find)');
   const config = defaultConfig();
   config.listen = { host: '127.0.0.1', port };
   // The page's origin: request tokens name it as their audience.
