@@ -100,7 +100,7 @@ export async function startLocalApp(options: LocalAppOptions): Promise<LocalApp>
   const port = options.port ?? DEFAULT_APP_PORT;
   const udpAddress = options.udpAddress ?? '127.0.0.1';
   if (!lanAddress())
-    throw new ConfigError('rtcmesh app: this host has no LAN address (no mesh to find)');
+    throw new ConfigError('this host has no LAN address: `rtcmesh app` finds its mesh on the LAN');
   const config = defaultConfig();
   config.listen = { host: '127.0.0.1', port };
   // The page's origin: request tokens name it as their audience.
