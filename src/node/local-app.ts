@@ -114,7 +114,10 @@ export async function startLocalApp(options: LocalAppOptions): Promise<LocalApp>
   const level = process.env.RTCMESH_DEBUG === '1' ? 'debug' : 'warn';
   const gateway = await Gateway.start(config, { logger: createLogger({ level }) });
   const federation = gateway.federation;
-  if (!federation) throw new Error('the local gateway has no federation');
+  if (!federation) {
+    await gateway.stop(500);
+    throw new Error('the local gateway has no federation');
+  }
   const ipv6 = await forwardIpv6Loopback(port, log);
   const lanOptions = options.lanPort !== undefined ? { port: options.lanPort } : {};
   let lan: { discovery: LanDiscovery; close(): Promise<void> };
@@ -129,6 +132,7 @@ export async function startLocalApp(options: LocalAppOptions): Promise<LocalApp>
       });
     } else {
       const discovery = await LanDiscovery.start({ ...lanOptions, logger: log });
+      log.info(`looking for a gateway on this LAN (UDP ${discovery.port})`);
       lan = { discovery, close: async () => discovery.close() };
     }
   } catch (err) {
@@ -137,7 +141,6 @@ export async function startLocalApp(options: LocalAppOptions): Promise<LocalApp>
     throw err;
   }
   const { discovery } = lan;
-  log.info(`looking for a gateway on this LAN (UDP ${discovery.port})`);
   const unfollow = federateWithLan(discovery, federation, gateway.identity.id, [], log);
   void discovery.query();
   // Tell the user when the browser's gateway is (or is no longer) part of the LAN's mesh.
