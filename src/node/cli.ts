@@ -4,7 +4,7 @@
  *   rtcmesh id [--data DIR]
  */
 import { parseArgs } from 'node:util';
-import { type NodeId, parseNodeId } from '../core/identity/index.ts';
+import { parseNodeId } from '../core/identity/index.ts';
 import type { AcceptPolicy } from '../core/node/mesh-node.ts';
 import { VERSION } from '../core/version.ts';
 import {
@@ -16,8 +16,10 @@ import {
   runListen,
   runNode,
   runPeers,
+  stderrLogger,
 } from './cli-node.ts';
 import { LanDiscovery } from './discovery/lan-discovery.ts';
+import { federateWithLan } from './discovery/lan-federation.ts';
 import {
   ConfigError,
   DEFAULT_DATA_DIR,
@@ -37,11 +39,12 @@ import {
   parseTurnUrl,
   setLimit,
 } from './gateway/config.ts';
-import { type Federation, parsePeerUrl } from './gateway/federation/federation.ts';
+import { parsePeerUrl } from './gateway/federation/federation.ts';
 import { Gateway } from './gateway/gateway.ts';
 import { LETS_ENCRYPT_DIRECTORY } from './gateway/tls/acme.ts';
 import { loadOrCreateIdentity } from './identity-store.ts';
 import { MAX_KNOWN_PEERS } from './known-peers.ts';
+import { DEFAULT_APP_PORT, startLocalApp } from './local-app.ts';
 import { createLogger, isLogLevel, LOG_LEVELS } from './log.ts';
 import { DEFAULT_PRESENCE_TTL_MS, DEFAULT_REDIS_PREFIX } from './registry/index.ts';
 import { redactUrl } from './registry/redis-registry.ts';
@@ -63,6 +66,9 @@ Usage:
                                     serve SERVICE from a TCP port: each stream becomes a connection
   rtcmesh forward [BIND:]PORT PEER SERVICE [node options]
                                     each connection to a local port becomes a stream to PEER's SERVICE
+  rtcmesh app [--port PORT] [--may-serve] [--data DIR]
+                                    the app for a browser on this device, with no internet: serves
+                                    it on http://localhost:PORT, linked to the LAN's gateway
   rtcmesh --version | --help
 `;
 
@@ -128,10 +134,29 @@ const GATEWAY_OPTIONS = `Gateway options (flag, environment variable, default):
                                             nodes started without --gateway
 `;
 
+const APP_HELP = `Usage: rtcmesh app [--port PORT] [--may-serve] [--data DIR]
+
+For a browser on this device when the LAN has no internet (a browser cannot find a gateway by
+multicast, and its app needs a secure origin). Serves the app and a gateway of its own on
+http://localhost:PORT (127.0.0.1 and ::1 only, never the LAN; its WebRTC port is on this
+host's LAN address), and links that gateway to the gateways found on the LAN, each proving its
+ID by its signed record. Open the URL it prints: the page connects with no configuration, and
+dials nodes on the LAN by ID (and they dial it).
+
+  --port PORT          RTCMESH_APP_PORT     ${DEFAULT_APP_PORT}
+  --may-serve          RTCMESH_MAY_SERVE=1  also run the LAN's gateway in this process when none
+                                            answers (a powered device)
+  --data DIR           RTCMESH_NODE_DATA    ${DEFAULT_NODE_DATA}
+  --udp IP             RTCMESH_APP_UDP      127.0.0.1  (the browser's WebRTC session and TURN; a
+                                            LAN address if a browser cannot pair with loopback)
+  --pwa-dir DIR        RTCMESH_PWA_DIR      the PWA built beside this program (dist/pwa)
+`;
+
 const USAGE = `${COMMANDS}\n${NODE_OPTIONS}\n${GATEWAY_OPTIONS}`;
 
 /** `rtcmesh COMMAND --help`: that command's usage and options. */
 const HELP: Record<string, string> = {
+  app: APP_HELP,
   gateway: `Usage: rtcmesh gateway [options]\n\nRuns a gateway: serves the PWA and the API, WebRTC for every node, a STUN/TURN relay.\n\n${GATEWAY_OPTIONS}`,
   id: "Usage: rtcmesh id [--data DIR]\n\nPrints this node's ID and mesh IPv6 address, making its key on first use.\n\n  --data DIR           RTCMESH_DATA         ./data\n",
   peers: `Usage: rtcmesh peers [--data DIR]\n\nLists the peers this node has linked with, the most recent first: ID, mesh IPv6, when last\nlinked, name. They are kept in known-peers.json in the data directory (the ${MAX_KNOWN_PEERS} most recent);\neach signed record is checked again when read, and one that fails is refused and left out.\n\n  --data DIR           RTCMESH_NODE_DATA    ${DEFAULT_NODE_DATA}\n`,
@@ -346,7 +371,9 @@ async function runGateway(args: string[]): Promise<void> {
   // Two gateways that meet on a LAN federate when both accept federation (--federate or
   // --peer): each links to the other it hears, pinned to the ID its announcement proved.
   if (lan && gateway.federation && config.federation.accept)
-    federateWithLan(lan, gateway.federation, gateway.identity.id, config.federation.peers);
+    federateWithLan(lan, gateway.federation, gateway.identity.id, config.federation.peers, {
+      warn: (message) => console.error(`rtcmesh: ${message}`),
+    });
   // TURN over TCP on the plain HTTP port, over TLS on the TLS port (the front door).
   const streams = gateway.turnAddress
     ? `, TURN over tcp port ${gateway.plainPort}${gateway.tlsPort !== undefined ? `, over tls port ${gateway.tlsPort}` : ''}`
@@ -370,54 +397,6 @@ async function runGateway(args: string[]): Promise<void> {
   console.log(
     `rtcmesh gateway ${gateway.identity.id} listening on ${gateway.publicUrl}, WebRTC on udp ${config.publicIp ?? config.udp.host}:${gateway.udpPort}${turn} (data in ${config.dataDir})${streams}${config.redis ? `, in the cluster on ${redactUrl(config.redis.url)}` : ''}${lan ? ', announced on the LAN' : ''}`,
   );
-}
-
-/**
- * Links to the gateways heard on the LAN, and only while they are heard: one that said bye,
- * went unheard, moved to another URL or was pushed out of the LAN table (a flood of signed
- * announcements from strangers, whose IDs are free) is no longer linked to again: strangers
- * cannot fill the federation's 64 peers (after which this gateway would refuse to link to
- * honest gateways it hears, and redial dead URLs forever). --peer ones are not touched.
- */
-function federateWithLan(
-  lan: LanDiscovery,
-  federation: Federation,
-  self: NodeId,
-  configured: readonly string[],
-): void {
-  const linked = new Map<NodeId, string>();
-  const wsUrlOf = (url: string) => {
-    try {
-      return parsePeerUrl(url).wsUrl;
-    } catch {
-      return undefined;
-    }
-  };
-  const given = new Set(configured.map(wsUrlOf));
-  const reconcile = () => {
-    const heard = new Map(
-      lan
-        .gateways()
-        .filter((g) => !given.has(wsUrlOf(g.url)))
-        .map((g) => [g.id, g.url]),
-    );
-    for (const [id, url] of linked) {
-      if (heard.get(id) === url) continue;
-      linked.delete(id);
-      federation.removePeer(url);
-    }
-    for (const [id, url] of heard) {
-      if (id === self || linked.get(id) === url) continue;
-      try {
-        federation.addPeer(`${url}#${id}`);
-        linked.set(id, url);
-      } catch (err) {
-        console.error(`rtcmesh: cannot federate with ${id} at ${url}: ${String(err)}`);
-      }
-    }
-  };
-  lan.on('gateway', reconcile);
-  lan.on('gone', reconcile);
 }
 
 function readTlsOptions(
@@ -492,6 +471,51 @@ function readTurnOptions(
   const turnHost = config.turn.listen?.host ?? config.udp.host;
   if (!config.turn.url && isWildcard(turnHost) && !config.turn.relayIp && !config.publicIp)
     throw new ConfigError('--turn on all interfaces needs --turn-relay-ip or --public-ip');
+}
+
+/** `rtcmesh app`: serves the app on localhost, linked to the LAN's gateways (local-app.ts). */
+async function runApp(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      port: { type: 'string' },
+      data: { type: 'string' },
+      'may-serve': { type: 'boolean' },
+      'pwa-dir': { type: 'string' },
+      udp: { type: 'string' },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (positionals.length) fail(`usage: rtcmesh app [--port PORT] [--may-serve] [--data DIR]`);
+  const portText = values.port ?? process.env.RTCMESH_APP_PORT ?? String(DEFAULT_APP_PORT);
+  const port = Number(portText);
+  if (!/^\d+$/.test(portText) || port < 1 || port > 65535)
+    throw new ConfigError(`--port must be a port from 1 to 65535, not "${portText}"`);
+  const pwaDir = values['pwa-dir'] ?? process.env.RTCMESH_PWA_DIR;
+  const udp = values.udp ?? process.env.RTCMESH_APP_UDP;
+  const app = await startLocalApp({
+    ...(udp ? { udpAddress: parseIpAddress(udp, '--udp') } : {}),
+    dataDir: values.data ?? process.env.RTCMESH_NODE_DATA ?? DEFAULT_NODE_DATA,
+    port,
+    mayServe: values['may-serve'] === true || isSet(process.env.RTCMESH_MAY_SERVE),
+    ...(pwaDir ? { pwaDir } : {}),
+    logger: stderrLogger,
+  });
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    app.close().then(
+      () => process.exit(0),
+      (err: unknown) => fail(`shutdown failed: ${String(err)}`, 1),
+    );
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  console.log(
+    `rtcmesh app: open ${app.url} in a browser on this device (its gateway ${app.gateway.identity.id} links to the gateways on this LAN)`,
+  );
 }
 
 async function runId(args: string[]): Promise<void> {
@@ -645,6 +669,8 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'gateway':
       return runGateway(rest);
+    case 'app':
+      return runApp(rest);
     case 'id':
       return runId(rest);
     case '--version':

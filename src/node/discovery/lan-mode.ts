@@ -66,6 +66,9 @@ export async function startEmbeddedGateway(
   config.registry = 'memory';
   // The LAN's peers are on private addresses: the relay must reach them.
   config.turn.allowPrivatePeers = true;
+  // `rtcmesh app` on a device of this LAN links its browser's local gateway to this one
+  // (each gateway proving its ID by its signed record, as every federation link does).
+  config.federation.accept = true;
   const level = process.env.RTCMESH_DEBUG === '1' ? 'debug' : 'warn';
   const gateway = await Gateway.start(config, { logger: createLogger({ level }) });
   return {
