@@ -6,7 +6,6 @@
  * namespace opens http://localhost:PORT with no configuration. The page dials host 2's node by
  * ID and the bytes echo back intact; then a CLI on host 2 dials the page.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,8 +14,8 @@ import { type Browser, chromium } from 'playwright-core';
 import { buildLan, type TestLan } from '../test/support/lan.ts';
 import { expect, test } from './fixtures.ts';
 import { CHROMIUM_ARGS, launchOptions, PERMISSIONS } from './support/browser.ts';
-import { RTCMESH_BIN } from './support/gateway-process.ts';
-import { captureOutput } from './support/process-output.ts';
+import { type CliRun, runCli } from './support/cli-process.ts';
+import { waitFor } from './support/wait.ts';
 
 const APP_PORT = 7743;
 
@@ -34,22 +33,7 @@ type NodeWindow = Window & {
   };
 };
 
-interface Device {
-  child: ChildProcess;
-  exited: Promise<number | null>;
-  out: () => Buffer;
-  err: () => string;
-}
-
-async function waitFor<T>(check: () => T | undefined, what: string, ms = 120_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const v = check();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+type Device = CliRun;
 
 const cases = [
   {
@@ -75,15 +59,12 @@ for (const [i, c] of cases.entries()) {
     let browser: Browser | undefined;
     /** `rtcmesh …` on a LAN host, as a user runs it there, with a data directory of its own. */
     const rtcmesh = (host: number, args: string[], input?: Buffer): Device => {
-      const data = mkdtempSync(join(scratch, `h${host}-`));
-      const ns = lan.hosts[host - 1]?.ns ?? '';
-      const child = spawn(
-        'ip',
-        ['netns', 'exec', ns, process.execPath, RTCMESH_BIN, ...args, '--data', data],
-        { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, RTCMESH_RTC_LOG: 'warning' } },
-      );
-      const device = { child, ...captureOutput(child) };
-      if (input !== undefined) child.stdin?.end(input);
+      const device = runCli(args, {
+        netns: lan.hosts[host - 1]?.ns ?? '',
+        data: mkdtempSync(join(scratch, `h${host}-`)),
+        env: { ...process.env, RTCMESH_RTC_LOG: process.env.LAN_APP_RTC_LOG ?? 'warning' },
+        ...(input !== undefined ? { input } : {}),
+      });
       devices.push(device);
       return device;
     };
