@@ -73,6 +73,9 @@ test('a share link opens the app ready to dial that node', async ({ browser, gat
   const [a, b] = await twoNodes(browser, gateway.url);
   const link = await b.page.getByTestId('share-link').textContent();
   expect(link).toBe(`${gateway.url}/#dial=${b.id}`);
+  // Its QR code is drawn when the share section opens.
+  await b.page.getByText('Share, keys and certificate').click();
+  await expect(b.page.locator('#share-qr svg')).toBeVisible();
   await a.page.goto(link ?? '');
   await expect(a.page.getByTestId('dial-to')).toHaveValue(b.id);
   await a.context.close();

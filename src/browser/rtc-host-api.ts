@@ -39,13 +39,24 @@ export type PeerStep =
       data: MessagePort;
       status: MessagePort;
     }
+  /**
+   * Makes an offer without applying it (createOffer): a spare connection's, ready for a dial,
+   * which can then send it while the host applies it.
+   */
+  | { step: 'offer' }
   | { step: 'remote'; description: SessionDescription }
   | { step: 'local'; description?: SessionDescription }
   | { step: 'candidate'; candidate: CandidateInit };
 
 /** How a step went, and the descriptions as they stand after it. */
 export type StepOutcome =
-  | { ok: true; local: SessionDescription | null; remote: SessionDescription | null }
+  | {
+      ok: true;
+      local: SessionDescription | null;
+      remote: SessionDescription | null;
+      /** The offer an `offer` step made. */
+      offer?: SessionDescription;
+    }
   | { ok: false; error: string };
 
 /** What the host reports on a connection's events port, at most once per task. */

@@ -47,15 +47,17 @@ export class RtcHost implements RtcHostApi {
     const remote = plain(pc?.remoteDescription ?? null);
     return settled.map((result) =>
       result.status === 'fulfilled'
-        ? { ok: true, local, remote }
+        ? { ok: true, local, remote, ...(result.value ? { offer: result.value } : {}) }
         : { ok: false, error: errorText(result.reason) },
     );
   }
 
-  private async step(pcId: string, step: PeerStep): Promise<void> {
+  /** Runs one step; an `offer` step gives the offer it made. */
+  private async step(pcId: string, step: PeerStep): Promise<SessionDescription | undefined> {
     switch (step.step) {
       case 'create':
-        return this.create(pcId, step.config, step.events);
+        this.create(pcId, step.config, step.events);
+        return;
       case 'channel': {
         const pc = this.pcs.get(pcId);
         if (!pc) {
@@ -67,14 +69,21 @@ export class RtcHost implements RtcHostApi {
         this.bridge(pc.createDataChannel(step.label, step.init), step.data, step.status);
         return;
       }
+      case 'offer': {
+        const offer = await this.pc(pcId).createOffer();
+        return { type: offer.type, sdp: offer.sdp ?? '' };
+      }
       case 'remote':
-        return this.pc(pcId).setRemoteDescription(step.description as RTCSessionDescriptionInit);
+        await this.pc(pcId).setRemoteDescription(step.description as RTCSessionDescriptionInit);
+        return;
       case 'local':
-        return this.pc(pcId).setLocalDescription(
+        await this.pc(pcId).setLocalDescription(
           step.description as RTCLocalSessionDescriptionInit | undefined,
         );
+        return;
       case 'candidate':
-        return this.pc(pcId).addIceCandidate(step.candidate);
+        await this.pc(pcId).addIceCandidate(step.candidate);
+        return;
     }
   }
 

@@ -47,6 +47,14 @@ class RemotePeerConnection implements PeerConnectionLike {
   private queued: PendingStep[] = [];
   /** Steps the host has not answered: they fail at once if the connection goes. */
   private readonly inFlight = new Set<PendingStep>();
+  /**
+   * An offer the host made ahead (issue #18): a connection made with no description to
+   * follow in the same task is a spare, and a dial that takes it sends this offer at once,
+   * while the host applies it. Dropped as soon as any other step follows.
+   */
+  private offer:
+    | { state: 'none' | 'asked' | 'stale' }
+    | { state: 'ready'; sdp: SessionDescription } = { state: 'none' };
 
   constructor(
     private readonly host: Remote<RtcHostApi>,
@@ -87,6 +95,15 @@ class RemotePeerConnection implements PeerConnectionLike {
   }
 
   async setLocalDescription(description?: SessionDescription): Promise<void> {
+    const made = this.offer;
+    if (!description && made.state === 'ready') {
+      // Applied in the host after this returns; steps run there in order, so whatever the
+      // caller does next comes after it. Should it fail, the connection closes, and the
+      // dial with it (its control channel closes before it opens).
+      this.localDescription = made.sdp;
+      this.enqueue({ step: 'local', description: made.sdp }).catch(() => this.lost());
+      return;
+    }
     await this.enqueue(description ? { step: 'local', description } : { step: 'local' });
   }
 
@@ -104,6 +121,7 @@ class RemotePeerConnection implements PeerConnectionLike {
   ): Promise<Extract<StepOutcome, { ok: true }>> {
     if (this.connectionState === 'closed')
       return Promise.reject(new Error('the peer connection is closed'));
+    if (this.offer.state !== 'none') this.offer = { state: 'stale' };
     return new Promise((resolve, reject) => {
       this.queued.push({ step, transfer: ports, resolve, reject });
       if (this.queued.length === 1) queueMicrotask(() => this.flush());
@@ -115,6 +133,11 @@ class RemotePeerConnection implements PeerConnectionLike {
     const batch = this.queued;
     this.queued = [];
     if (batch.length === 0) return;
+    if (
+      this.offer.state === 'none' &&
+      batch.every((p) => ['create', 'channel'].includes(p.step.step))
+    )
+      batch.push(this.askOffer());
     for (const pending of batch) this.inFlight.add(pending);
     const steps = batch.map((p) => p.step);
     this.host
@@ -143,6 +166,20 @@ class RemotePeerConnection implements PeerConnectionLike {
               pending.reject(err instanceof Error ? err : new Error(String(err)));
         },
       );
+  }
+
+  /** The step that asks the host for an offer ahead, kept if nothing has happened since. */
+  private askOffer(): PendingStep {
+    this.offer = { state: 'asked' };
+    return {
+      step: { step: 'offer' },
+      transfer: [],
+      resolve: (outcome) => {
+        if (this.offer.state === 'asked' && outcome.offer)
+          this.offer = { state: 'ready', sdp: outcome.offer };
+      },
+      reject: () => undefined, // a dial then asks the host for its offer itself
+    };
   }
 
   /** The host's report of one task: candidates, state, channels the peer opened. */

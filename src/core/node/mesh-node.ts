@@ -368,22 +368,25 @@ export class MeshNode {
         for (const c of dial.pendingCandidates.splice(0))
           pc.addIceCandidate(c).catch(() => undefined);
       }
-      // The channel opens only after the answer is in, and its notice may come first (from
-      // the browser's channel worker, not the host tab): whichever fails says why.
-      await Promise.all([
-        applied.catch((err: unknown) => {
+      // The channel opens only after the answer is in, so its opening is word enough (in a
+      // browser it comes from the channel worker, ahead of the host tab's reply): the dial is
+      // done then. An answer that cannot be applied fails the dial, if it comes first.
+      const opened = channelOpen(control, LINK_OPEN_TIMEOUT_MS).catch((err: Error) => {
+        throw (
+          this.udpBlocked(`no connection to ${answer.record.id}`) ??
+          new DialError('timeout', `no connection to ${answer.record.id}: ${err.message}`)
+        );
+      });
+      const appliedThenOpened = applied.then(
+        () => opened,
+        (err: unknown) => {
           throw new DialError(
             'gateway',
             `the answer from ${answer.record.id} could not be applied: ${err instanceof Error ? err.message : String(err)}`,
           );
-        }),
-        channelOpen(control, LINK_OPEN_TIMEOUT_MS).catch((err: Error) => {
-          throw (
-            this.udpBlocked(`no connection to ${answer.record.id}`) ??
-            new DialError('timeout', `no connection to ${answer.record.id}: ${err.message}`)
-          );
-        }),
-      ]);
+        },
+      );
+      await Promise.race([opened, appliedThenOpened]);
       return this.addLink(link);
     } catch (err) {
       pc.close();
@@ -644,12 +647,12 @@ export class MeshNode {
       },
     };
     this.incoming.set(dialId, dial);
-    const decided = this.options.decide(caller, dialId);
     // Where a connection's steps are costly (another context's), the answer is made while
     // the decision is read (from storage, in a browser): an accepted call answers at once.
-    // It is sent only once accepted; a declined or cancelled call closes it.
+    // It is sent only once accepted; a declined or cancelled call closes it. Its steps are
+    // issued first, so they leave ahead of the storage reads.
     if (this.options.prepareConnections) this.makeAnswer(dial).catch(() => undefined);
-    const decision = await decided;
+    const decision = await this.options.decide(caller, dialId);
     if (decision === 'accept') {
       void dial.call
         .accept()
