@@ -20,7 +20,7 @@ import type { Outbox } from './outbox.ts';
 import { UserQuotas } from './quota.ts';
 import { type Authenticated, Refusal } from './refusal.ts';
 import { SourceShares } from './source-limits.ts';
-import { bindUdp, closeQuietly, RELAY_SOCKET_BUFFER } from './udp.ts';
+import { bindUdp, closeQuietly } from './udp.ts';
 
 const RESERVATION_LIFETIME_MS = 30_000;
 
@@ -254,7 +254,7 @@ export class AllocationManager {
     for (let attempt = 0; attempt < 32; attempt++) {
       let socket: Socket;
       try {
-        socket = await bindUdp(this.relayIp, 0, onError, RELAY_SOCKET_BUFFER);
+        socket = await bindUdp(this.relayIp, 0, onError);
       } catch {
         throw new Refusal(508);
       }
@@ -264,7 +264,7 @@ export class AllocationManager {
         try {
           return {
             socket,
-            reserved: await bindUdp(this.relayIp, port + 1, onError, RELAY_SOCKET_BUFFER),
+            reserved: await bindUdp(this.relayIp, port + 1, onError),
           };
         } catch {
           // the next port is taken: try another pair

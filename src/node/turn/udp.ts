@@ -14,13 +14,12 @@ const ipLookup = ((address: string, family: number, callback: LookupCallback) =>
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string, family: number) => void;
 
 /**
- * Socket buffers asked for (as coturn does: 2 MiB, which Linux doubles), so a burst that
- * arrives while the event loop is busy waits instead of being dropped, which a sender's
- * congestion control would read as loss. Linux grants at most `net.core.rmem_max` /
- * `wmem_max` (212,992 bytes by default: a busy relay host raises them, README "Deploy").
+ * The buffers of the STUN/TURN socket, which every client's datagrams share (coturn asks 2 MiB
+ * for its listeners): a burst that arrives while the event loop is busy waits instead of
+ * being dropped. Linux grants at most `net.core.rmem_max` / `wmem_max` (212,992 bytes by
+ * default). Relay sockets, one per allocation, keep the system's default.
  */
 export const SERVER_SOCKET_BUFFER = 4 * 1024 * 1024;
-export const RELAY_SOCKET_BUFFER = 1024 * 1024;
 
 /**
  * A bound UDP socket; `onError` hears its errors from then on (unheard, one would crash).
