@@ -12,11 +12,24 @@ import { CHROMIUM_ARGS, launchOptions } from '../e2e/support/browser.ts';
 import { startGateway } from '../e2e/support/gateway-process.ts';
 import { selfSigned } from '../test/support/pebble.ts';
 import { newPage } from './browser.ts';
-import { credentials, freeUdpPort, type Relay, relayedTransfer, startCoturn } from './relay.ts';
+import {
+  cpuSeconds,
+  credentials,
+  freeUdpPort,
+  median,
+  RELAY_ROUNDS,
+  type Relay,
+  relayedTransfer,
+  startCoturn,
+} from './relay.ts';
 
 export interface TlsRelayFigures {
   name: string;
+  /** Best and median of the rounds. */
   mbPerS: number;
+  medianMbPerS: number;
+  /** CPU seconds the relay's process spent per 64 MiB run (median). */
+  cpuS: number;
   connectMs: number;
 }
 
@@ -64,18 +77,32 @@ export async function relayTlsBench(): Promise<TlsRelayFigures[]> {
     };
     const best = { tls: [] as number[], coturnTls: [] as number[], udp: [] as number[] };
     const connect = { tls: [] as number[], coturnTls: [] as number[], udp: [] as number[] };
-    for (let i = 0; i < 2; i++) {
+    const cpu = { tls: [] as number[], coturnTls: [] as number[], udp: [] as number[] };
+    const pid = {
+      tls: gateway.process.pid,
+      coturnTls: coturn.process.pid,
+      udp: gateway.process.pid,
+    };
+    // Interleaved rounds, so load changes on the machine hit every relay alike.
+    for (let i = 0; i < RELAY_ROUNDS; i++) {
       for (const k of ['coturnTls', 'tls', 'udp'] as const) {
+        const cpuBefore = cpuSeconds(pid[k]);
         const r = await relayedTransfer(a.page, b.page, servers[k]);
+        cpu[k].push(cpuSeconds(pid[k]) - cpuBefore);
         best[k].push(r.mbPerS);
         connect[k].push(r.connectMs);
       }
+      console.log(
+        `  round ${i + 1}: coturn TLS ${best.coturnTls[i]?.toFixed(2)} MB/s (${cpu.coturnTls[i]?.toFixed(1)} CPU s), gateway TLS ${best.tls[i]?.toFixed(2)} MB/s (${cpu.tls[i]?.toFixed(1)} CPU s), gateway UDP ${best.udp[i]?.toFixed(2)} MB/s; TLS ratio ${((best.tls[i] ?? 0) / (best.coturnTls[i] ?? 1)).toFixed(2)}`,
+      );
     }
     await a.context.close();
     await b.context.close();
     const row = (name: string, k: keyof typeof best): TlsRelayFigures => ({
       name,
       mbPerS: Math.max(...best[k]),
+      medianMbPerS: median(best[k]),
+      cpuS: median(cpu[k]),
       connectMs: Math.min(...connect[k]),
     });
     return [

@@ -15,8 +15,28 @@ import { BYTES } from './throughput.ts';
 
 export interface RelayFigures {
   name: string;
+  /** Best and median of the rounds. */
   mbPerS: number;
+  medianMbPerS: number;
+  /** CPU seconds the relay's process spent per 64 MiB run (median): what it takes from the browsers. */
+  cpuS: number;
   allocationsPerS: number;
+}
+
+/** Rounds of each relay, interleaved (coturn, gateway, coturn, …) so load changes hit both. */
+export const RELAY_ROUNDS = Number(process.env.BENCH_RELAY_ROUNDS ?? 3);
+
+export const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
+};
+
+/** CPU seconds (user + system) a process has used so far. */
+export function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  const fields = (readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1] ?? '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks
 }
 
 export interface Relay {
@@ -235,16 +255,24 @@ export async function relayBench(browser: Browser): Promise<RelayFigures[]> {
     const b = await newPage(browser, gateway.url);
     const mesh: number[] = [];
     const ref: number[] = [];
+    const cpu = { ref: [] as number[], mesh: [] as number[] };
     // Datagrams the kernel dropped for a full socket receive buffer, during each relay's runs
     // (this namespace's counter: only the relays and Chromium send UDP here).
     const drops = { ref: 0, mesh: 0 };
-    for (let i = 0; i < 2; i++) {
-      let before = udpRcvbufErrors();
-      ref.push(await relayedThroughput(a.page, b.page, coturn.relay));
-      drops.ref += udpRcvbufErrors() - before;
-      before = udpRcvbufErrors();
-      mesh.push(await relayedThroughput(a.page, b.page, ours));
-      drops.mesh += udpRcvbufErrors() - before;
+    const run = async (relay: Relay, pid: number | undefined, k: 'ref' | 'mesh') => {
+      const before = udpRcvbufErrors();
+      const cpuBefore = cpuSeconds(pid);
+      const mbPerS = await relayedThroughput(a.page, b.page, relay);
+      cpu[k].push(cpuSeconds(pid) - cpuBefore);
+      drops[k] += udpRcvbufErrors() - before;
+      return mbPerS;
+    };
+    for (let i = 0; i < RELAY_ROUNDS; i++) {
+      ref.push(await run(coturn.relay, coturn.process.pid, 'ref'));
+      mesh.push(await run(ours, gateway.process.pid, 'mesh'));
+      console.log(
+        `  round ${i + 1}: coturn ${ref[i]?.toFixed(2)} MB/s (${cpu.ref[i]?.toFixed(1)} CPU s), gateway ${mesh[i]?.toFixed(2)} MB/s (${cpu.mesh[i]?.toFixed(1)} CPU s), ratio ${((mesh[i] ?? 0) / (ref[i] ?? 1)).toFixed(2)}`,
+      );
     }
     console.log(
       `  UDP receive-buffer drops during the runs: coturn ${drops.ref}, gateway ${drops.mesh}`,
@@ -256,11 +284,15 @@ export async function relayBench(browser: Browser): Promise<RelayFigures[]> {
       {
         name: 'coturn (reference)',
         mbPerS: Math.max(...ref),
+        medianMbPerS: median(ref),
+        cpuS: median(cpu.ref),
         allocationsPerS: await allocationRate(coturn.relay, clients),
       },
       {
         name: 'rtcmesh gateway TURN',
         mbPerS: Math.max(...mesh),
+        medianMbPerS: median(mesh),
+        cpuS: median(cpu.mesh),
         allocationsPerS: await allocationRate(ours, clients),
       },
     ];

@@ -13,7 +13,7 @@ import { interleavedDials, peerjsDialer, rawDialer, rtcmeshDialer } from './dial
 import { crossDials, crossRawDials, crossThroughput, FirefoxProcess } from './firefox.ts';
 import { lanBench } from './lan.ts';
 import { pushWakeDials } from './push-wake.ts';
-import { relayBench } from './relay.ts';
+import { RELAY_ROUNDS, relayBench } from './relay.ts';
 import { relayTlsBench } from './relay-tls.ts';
 import { nodeReliability, pageReliability } from './reliability.ts';
 import { servicesBench } from './services.ts';
@@ -215,17 +215,18 @@ try {
     const rows = [coturn, ours]
       .filter((r) => r !== undefined)
       .map(
-        (r) => `| ${r.name} | ${r.mbPerS.toFixed(1)} MB/s | ${r.allocationsPerS.toFixed(0)}/s |`,
+        (r) =>
+          `| ${r.name} | ${r.mbPerS.toFixed(1)} MB/s | ${r.medianMbPerS.toFixed(1)} MB/s | ${r.cpuS.toFixed(1)} s | ${r.allocationsPerS.toFixed(0)}/s |`,
       );
     const table = [
-      `Relay (\`npm run bench\`, 64 MiB relay-only page to page, best of 2; 200 turnutils_uclient clients, ${new Date().toISOString().slice(0, 10)}):`,
+      `Relay (\`npm run bench\`, 64 MiB relay-only page to page, ${RELAY_ROUNDS} rounds interleaved; relay CPU: the relay process's CPU seconds per run, median; 200 turnutils_uclient clients, ${new Date().toISOString().slice(0, 10)}):`,
       '',
-      '| relay | relayed throughput | allocations |',
-      '|---|---|---|',
+      '| relay | throughput, best | median | relay CPU | allocations |',
+      '|---|---|---|---|---|',
       ...rows,
       '',
       coturn && ours
-        ? `gateway / coturn: throughput ${(ours.mbPerS / coturn.mbPerS).toFixed(2)} (target ≥ 1.0), allocations ${(ours.allocationsPerS / coturn.allocationsPerS).toFixed(2)}.`
+        ? `gateway / coturn: throughput ${(ours.mbPerS / coturn.mbPerS).toFixed(2)} best, ${(ours.medianMbPerS / coturn.medianMbPerS).toFixed(2)} median (target ≥ 1.0); CPU ${(ours.cpuS / coturn.cpuS).toFixed(2)}; allocations ${(ours.allocationsPerS / coturn.allocationsPerS).toFixed(2)}.`
         : '',
     ].join('\n');
     console.log(`\n${table}\n`);
@@ -238,16 +239,19 @@ try {
     const [coturnTls, oursTls, oursUdp] = await relayTlsBench();
     const rows = [coturnTls, oursTls, oursUdp]
       .filter((r) => r !== undefined)
-      .map((r) => `| ${r.name} | ${r.mbPerS.toFixed(1)} MB/s | ${fmt(r.connectMs)} |`);
+      .map(
+        (r) =>
+          `| ${r.name} | ${r.mbPerS.toFixed(1)} MB/s | ${r.medianMbPerS.toFixed(1)} MB/s | ${r.cpuS.toFixed(1)} s | ${fmt(r.connectMs)} |`,
+      );
     const table = [
-      `TURN over TLS (\`npm run bench\`, 64 MiB relay-only page to page, best of 2; offer to open channel, best of 2; ${new Date().toISOString().slice(0, 10)}):`,
+      `TURN over TLS (\`npm run bench\`, 64 MiB relay-only page to page, ${RELAY_ROUNDS} rounds interleaved; relay CPU per run, median; offer to open channel, best; ${new Date().toISOString().slice(0, 10)}):`,
       '',
-      '| relay | relayed throughput | offer → open |',
-      '|---|---|---|',
+      '| relay | throughput, best | median | relay CPU | offer → open |',
+      '|---|---|---|---|---|',
       ...rows,
       '',
       coturnTls && oursTls && oursUdp
-        ? `gateway TLS / coturn TLS: ${(oursTls.mbPerS / coturnTls.mbPerS).toFixed(2)} (target ≥ 1.0); gateway TLS / gateway UDP: ${(oursTls.mbPerS / oursUdp.mbPerS).toFixed(2)}; time to open, TLS / UDP: ${(oursTls.connectMs / oursUdp.connectMs).toFixed(2)}.`
+        ? `gateway TLS / coturn TLS: ${(oursTls.mbPerS / coturnTls.mbPerS).toFixed(2)} best, ${(oursTls.medianMbPerS / coturnTls.medianMbPerS).toFixed(2)} median (target ≥ 1.0); CPU ${(oursTls.cpuS / coturnTls.cpuS).toFixed(2)}; gateway TLS / gateway UDP: ${(oursTls.mbPerS / oursUdp.mbPerS).toFixed(2)}; time to open, TLS / UDP: ${(oursTls.connectMs / oursUdp.connectMs).toFixed(2)}.`
         : '',
     ].join('\n');
     console.log(`\n${table}\n`);

@@ -451,6 +451,67 @@ describe("the gateway's own WebRTC endpoint (a UDP-blocked browser's way to its 
   });
 });
 
+describe('relaying between two allocations on this server', () => {
+  it("hands datagrams over within the server, in order and whole, under both sides' permissions", async () => {
+    const a = await client('node-a');
+    const b = await client('node-b');
+    const relayA = await allocate(a);
+    const relayB = await allocate(b);
+    // A may send to B's relay address, but B has not let A's in: nothing reaches B.
+    expect(codeOf(await permit(a, relayB.port))).toBe(0);
+    sendIndication(a, relayB.port, text('not yet'));
+    await expect.poll(() => server.stats.dropped['no-permission']).toBe(1);
+    expect(await b.next((d) => fromStun(d.bytes)?.method === Method.DATA, 300)).toBeUndefined();
+
+    // B binds a channel to A's relay address (which permits it), A one to B's.
+    expect(codeOf(await bind(b, 0x4001, relayA.port))).toBe(0);
+    expect(codeOf(await bind(a, 0x4000, relayB.port))).toBe(0);
+    // Many datagrams of a typical SCTP packet's size, each numbered, sent in bursts.
+    const count = 2000;
+    const size = 1200;
+    const packet = (i: number) => new Uint8Array(size).fill(i & 0xff).fill(i >> 8, 0, 1);
+    const received: Uint8Array[] = [];
+    const done = new Promise<void>((resolve) => {
+      b.socket.on('message', (msg: Buffer) => {
+        if (msg[0] !== 0x40) return;
+        received.push(decodeChannelData(new Uint8Array(msg)).data.slice());
+        if (received.length === count) resolve();
+      });
+    });
+    for (let i = 0; i < count; i++) {
+      a.sendRaw(encodeChannelData({ channel: 0x4000, data: packet(i) }));
+      // Bursts of 50: within any receive buffer, however small the system keeps them.
+      if (i % 50 === 49) await new Promise((r) => setTimeout(r, 1));
+    }
+    await done;
+    expect(received.map((d, i) => Buffer.compare(d, packet(i)) === 0).every(Boolean)).toBe(true);
+    // Both ways: B's ChannelData reaches A from B's relay address, on A's channel.
+    b.sendRaw(encodeChannelData({ channel: 0x4001, data: text('back to A') }));
+    const frame = await a.next((d) => d.bytes[0] === 0x40);
+    expect(decodeChannelData(frame?.bytes ?? new Uint8Array())).toEqual({
+      channel: 0x4000,
+      data: text('back to A'),
+    });
+    // 'not yet' was handed over too, and dropped on B's side.
+    expect(server.stats.packetsWithinServer).toBe(count + 2);
+    expect(server.stats.bytesToPeer).toBe(count * size + 7 + 9);
+    expect(server.stats.bytesToClient).toBe(count * size + 9);
+  });
+
+  it('stops handing over once the receiving allocation is gone', async () => {
+    const a = await client('node-a');
+    const b = await client('node-b');
+    await allocate(a);
+    const relayB = await allocate(b);
+    expect(codeOf(await bind(a, 0x4000, relayB.port))).toBe(0);
+    expect(codeOf(await b.request(Method.REFRESH, (m) => m.add(Lifetime, 0)))).toBe(0);
+    a.sendRaw(encodeChannelData({ channel: 0x4000, data: text('anyone there?') }));
+    await expect.poll(() => server.stats.packetsToPeer).toBe(1);
+    expect(server.stats.packetsWithinServer).toBe(0);
+    expect(await b.next((d) => d.bytes[0] === 0x40, 300)).toBeUndefined();
+  });
+});
+
 describe('channels (RFC 8656 §12)', () => {
   it('binds 0x4000–0x4FFF only, one peer per channel and one channel per peer', async () => {
     const c = await client();

@@ -3,10 +3,16 @@
  * Allocates whose relay socket is being bound, and ports reserved by EVEN-PORT. It keeps the
  * books every slot counts in: the user's quota (486), the source's share and the global cap
  * (508). Every table here is bounded by that cap.
+ *
+ * It also finds the allocation behind one of its own relay addresses, so a datagram from one
+ * allocation to another on this server is handed over in the process (relay.ts) instead of
+ * crossing the kernel twice.
  */
 import { randomBytes } from 'node:crypto';
-import type { RemoteInfo, Socket } from 'node:dgram';
+import type { Socket } from 'node:dgram';
+import type { TransportAddress } from '../stun/address.ts';
 import { addressKey } from '../stun/ip.ts';
+import { normalIp } from './address-policy.ts';
 import { Allocation } from './allocation.ts';
 import { clientKey, type TurnClient } from './client.ts';
 import type { TurnLimits } from './limits.ts';
@@ -48,6 +54,10 @@ const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
 export class AllocationManager {
   readonly quotas: UserQuotas;
   private readonly allocations = new Map<string, Allocation>();
+  /** The same allocations by relay port (all on the one relay address). */
+  private readonly byRelayPort = new Map<number, Allocation>();
+  /** The relay address as peers' addresses are written (normalIp), to compare with them. */
+  private readonly relayIpNormal: string;
   /** Allocations whose relay socket is being bound, by client, with the Allocate's ID. */
   private readonly pending = new Map<string, string>();
   private readonly reservations = new Map<string, Reservation>();
@@ -60,10 +70,15 @@ export class AllocationManager {
     private readonly now: () => number,
     private readonly outbox: Outbox,
     /** Where datagrams from peers to a relay socket go. */
-    private readonly onPeerData: (allocation: Allocation, msg: Buffer, rinfo: RemoteInfo) => void,
+    private readonly onPeerData: (
+      allocation: Allocation,
+      data: Uint8Array,
+      from: TransportAddress,
+    ) => void,
   ) {
     this.quotas = new UserQuotas(limits.allocationsPerUser, limits.bytesPerSecondPerUser);
     this.sourceShares = new SourceShares(limits.allocationsPerSource);
+    this.relayIpNormal = normalIp(relayIp);
   }
 
   get size(): number {
@@ -80,6 +95,16 @@ export class AllocationManager {
     }
     if (a) a.lastHeard = now;
     return a;
+  }
+
+  /**
+   * The live allocation whose relay address is `peer` (already in normalIp form): a peer that
+   * is another client of this server.
+   */
+  atRelayAddress(peer: TransportAddress): Allocation | undefined {
+    if (peer.address !== this.relayIpNormal) return undefined;
+    const a = this.byRelayPort.get(peer.port);
+    return a && a.expiresAt > this.now() ? a : undefined;
   }
 
   /** The transaction ID of the client's Allocate in progress, if any. */
@@ -216,6 +241,7 @@ export class AllocationManager {
     });
     allocation.lastHeard = this.now();
     this.allocations.set(key, allocation);
+    this.byRelayPort.set(relayPort, allocation);
     return reservationToken ? { allocation, reservationToken } : { allocation };
   }
 
@@ -236,7 +262,10 @@ export class AllocationManager {
       if (!even || port % 2 === 0) {
         if (!reserveNext) return { socket };
         try {
-          return { socket, reserved: await bindUdp(this.relayIp, port + 1, onError) };
+          return {
+            socket,
+            reserved: await bindUdp(this.relayIp, port + 1, onError),
+          };
         } catch {
           // the next port is taken: try another pair
         }
@@ -268,6 +297,8 @@ export class AllocationManager {
     const key = clientKey(allocation.client);
     if (this.allocations.get(key) !== allocation) return;
     this.allocations.delete(key);
+    if (this.byRelayPort.get(allocation.relayAddress.port) === allocation)
+      this.byRelayPort.delete(allocation.relayAddress.port);
     this.quotas.releaseAllocation(allocation.user);
     this.sourceShares.release(addressKey(allocation.client.address));
     closeQuietly(allocation.relay);
@@ -303,6 +334,7 @@ export class AllocationManager {
     for (const a of this.allocations.values()) closeQuietly(a.relay);
     for (const r of this.reservations.values()) closeQuietly(r.socket);
     this.allocations.clear();
+    this.byRelayPort.clear();
     this.reservations.clear();
     this.pending.clear();
     this.sourceShares.clear();

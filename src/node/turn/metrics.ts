@@ -54,6 +54,11 @@ export function registerTurnMetrics(registry: MetricsRegistry, turn: TurnServer)
     'Bytes relayed from peers to clients.',
     () => turn.stats.bytesToClient,
   );
+  counted(
+    'rtcmesh_turn_relayed_within_server_total',
+    'Datagrams from one allocation to another on this server, handed over without a socket.',
+    () => turn.stats.packetsWithinServer,
+  );
   counted('rtcmesh_turn_requests_total', 'STUN/TURN requests.', () => turn.stats.requests);
   counted(
     'rtcmesh_turn_error_responses_total',

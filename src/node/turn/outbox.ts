@@ -38,6 +38,8 @@ export interface TurnStats {
   bytesToClient: number;
   packetsToPeer: number;
   packetsToClient: number;
+  /** Of packetsToPeer, those whose peer was another allocation here (handed over, no socket). */
+  packetsWithinServer: number;
   dropped: Record<DropReason, number>;
   /** Relayed bytes and allocations by the transport between client and server. */
   byTransport: Record<ClientTransport, TransportStats>;
@@ -61,6 +63,7 @@ export function newTurnStats(): TurnStats {
     bytesToClient: 0,
     packetsToPeer: 0,
     packetsToClient: 0,
+    packetsWithinServer: 0,
     dropped: {
       'not-stun': 0,
       malformed: 0,

@@ -2,8 +2,13 @@
  * The relaying path (RFC 8656 §11–12): Send indications and ChannelData from clients to their
  * peers, and datagrams from peers back as Data indications or ChannelData, each within the
  * allocation's permissions and the user's bandwidth.
+ *
+ * A peer that is another allocation on this server (two clients that both relay, the usual
+ * case when both sides are behind NATs that need it) gets the datagram handed over here,
+ * through the same checks on both sides, instead of a send from one relay socket and a
+ * receive on the other: that hop through the kernel was half the server's work per relayed
+ * datagram (design.md §7).
  */
-import type { RemoteInfo } from 'node:dgram';
 import { type TransportAddress, XorPeerAddress } from '../stun/address.ts';
 import { AttributeType } from '../stun/attribute.ts';
 import { MessageBuilder } from '../stun/builder.ts';
@@ -22,11 +27,11 @@ import type { Outbox } from './outbox.ts';
  * allocation of its own per datagram. `channel` is a bound one (so valid), and a UDP
  * datagram is never longer than the 16-bit length.
  */
-function channelData(channel: number, data: Buffer): Buffer {
+function channelData(channel: number, data: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(CHANNEL_DATA_HEADER + data.length);
   out.writeUInt16BE(channel, 0);
   out.writeUInt16BE(data.length, 2);
-  data.copy(out, CHANNEL_DATA_HEADER);
+  out.set(data, CHANNEL_DATA_HEADER);
   return out;
 }
 
@@ -98,18 +103,18 @@ export class RelayPath {
     this.toPeer(allocation, peer, frame.data);
   }
 
-  fromPeer(allocation: Allocation, msg: Buffer, rinfo: RemoteInfo): void {
+  /** A datagram from a peer to the allocation's relay address (a socket's, or handed over). */
+  fromPeer(allocation: Allocation, data: Uint8Array, from: TransportAddress): void {
     const now = this.now();
     if (allocation.expiresAt <= now) {
       this.outbox.drop('no-allocation');
       return;
     }
-    const peer = { address: this.normal(rinfo.address), port: rinfo.port };
+    const peer = { address: this.normal(from.address), port: from.port };
     if (!allocation.hasPermission(peer.address, now)) {
       this.outbox.drop('no-permission');
       return;
     }
-    const data = new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength);
     if (!this.allocations.quotas.spend(allocation.user, data.length, now)) {
       this.outbox.drop('quota');
       return;
@@ -117,7 +122,7 @@ export class RelayPath {
     const channel = allocation.channelOf(peer, now);
     const out =
       channel !== undefined
-        ? channelData(channel, msg)
+        ? channelData(channel, data)
         : new MessageBuilder(Method.DATA, 'indication')
             .add(XorPeerAddress, peer)
             .add(Data, data)
@@ -147,7 +152,12 @@ export class RelayPath {
       this.outbox.drop('quota');
       return;
     }
-    if (!this.outbox.sendFrom(allocation.relay, data, peer)) return;
+    // Another allocation here: handed over as if its relay socket had received it.
+    const local = this.allocations.atRelayAddress(peer);
+    if (local) {
+      this.outbox.stats.packetsWithinServer++;
+      this.fromPeer(local, data, allocation.relayAddress);
+    } else if (!this.outbox.sendFrom(allocation.relay, data, peer)) return;
     this.outbox.stats.packetsToPeer++;
     this.outbox.stats.bytesToPeer += data.length;
     this.outbox.stats.byTransport[transportOf(allocation.client)].bytesToPeer += data.length;

@@ -35,7 +35,7 @@ import { Outbox, type TurnStats } from './outbox.ts';
 import { RelayPath } from './relay.ts';
 import { RequestHandlers, unknownAttributes } from './requests.ts';
 import { serveStream } from './stream-transport.ts';
-import { bindUdp, closeQuietly } from './udp.ts';
+import { bindUdp, closeQuietly, SERVER_SOCKET_BUFFER } from './udp.ts';
 
 export { DEFAULT_TURN_LIMITS, type TurnLimits, type TurnServerOptions } from './limits.ts';
 export type { DropReason, TurnStats } from './outbox.ts';
@@ -68,7 +68,7 @@ export class TurnServer {
       options.relayIp,
       this.now,
       this.outbox,
-      (allocation, msg, rinfo) => this.relay.fromPeer(allocation, msg, rinfo),
+      (allocation, data, from) => this.relay.fromPeer(allocation, data, from),
     );
     const peers = new PeerPolicy(
       options.allowPrivatePeers ?? false,
@@ -113,7 +113,12 @@ export class TurnServer {
       throw new Error(`the TURN relay address must be an IP address, not "${options.relayIp}"`);
     // A relay address this host does not have would fail every Allocate: fail now instead.
     closeQuietly(await bindUdp(options.relayIp, 0));
-    const socket = await bindUdp(options.listen.host, options.listen.port);
+    const socket = await bindUdp(
+      options.listen.host,
+      options.listen.port,
+      undefined,
+      SERVER_SOCKET_BUFFER,
+    );
     return new TurnServer(socket, options);
   }
 

@@ -13,11 +13,23 @@ const ipLookup = ((address: string, family: number, callback: LookupCallback) =>
 }) as unknown as typeof lookup;
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string, family: number) => void;
 
-/** A bound UDP socket; `onError` hears its errors from then on (unheard, one would crash). */
+/**
+ * The buffers of the STUN/TURN socket, which every client's datagrams share (coturn asks 2 MiB
+ * for its listeners): a burst that arrives while the event loop is busy waits instead of
+ * being dropped. Linux grants at most `net.core.rmem_max` / `wmem_max` (212,992 bytes by
+ * default). Relay sockets, one per allocation, keep the system's default.
+ */
+export const SERVER_SOCKET_BUFFER = 4 * 1024 * 1024;
+
+/**
+ * A bound UDP socket; `onError` hears its errors from then on (unheard, one would crash).
+ * `bufferBytes`: its receive and send buffers, as far as the system allows.
+ */
 export async function bindUdp(
   host: string,
   port: number,
   onError: (err: Error) => void = () => {},
+  bufferBytes?: number,
 ): Promise<Socket> {
   const socket = host.includes(':')
     ? createSocket({ type: 'udp6', ipv6Only: true, lookup: ipLookup })
@@ -30,6 +42,14 @@ export async function bindUdp(
     });
   });
   socket.on('error', onError);
+  if (bufferBytes !== undefined) {
+    try {
+      socket.setRecvBufferSize(bufferBytes);
+      socket.setSendBufferSize(bufferBytes);
+    } catch {
+      // the system's default buffers: still a working socket
+    }
+  }
   return socket;
 }
 
