@@ -152,6 +152,7 @@ export async function nodeReliability(dials: number): Promise<Reliability> {
       } else {
         total.failed++;
         total.errors[outcome] = (total.errors[outcome] ?? 0) + 1;
+        console.log(`  dial ${i + 1} failed: ${outcome}`);
       }
       if ((i + 1) % 100 === 0) progress(total, i + 1);
     }

@@ -93,7 +93,12 @@ type CandidateEvent = { candidate: { toJSON(): CandidateInit } | null };
  * has our candidates (a browser answering our dial) can finish ICE and its DTLS handshake in
  * between, and libdatachannel then refuses the peer's certificate ("DTLS alert: unknown CA").
  * So our candidates are given out only once a remote description is applied: until then the
- * peer has no address to reach us at.
+ * peer has no address to reach us at. (libdatachannel also writes the candidates gathered so
+ * far into the local description: a caller whose candidates trickle sends its offer without
+ * them, MeshNode.connect. Between two Node nodes the callee otherwise checked us from the
+ * offer's candidates, and 1 dial in ~1,000 failed with "Got a remote candidate without ICE
+ * transport": the DTLS handshake failed inside our setRemoteDescription(answer), the
+ * connection was torn down, and the answer's candidates found no ICE transport.)
  */
 function withCandidatesAfterRemoteDescription(pc: PeerConnectionLike): PeerConnectionLike {
   const listeners: ((ev: CandidateEvent) => void)[] = [];

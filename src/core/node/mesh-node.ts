@@ -24,6 +24,7 @@ import type {
   PushSubscriptionJson,
   RegisterResponse,
 } from '../protocol/messages.ts';
+import { withoutCandidates } from '../protocol/sdp.ts';
 import { DialError } from './errors.ts';
 import { GatewayClient, type GatewayClientOptions, type GatewayStatus } from './gateway-client.ts';
 import { consoleLogger, type Logger } from './logger.ts';
@@ -340,7 +341,11 @@ export class MeshNode {
       });
       await pc.setLocalDescription();
       if (!this.gateway.trickles) await gatheringComplete(pc, GATHER_TIMEOUT_MS);
-      const offer = pc.localDescription?.sdp ?? '';
+      // When candidates trickle, they all follow the offer, none in it: a callee that could
+      // reach us before our answer is applied can finish ICE and DTLS inside libdatachannel's
+      // setRemoteDescription, before it records the fingerprint (DESIGN §7, issue #18).
+      const local = pc.localDescription?.sdp ?? '';
+      const offer = this.gateway.trickles ? withoutCandidates(local) : local;
       if (
         !this.gateway.send({ t: 'dial', dialId, to: target, offer, record: await this.ownRecord() })
       ) {

@@ -41,6 +41,12 @@ export class SessionTable {
   private readonly parties = new WeakMap<GatewaySession, DialParty>();
   private readonly timers: ReturnType<typeof setInterval>[] = [];
   private lastRegistryWarning = 0;
+  /**
+   * Sessions whose association is not up yet, counted per client address (an address is
+   * listed only while it has one): the connect handler asks at every connect.
+   */
+  private readonly connecting = new Set<GatewaySession>();
+  private readonly connectingPerAddress = new Map<string, number>();
 
   constructor(private readonly options: SessionTableOptions) {
     const { limits } = options;
@@ -73,9 +79,7 @@ export class SessionTable {
 
   /** Sessions from one client address whose association is not up yet. */
   connectingFrom(source: string): number {
-    let n = 0;
-    for (const s of this.sessions.values()) if (s.isConnecting && s.remoteAddress === source) n++;
-    return n;
+    return this.connectingPerAddress.get(source) ?? 0;
   }
 
   /** The dial party of a node with an open session here. */
@@ -105,6 +109,7 @@ export class SessionTable {
     const { registry, gatewayId, events, limits } = this.options;
     const session = new GatewaySession(id, record, source, association, limits.messagesPerSession, {
       open: (s) => {
+        this.settled(s);
         onOpen?.();
         void registry
           .setSession(s.id, gatewayId, Date.now())
@@ -114,6 +119,7 @@ export class SessionTable {
       message: (s, msg) => events.message(s, this.partyOf(s), msg),
       invalid: () => events.invalid(),
       close: (s) => {
+        this.settled(s);
         if (this.sessions.get(s.id) !== s) return; // replaced by a newer session
         this.sessions.delete(s.id);
         events.gone(this.partyOf(s));
@@ -122,9 +128,21 @@ export class SessionTable {
           .catch((err: unknown) => this.registryError('ending a session', err));
       },
     });
+    this.connecting.add(session);
+    this.connectingPerAddress.set(source, this.connectingFrom(source) + 1);
     const previous = this.sessions.get(id);
     this.sessions.set(id, session);
     previous?.close('replaced');
+    // A session replaced before it opened says nothing when it closes.
+    if (previous) this.settled(previous);
+  }
+
+  /** A session is no longer connecting (it opened or closed): it leaves the per-address count. */
+  private settled(session: GatewaySession): void {
+    if (!this.connecting.delete(session)) return;
+    const left = this.connectingFrom(session.remoteAddress) - 1;
+    if (left > 0) this.connectingPerAddress.set(session.remoteAddress, left);
+    else this.connectingPerAddress.delete(session.remoteAddress);
   }
 
   /** Redis is back: this gateway's sessions are asserted again (registration and presence). */

@@ -1,0 +1,99 @@
+/**
+ * The order in which a Node peer connection (node-datachannel, through the Node platform) lets
+ * its peer reach it (issue #18, DESIGN §7): libdatachannel gives ICE a remote description
+ * before it records the DTLS fingerprint, so a peer that can reach us while we apply its
+ * answer can finish ICE and DTLS in between, and the connection is torn down. A caller whose
+ * candidates trickle therefore gives out no candidate, in its offer or as an event, until the
+ * answer is applied. Real node-datachannel connections on loopback, caller and callee alike.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import type { CandidateInit, PeerConnectionLike } from '../src/core/node/rtc.ts';
+import { channelOpen } from '../src/core/node/rtc.ts';
+import { withoutCandidates } from '../src/core/protocol/sdp.ts';
+import { makeNodeIdentity } from './support/node-node.ts';
+
+const open: PeerConnectionLike[] = [];
+afterEach(() => {
+  for (const pc of open.splice(0)) pc.close();
+});
+
+async function platform() {
+  return (await makeNodeIdentity()).rtc;
+}
+
+type Rtc = Awaited<ReturnType<typeof platform>>;
+
+/** A peer connection with the mesh's negotiated control channel, and its candidate events. */
+function peer(rtc: Rtc) {
+  const pc = rtc.createPeerConnection({ iceServers: [] });
+  open.push(pc);
+  const control = pc.createDataChannel('mesh', { negotiated: true, id: 0 });
+  const candidates: CandidateInit[] = [];
+  const listeners: ((c: CandidateInit) => void)[] = [];
+  pc.addEventListener('icecandidate', (ev) => {
+    if (!ev.candidate) return;
+    const c = ev.candidate.toJSON();
+    candidates.push(c);
+    for (const l of listeners) l(c);
+  });
+  /** Every candidate so far and every later one go to `to`. */
+  const trickleTo = (to: PeerConnectionLike) => {
+    const add = (c: CandidateInit) => void to.addIceCandidate(c).catch(() => undefined);
+    for (const c of candidates) add(c);
+    listeners.push(add);
+  };
+  return { pc, control, candidates, trickleTo };
+}
+
+const iceState = (pc: PeerConnectionLike) =>
+  (pc as PeerConnectionLike & { iceConnectionState: string }).iceConnectionState;
+
+describe('Node peer connections: who can reach whom while a description is applied', () => {
+  it('a callee given the offer with its candidates reaches the caller before the caller has the answer (the hazard)', {
+    timeout: 60_000,
+  }, async () => {
+    const [ra, rb] = [await platform(), await platform()];
+    const a = peer(ra);
+    const b = peer(rb);
+    await a.pc.setLocalDescription();
+    const offer = a.pc.localDescription?.sdp ?? '';
+    // libdatachannel writes the candidates gathered so far into the description.
+    expect(offer).toMatch(/a=candidate:/);
+    await b.pc.setRemoteDescription({ type: 'offer', sdp: offer });
+    await b.pc.setLocalDescription();
+    // The caller has not even seen the answer, and the callee's ICE is already through.
+    await expect.poll(() => iceState(b.pc), { timeout: 30_000 }).toBe('connected');
+    expect(a.pc.remoteDescription?.sdp).toBeFalsy();
+  });
+
+  it('a caller that trickles is reached only once its answer is applied, and every dial opens', {
+    timeout: 120_000,
+  }, async () => {
+    const [ra, rb] = [await platform(), await platform()];
+    for (let round = 0; round < 15; round++) {
+      const a = peer(ra);
+      const b = peer(rb);
+      await a.pc.setLocalDescription();
+      // As MeshNode.connect sends it when candidates trickle.
+      const offer = withoutCandidates(a.pc.localDescription?.sdp ?? '');
+      expect(offer).not.toMatch(/a=candidate:/);
+      await b.pc.setRemoteDescription({ type: 'offer', sdp: offer });
+      await b.pc.setLocalDescription();
+      const answer = b.pc.localDescription?.sdp ?? '';
+      // The callee's candidates can arrive before the answer: the caller keeps them for after.
+      const early = [...b.candidates];
+      // Nothing of the caller's is out yet: the callee has no address to check.
+      expect(a.candidates).toEqual([]);
+      expect(iceState(b.pc)).not.toBe('connected');
+      await a.pc.setRemoteDescription({ type: 'answer', sdp: answer });
+      for (const c of early) await a.pc.addIceCandidate(c);
+      b.trickleTo(a.pc);
+      a.trickleTo(b.pc);
+      await Promise.all([channelOpen(a.control, 30_000), channelOpen(b.control, 30_000)]);
+      // The caller's candidates went out after the answer was in.
+      await expect.poll(() => a.candidates.length, { timeout: 10_000 }).toBeGreaterThan(0);
+      a.pc.close();
+      b.pc.close();
+    }
+  });
+});
