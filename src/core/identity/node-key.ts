@@ -48,13 +48,35 @@ export async function identityOf(key: NodeKey): Promise<NodeIdentity> {
   return { key, id, ip6: meshIp6(id) };
 }
 
+/**
+ * Keys imported lately, by their raw bytes: a registration checks a request token and a
+ * record signed by one key, and importing took half of the verification time (issue #18,
+ * bench:capacity). Keys come from strangers, so the cache is bounded; the oldest use goes.
+ */
+const IMPORTED_KEYS_MAX = 1024;
+const importedKeys = new Map<string, CryptoKey>();
+
 export async function importPublicKey(raw: Uint8Array): Promise<CryptoKey> {
   assertRawPublicKey(raw);
+  const cacheKey = String.fromCharCode(...raw);
+  const cached = importedKeys.get(cacheKey);
+  if (cached) {
+    importedKeys.delete(cacheKey);
+    importedKeys.set(cacheKey, cached);
+    return cached;
+  }
+  let key: CryptoKey;
   try {
-    return await crypto.subtle.importKey('raw', own(raw), NODE_KEY_ALGORITHM, true, ['verify']);
+    key = await crypto.subtle.importKey('raw', own(raw), NODE_KEY_ALGORITHM, true, ['verify']);
   } catch {
     throw new IdentityError('bad-key', 'the key is not a point on P-256');
   }
+  importedKeys.set(cacheKey, key);
+  if (importedKeys.size > IMPORTED_KEYS_MAX) {
+    const oldest = importedKeys.keys().next().value;
+    if (oldest !== undefined) importedKeys.delete(oldest);
+  }
+  return key;
 }
 
 export async function verifySignature(
