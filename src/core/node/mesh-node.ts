@@ -24,6 +24,7 @@ import type {
   PushSubscriptionJson,
   RegisterResponse,
 } from '../protocol/messages.ts';
+import { withoutCandidates } from '../protocol/sdp.ts';
 import { DialError } from './errors.ts';
 import { GatewayClient, type GatewayClientOptions, type GatewayStatus } from './gateway-client.ts';
 import { consoleLogger, type Logger } from './logger.ts';
@@ -340,7 +341,13 @@ export class MeshNode {
       });
       await pc.setLocalDescription();
       if (!this.gateway.trickles) await gatheringComplete(pc, GATHER_TIMEOUT_MS);
-      const offer = pc.localDescription?.sdp ?? '';
+      // Trickling, the offer goes without the candidates already in it (libdatachannel puts
+      // its host candidates there at once): they follow as candidate messages, which a Node
+      // node sends only once the answer is applied (rtc-platform.ts), so the callee cannot
+      // reach us before that; if it can, libdatachannel may refuse its DTLS certificate
+      // (DESIGN §7, "unknown CA").
+      const local = pc.localDescription?.sdp ?? '';
+      const offer = this.gateway.trickles ? withoutCandidates(local) : local;
       if (
         !this.gateway.send({ t: 'dial', dialId, to: target, offer, record: await this.ownRecord() })
       ) {
