@@ -93,3 +93,55 @@ describe('MeshNode on node-datachannel', () => {
     a.node.stop();
   });
 });
+
+/**
+ * libdatachannel 0.24 hands an answer to ICE before it records the answer's DTLS fingerprint,
+ * and refuses a DTLS peer that finishes its handshake in between ("DTLS alert: unknown CA",
+ * DESIGN §7). That can happen only if the callee could reach the caller before the answer was
+ * applied, so a dialing node gives out no address of its own until then: the callee (here a
+ * raw one, polling over HTTPS, to see exactly what it is given) finds the caller by its checks.
+ */
+describe('a dialing Node node and its callee', { timeout: 120_000 }, () => {
+  let gateway: GatewayProcess;
+  beforeAll(async () => {
+    gateway = await startGateway();
+  }, 120_000);
+  afterAll(async () => {
+    await gateway.stop();
+  }, 120_000);
+
+  it('gives the callee no address before the answer is applied, and still connects', async () => {
+    const callee = await makeNodeIdentity();
+    const api = new GatewayApi({ gateways: [gateway.url], identity: callee.identity });
+    const record = await createNodeRecord(callee.identity, {
+      fingerprints: [callee.certificate.fingerprint],
+    });
+    await api.register({ record, push: null });
+    const polled = api.pollDials(30);
+    const caller = await startNodeNode(gateway.url);
+    const connecting = caller.node.connect(callee.identity.id);
+    const { dials } = await polled;
+    const dial = dials[0];
+    if (!dial) throw new Error('no call reached the callee');
+    expect(dial.from).toBe(caller.identity.id);
+    // Neither in the offer nor trickled so far: the callee has no address of the caller's.
+    expect(dial.offer).toContain('a=fingerprint');
+    expect(dial.offer).not.toContain('a=candidate');
+    expect((await api.pendingDial(dial.dialId)).candidates).toEqual([]);
+    // A real answer: the caller's checks reach the callee, which answers them and connects.
+    const pc = callee.rtc.createPeerConnection({ iceServers: [] });
+    pc.createDataChannel('mesh', { negotiated: true, id: 0 });
+    await pc.setRemoteDescription({ type: 'offer', sdp: dial.offer });
+    await pc.setLocalDescription();
+    await new Promise<void>((resolve) => {
+      const done = () => pc.iceGatheringState === 'complete' && resolve();
+      pc.addEventListener('icegatheringstatechange', done);
+      done();
+    });
+    await api.answerDial(dial.dialId, { answer: pc.localDescription?.sdp ?? '', record });
+    const link = await connecting;
+    expect(link.id).toBe(callee.identity.id);
+    pc.close();
+    caller.node.stop();
+  });
+});

@@ -341,9 +341,11 @@ export class MeshNode {
       });
       await pc.setLocalDescription();
       if (!this.gateway.trickles) await gatheringComplete(pc, GATHER_TIMEOUT_MS);
-      // When candidates trickle, they all follow the offer, none in it: a callee that could
-      // reach us before our answer is applied can finish ICE and DTLS inside libdatachannel's
-      // setRemoteDescription, before it records the fingerprint (DESIGN §7, issue #18).
+      // Trickling, the offer goes without the candidates libdatachannel already put in it:
+      // they follow as candidate messages, which a Node node sends only once the answer is
+      // applied (rtc-platform.ts). A callee that reached us earlier could finish ICE and DTLS
+      // inside libdatachannel's setRemoteDescription, before it records the fingerprint:
+      // "unknown CA", or "Got a remote candidate without ICE transport" (DESIGN §7).
       const local = pc.localDescription?.sdp ?? '';
       const offer = this.gateway.trickles ? withoutCandidates(local) : local;
       if (
