@@ -262,10 +262,7 @@ export class AllocationManager {
       if (!even || port % 2 === 0) {
         if (!reserveNext) return { socket };
         try {
-          return {
-            socket,
-            reserved: await bindUdp(this.relayIp, port + 1, onError),
-          };
+          return { socket, reserved: await bindUdp(this.relayIp, port + 1, onError) };
         } catch {
           // the next port is taken: try another pair
         }

@@ -245,12 +245,12 @@ export class RequestHandlers {
     const { options, relayFamily, peers } = this.ctx;
     if (familyOf(peer.address) !== relayFamily) throw new Refusal(443);
     if (!peers.mayPermit(peer.address)) throw new Refusal(403);
-    if (withPort && !peers.mayReach({ address: normalIp(peer.address), port: peer.port }))
-      throw new Refusal(403);
+    const normal = { address: normalIp(peer.address), port: peer.port };
+    if (withPort && !peers.mayReach(normal)) throw new Refusal(403);
     // Never relay into this server's own STUN/TURN port.
     if (peer.port === this.ctx.listenPort() && peer.address === normalIp(options.listen.host))
       throw new Refusal(403);
-    return { address: normalIp(peer.address), port: peer.port };
+    return normal;
   }
 
   private createPermission(m: StunMessage, client: TurnClient, auth: Authenticated): void {

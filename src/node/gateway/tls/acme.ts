@@ -156,8 +156,7 @@ async function obtain(client: acme.Client, options: AcmeOptions, dir: string): P
   return held;
 }
 
-function withDates(pair: KeyPair): Held {
-  const info = acme.crypto.readCertificateInfo(pair.cert);
+function withDates(pair: KeyPair, info = acme.crypto.readCertificateInfo(pair.cert)): Held {
   return { ...pair, notBefore: info.notBefore.getTime(), notAfter: info.notAfter.getTime() };
 }
 
@@ -167,10 +166,9 @@ async function readKept(dir: string, domain: string): Promise<Held | undefined> 
       readFile(join(dir, `${fileSafe(domain)}.cert.pem`), 'utf8'),
       readFile(join(dir, `${fileSafe(domain)}.key.pem`), 'utf8'),
     ]);
-    const held = withDates({ cert, key });
     const info = acme.crypto.readCertificateInfo(cert);
     const names = [info.domains.commonName, ...info.domains.altNames];
-    return names.includes(domain) ? held : undefined;
+    return names.includes(domain) ? withDates({ cert, key }, info) : undefined;
   } catch {
     return undefined;
   }
