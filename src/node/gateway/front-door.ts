@@ -110,6 +110,9 @@ export class FrontDoor {
     }, graceMs);
     await Promise.all(closing);
     clearTimeout(timer);
+    // It never listened (connections are handed to it), but its request-timeout checks were
+    // started above; closing it stops them. (The app server is HttpFront's to close.)
+    this.options.plain?.close(() => {});
   }
 
   /** Counts the connection against the caps; false (and counted as refused) over them. */
