@@ -248,7 +248,7 @@ export class RequestHandlers {
     const normal = { address: normalIp(peer.address), port: peer.port };
     if (withPort && !peers.mayReach(normal)) throw new Refusal(403);
     // Never relay into this server's own STUN/TURN port.
-    if (peer.port === this.ctx.listenPort() && peer.address === normalIp(options.listen.host))
+    if (normal.port === this.ctx.listenPort() && normal.address === normalIp(options.listen.host))
       throw new Refusal(403);
     return normal;
   }
