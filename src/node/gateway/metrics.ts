@@ -32,6 +32,33 @@ export function countedFrom(
   });
 }
 
+/** Like countedFrom, one series per value of `label`, each read from its own running total. */
+export function countedByLabel<V extends string>(
+  registry: Registry,
+  name: string,
+  help: string,
+  label: string,
+  values: readonly V[],
+  read: (value: V) => number,
+): Counter {
+  const last = new Map<V, number>();
+  return new Counter({
+    name,
+    help,
+    labelNames: [label],
+    registers: [registry],
+    collect() {
+      for (const value of values) {
+        const now = read(value);
+        const before = last.get(value) ?? 0;
+        // inc by 0 too, so every series is listed from the first scrape.
+        this.inc({ [label]: value }, Math.max(0, now - before));
+        last.set(value, Math.max(before, now));
+      }
+    },
+  });
+}
+
 /** A gauge read from a component when scraped. */
 export function gaugeFrom(
   registry: Registry,

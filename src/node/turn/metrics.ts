@@ -1,34 +1,14 @@
 /** The TURN relay's Prometheus metrics, read from its own tallies when scraped. */
-import { Counter, Gauge } from 'prom-client';
-import { countedFrom, gaugeFrom, type MetricsRegistry } from '../gateway/metrics.ts';
+import { Gauge } from 'prom-client';
+import {
+  countedByLabel,
+  countedFrom,
+  gaugeFrom,
+  type MetricsRegistry,
+} from '../gateway/metrics.ts';
 import { CLIENT_TRANSPORTS } from './client.ts';
 import type { TransportStats } from './outbox.ts';
 import type { TurnServer } from './server.ts';
-
-/** A counter by client transport (udp, tcp, tls), read from the server's tallies when scraped. */
-function countedByTransport(
-  registry: MetricsRegistry,
-  name: string,
-  help: string,
-  read: (stats: TransportStats) => number,
-  turn: TurnServer,
-): void {
-  const last = { udp: 0, tcp: 0, tls: 0 };
-  new Counter({
-    name,
-    help,
-    labelNames: ['transport'],
-    registers: [registry],
-    collect() {
-      for (const transport of CLIENT_TRANSPORTS) {
-        const now = read(turn.stats.byTransport[transport]);
-        if (now > last[transport]) this.inc({ transport }, now - last[transport]);
-        else this.inc({ transport }, 0);
-        last[transport] = Math.max(last[transport], now);
-      }
-    },
-  });
-}
 
 export function registerTurnMetrics(registry: MetricsRegistry, turn: TurnServer): void {
   gaugeFrom(
@@ -68,26 +48,25 @@ export function registerTurnMetrics(registry: MetricsRegistry, turn: TurnServer)
   counted('rtcmesh_turn_dropped_total', 'Datagrams the TURN server dropped, for any reason.', () =>
     Object.values(turn.stats.dropped).reduce((a, b) => a + b, 0),
   );
-  countedByTransport(
-    registry,
+  // One series per transport between client and server (udp, tcp, tls).
+  const byTransport = (name: string, help: string, read: (stats: TransportStats) => number) =>
+    countedByLabel(registry, name, help, 'transport', CLIENT_TRANSPORTS, (transport) =>
+      read(turn.stats.byTransport[transport]),
+    );
+  byTransport(
     'rtcmesh_turn_transport_relayed_bytes_total',
     'Bytes relayed both ways, by the transport between client and server (udp, tcp, tls).',
     (t) => t.bytesToPeer + t.bytesToClient,
-    turn,
   );
-  countedByTransport(
-    registry,
+  byTransport(
     'rtcmesh_turn_transport_allocations_total',
     'TURN allocations made, by the transport between client and server.',
     (t) => t.allocationsTotal,
-    turn,
   );
-  countedByTransport(
-    registry,
+  byTransport(
     'rtcmesh_turn_transport_connections_total',
     'TURN client connections accepted over TCP and TLS (udp has none: always 0).',
     (t) => t.connectionsTotal,
-    turn,
   );
   new Gauge({
     name: 'rtcmesh_turn_transport_connections',
