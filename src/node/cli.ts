@@ -399,15 +399,18 @@ async function runGateway(args: string[]): Promise<void> {
   );
 }
 
-function readTlsOptions(
-  config: GatewayConfig,
-  values: Record<string, string | boolean | string[] | undefined>,
-  env: NodeJS.ProcessEnv,
-): void {
-  const text = (flag: string, variable: string): string | undefined => {
+type OptionValues = Record<string, string | boolean | string[] | undefined>;
+
+/** Reads a text option: its flag, else its environment variable (an empty one is unset). */
+function optionText(values: OptionValues, env: NodeJS.ProcessEnv) {
+  return (flag: string, variable: string): string | undefined => {
     const v = values[flag];
     return typeof v === 'string' ? v : env[variable] || undefined;
   };
+}
+
+function readTlsOptions(config: GatewayConfig, values: OptionValues, env: NodeJS.ProcessEnv): void {
+  const text = optionText(values, env);
   const certFile = text('tls-cert', 'RTCMESH_TLS_CERT');
   const keyFile = text('tls-key', 'RTCMESH_TLS_KEY');
   const domain = text('domain', 'RTCMESH_DOMAIN');
@@ -444,13 +447,10 @@ function readTlsOptions(
 
 function readTurnOptions(
   config: GatewayConfig,
-  values: Record<string, string | boolean | string[] | undefined>,
+  values: OptionValues,
   env: NodeJS.ProcessEnv,
 ): void {
-  const text = (flag: string, variable: string): string | undefined => {
-    const v = values[flag];
-    return typeof v === 'string' ? v : env[variable] || undefined;
-  };
+  const text = optionText(values, env);
   const listen = text('turn', 'RTCMESH_TURN');
   if (listen) config.turn.listen = parseListen(listen, '--turn');
   const secret = text('turn-secret', 'RTCMESH_TURN_SECRET');
@@ -575,7 +575,7 @@ function nodeOptions(
   return {
     options,
     positionals,
-    values: values as Record<string, string | boolean | string[] | undefined>,
+    values: values as OptionValues,
   };
 }
 

@@ -9,7 +9,7 @@
  * and from the LAN's nodes travel along the federation (docs/design.md §9), and the browser
  * still checks every peer's signed record against the DTLS fingerprint.
  */
-import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
+import { createServer, type Socket, connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import type { NodeId } from '../core/identity/index.ts';
 import { type Logger, silentLogger } from '../core/node/logger.ts';
@@ -60,14 +60,14 @@ export interface LocalApp {
 async function forwardIpv6Loopback(
   port: number,
   log: Logger,
-): Promise<{ server: Server; close(): Promise<void> } | undefined> {
+): Promise<{ close(): Promise<void> } | undefined> {
   const open = new Set<Socket>();
   const server = createServer((client) => {
     const upstream = tcpConnect(port, '127.0.0.1');
     open.add(client);
-    client.on('close', () => open.delete(client));
     client.pipe(upstream).pipe(client);
     const end = () => {
+      open.delete(client);
       client.destroy();
       upstream.destroy();
     };
@@ -84,7 +84,6 @@ async function forwardIpv6Loopback(
     });
     server.listen({ host: '::1', port, ipv6Only: true }, () =>
       resolve({
-        server,
         close: () =>
           new Promise<void>((done) => {
             server.close(() => done());
