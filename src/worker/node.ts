@@ -156,10 +156,9 @@ export class BrowserNode implements NodeApi, RtcPlatform {
       services: new Set(),
     });
     // What the tab must show now, in order with every later event (same port).
-    const send = (call: () => unknown) => void Promise.resolve(call()).catch(() => {});
-    send(() => remote.status(this.status));
+    tell(remote, (events) => events.status(this.status));
     for (const link of this.mesh?.allLinks() ?? [])
-      if (link.isOpen) send(() => remote.link(this.info(link)));
+      if (link.isOpen) tell(remote, (events) => events.link(this.info(link)));
   }
 
   active(tabId: string): void {
@@ -500,8 +499,13 @@ export class BrowserNode implements NodeApi, RtcPlatform {
   }
 
   private broadcast(send: (events: Remote<TabEvents>) => unknown): void {
-    for (const tab of this.tabs.values()) void Promise.resolve(send(tab.events)).catch(() => {});
+    for (const tab of this.tabs.values()) tell(tab.events, send);
   }
+}
+
+/** Calls a tab without waiting; a tab that is gone does not answer, which is fine. */
+function tell(events: Remote<TabEvents>, send: (events: Remote<TabEvents>) => unknown): void {
+  void Promise.resolve(send(events)).catch(() => {});
 }
 
 function mostActive(tabs: Tab[]): Tab | undefined {
