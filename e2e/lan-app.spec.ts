@@ -11,10 +11,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Browser, chromium } from 'playwright-core';
-import { buildLan, type TestLan } from '../test/support/lan.ts';
+import { buildLan, cliOnHost, type TestLan } from '../test/support/lan.ts';
 import { expect, test } from './fixtures.ts';
 import { CHROMIUM_ARGS, launchOptions, PERMISSIONS } from './support/browser.ts';
-import { type CliRun, runCli } from './support/cli-process.ts';
+import type { CliRun } from './support/cli-process.ts';
 import { waitFor } from './support/wait.ts';
 
 const APP_PORT = 7743;
@@ -59,11 +59,9 @@ for (const [i, c] of cases.entries()) {
     let browser: Browser | undefined;
     /** `rtcmesh …` on a LAN host, as a user runs it there, with a data directory of its own. */
     const rtcmesh = (host: number, args: string[], input?: Buffer): Device => {
-      const device = runCli(args, {
-        netns: lan.hosts[host - 1]?.ns ?? '',
-        data: mkdtempSync(join(scratch, `h${host}-`)),
+      const device = cliOnHost(lan, host, scratch, args, {
+        input,
         env: { ...process.env, RTCMESH_RTC_LOG: process.env.LAN_APP_RTC_LOG ?? 'warning' },
-        ...(input !== undefined ? { input } : {}),
       });
       devices.push(device);
       return device;
