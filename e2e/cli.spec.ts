@@ -1,28 +1,7 @@
 /** Browsers and terminal nodes on one mesh: `rtcmesh listen` / `rtcmesh dial` with a page. */
 import { expect, openApp, test } from './fixtures.ts';
 import { cli } from './support/cli-process.ts';
-
-type NodeWindow = Window & {
-  rtcmesh: {
-    node: {
-      dial(
-        to: string,
-        service: string,
-      ): Promise<{
-        send(m: Uint8Array | string): Promise<void>;
-        readable: ReadableStream<Uint8Array | string>;
-      }>;
-      listen(
-        service: string,
-        handler: (s: {
-          send(m: Uint8Array | string): Promise<void>;
-          readable: ReadableStream<Uint8Array | string>;
-          close(): void;
-        }) => void,
-      ): void;
-    };
-  };
-};
+import type { NodeWindow } from './support/node-window.ts';
 
 test('the CLI listens on echo; the browser dials it and gets its bytes back', async ({
   page,

@@ -16,6 +16,7 @@ import { dial, expect, openApp, test } from './fixtures.ts';
 import { PERMISSIONS } from './support/browser.ts';
 import { cli } from './support/cli-process.ts';
 import { FirefoxProcess } from './support/firefox.ts';
+import type { NodeWindow } from './support/node-window.ts';
 
 // Two browsers per test on a loaded 2-core machine: generous bounds on waits for states.
 // Each test launches its own Firefox, so tests of this file may share the workers.
@@ -114,20 +115,6 @@ async function firefoxAccept(page: FirefoxPage, from: string): Promise<void> {
   await page.waitForSelector('#incoming-accept', { ...WAIT, visible: true });
   await page.click('#incoming-accept');
 }
-
-/** The page's node, as the console (and these tests) reach it. */
-type NodeStream = {
-  send(m: Uint8Array | string): Promise<void>;
-  readable: ReadableStream<Uint8Array | string>;
-};
-type NodeWindow = Window & {
-  rtcmesh: {
-    node: {
-      dial(to: string, service: string): Promise<NodeStream>;
-      listen(service: string, handler: (s: NodeStream) => void): void;
-    };
-  };
-};
 
 /** Sends a chat line from a Firefox tab to `peer`. */
 async function firefoxSay(page: FirefoxPage, peer: string, text: string): Promise<void> {

@@ -15,23 +15,10 @@ import { buildLan, cliOnHost, type TestLan } from '../test/support/lan.ts';
 import { expect, test } from './fixtures.ts';
 import { CHROMIUM_ARGS, launchOptions, PERMISSIONS } from './support/browser.ts';
 import type { CliRun } from './support/cli-process.ts';
+import type { NodeWindow } from './support/node-window.ts';
 import { waitFor } from './support/wait.ts';
 
 const APP_PORT = 7743;
-
-type NodeStream = {
-  send(m: Uint8Array | string): Promise<void>;
-  readable: ReadableStream<Uint8Array | string>;
-};
-type NodeWindow = Window & {
-  rtcmesh: {
-    node: {
-      dial(to: string, service: string): Promise<NodeStream>;
-      listen(service: string, handler: (s: NodeStream) => void): void;
-      link(id: string): { path(): Promise<Record<string, unknown>> } | undefined;
-    };
-  };
-};
 
 type Device = CliRun;
 
