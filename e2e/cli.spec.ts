@@ -1,7 +1,7 @@
 /** Browsers and terminal nodes on one mesh: `rtcmesh listen` / `rtcmesh dial` with a page. */
 import { expect, openApp, test } from './fixtures.ts';
 import { cli } from './support/cli-process.ts';
-import type { NodeWindow } from './support/node-window.ts';
+import { listenEcho, type NodeWindow } from './support/node-window.ts';
 
 test('the CLI listens on echo; the browser dials it and gets its bytes back', async ({
   page,
@@ -38,17 +38,7 @@ test('the CLI listens on echo; the browser dials it and gets its bytes back', as
 test('the browser listens; the CLI dials it and the user accepts', async ({ page, gateway }) => {
   const { id } = await openApp(page);
   await expect(page.getByTestId('status')).toHaveText('connected');
-  await page.evaluate(() => {
-    (window as unknown as NodeWindow).rtcmesh.node.listen('echo', async (stream) => {
-      const reader = stream.readable.getReader();
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) return;
-        await stream.send(value);
-        if (typeof value !== 'string' && value.length === 0) return; // echo the end of input too
-      }
-    });
-  });
+  await listenEcho(page);
   const dialer = cli(['dial', id, 'echo'], gateway.url, 'hello from the terminal\n');
   try {
     await expect(page.getByTestId('incoming')).toBeVisible();

@@ -16,7 +16,7 @@ import { dial, expect, openApp, test } from './fixtures.ts';
 import { PERMISSIONS } from './support/browser.ts';
 import { cli } from './support/cli-process.ts';
 import { FirefoxProcess } from './support/firefox.ts';
-import type { NodeWindow } from './support/node-window.ts';
+import { listenEcho, type NodeWindow } from './support/node-window.ts';
 
 // Two browsers per test on a loaded 2-core machine: generous bounds on waits for states.
 // Each test launches its own Firefox, so tests of this file may share the workers.
@@ -329,17 +329,7 @@ for (const mode of ['native', 'refused'] as const) {
             await listener.stop();
           }
           // The CLI dials Firefox's echo service; the user accepts.
-          await fx.page.evaluate(() => {
-            (window as unknown as NodeWindow).rtcmesh.node.listen('echo', async (stream) => {
-              const reader = stream.readable.getReader();
-              for (;;) {
-                const { value, done } = await reader.read();
-                if (done) return;
-                await stream.send(value);
-                if (typeof value !== 'string' && value.length === 0) return;
-              }
-            });
-          });
+          await listenEcho(fx.page);
           const dialer = cli(['dial', fx.id, 'echo'], gateway.url, 'hello from the terminal\n');
           try {
             await fx.page.waitForSelector('#incoming-accept', { ...WAIT, visible: true });

@@ -15,7 +15,7 @@ import { buildLan, cliOnHost, type TestLan } from '../test/support/lan.ts';
 import { expect, test } from './fixtures.ts';
 import { CHROMIUM_ARGS, launchOptions, PERMISSIONS } from './support/browser.ts';
 import type { CliRun } from './support/cli-process.ts';
-import type { NodeWindow } from './support/node-window.ts';
+import { listenEcho, type NodeWindow } from './support/node-window.ts';
 import { waitFor } from './support/wait.ts';
 
 const APP_PORT = 7743;
@@ -151,17 +151,7 @@ for (const [i, c] of cases.entries()) {
       test.info().annotations.push({ type: 'path', description: JSON.stringify(path) });
 
       // The reverse: a CLI on host 2 dials the page's echo service (accept policy "everyone").
-      await page.evaluate(() => {
-        (window as unknown as NodeWindow).rtcmesh.node.listen('echo', async (stream) => {
-          const reader = stream.readable.getReader();
-          for (;;) {
-            const { value, done } = await reader.read();
-            if (done) return;
-            await stream.send(value);
-            if (typeof value !== 'string' && value.length === 0) return;
-          }
-        });
-      });
+      await listenEcho(page);
       const payload = randomBytes(100_000);
       const dialer = rtcmesh(2, ['dial', pageId, 'echo'], payload);
       expect(await dialer.exited, dialer.err()).toBe(0);

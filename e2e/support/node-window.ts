@@ -46,3 +46,23 @@ export async function listenForDigest(page: Pick<Page, 'evaluate'>): Promise<voi
     });
   });
 }
+
+/**
+ * Serves `echo` on the page's node: every message goes back, the empty end of input too. The
+ * page is Playwright's or puppeteer's (Firefox).
+ */
+export async function listenEcho(page: {
+  evaluate(fn: () => void): Promise<unknown>;
+}): Promise<void> {
+  await page.evaluate(() => {
+    (window as unknown as NodeWindow).rtcmesh.node.listen('echo', async (stream) => {
+      const reader = stream.readable.getReader();
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        await stream.send(value);
+        if (typeof value !== 'string' && value.length === 0) return; // echo the end of input too
+      }
+    });
+  });
+}
