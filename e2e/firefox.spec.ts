@@ -16,7 +16,7 @@ import { dial, expect, openApp, test } from './fixtures.ts';
 import { PERMISSIONS } from './support/browser.ts';
 import { cli } from './support/cli-process.ts';
 import { FirefoxProcess } from './support/firefox.ts';
-import { listenEcho, type NodeWindow } from './support/node-window.ts';
+import { dialEcho, listenEcho } from './support/node-window.ts';
 
 // Two browsers per test on a loaded 2-core machine: generous bounds on waits for states.
 // Each test launches its own Firefox, so tests of this file may share the workers.
@@ -307,23 +307,7 @@ for (const mode of ['native', 'refused'] as const) {
             await expect.poll(() => /node (\S+) \(/.exec(listener.err())?.[1]).toBeTruthy();
             const cliId = /node (\S+) \(/.exec(listener.err())?.[1] ?? '';
             // Firefox dials the CLI's echo service.
-            const echoed = await fx.page.evaluate(async (to) => {
-              const stream = await (window as unknown as NodeWindow).rtcmesh.node.dial(to, 'echo');
-              const sent = new Uint8Array(200_000).map((_, i) => i % 256);
-              await stream.send(sent);
-              await stream.send(new Uint8Array(0)); // end of input
-              const reader = stream.readable.getReader();
-              let got = 0;
-              let same = true;
-              for (;;) {
-                const { value, done } = await reader.read();
-                if (done || typeof value === 'string' || value.length === 0) break;
-                for (let i = 0; i < value.length; i++)
-                  if (value[i] !== (got + i) % 256) same = false;
-                got += value.length;
-              }
-              return { got, same };
-            }, cliId);
+            const echoed = await dialEcho(fx.page, cliId, 200_000);
             expect(echoed).toEqual({ got: 200_000, same: true });
           } finally {
             await listener.stop();

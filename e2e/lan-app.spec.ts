@@ -15,7 +15,7 @@ import { buildLan, cliOnHost, type TestLan } from '../test/support/lan.ts';
 import { expect, test } from './fixtures.ts';
 import { CHROMIUM_ARGS, launchOptions, PERMISSIONS } from './support/browser.ts';
 import type { CliRun } from './support/cli-process.ts';
-import { listenEcho, type NodeWindow } from './support/node-window.ts';
+import { dialEcho, listenEcho, type NodeWindow } from './support/node-window.ts';
 import { waitFor } from './support/wait.ts';
 
 const APP_PORT = 7743;
@@ -126,23 +126,7 @@ for (const [i, c] of cases.entries()) {
         .toEqual({ sessions: '1', peers: [lanGatewayId] });
 
       // The page dials host 2's CLI node by ID: 200 kB echo back byte-identical.
-      const echoed = await page.evaluate(async (to) => {
-        const stream = await (window as unknown as NodeWindow).rtcmesh.node.dial(to, 'echo');
-        const sent = new Uint8Array(200_000).map((_, i) => (i * 7) % 256);
-        await stream.send(sent);
-        await stream.send(new Uint8Array(0)); // end of input
-        const reader = stream.readable.getReader();
-        let got = 0;
-        let same = true;
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done || typeof value === 'string' || value.length === 0) break;
-          for (let i = 0; i < value.length; i++)
-            if (value[i] !== ((got + i) * 7) % 256) same = false;
-          got += value.length;
-        }
-        return { got, same };
-      }, listenerId);
+      const echoed = await dialEcho(page, listenerId, 200_000, 7);
       expect(echoed).toEqual({ got: 200_000, same: true });
       const path = await page.evaluate(
         (to) => (window as unknown as NodeWindow).rtcmesh.node.link(to)?.path(),

@@ -66,3 +66,44 @@ export async function listenEcho(page: {
     });
   });
 }
+
+/** What `dialEcho` got back: how many bytes, and whether each was the one sent. */
+export type Echoed = { got: number; same: boolean };
+
+/**
+ * In the page, dials `to`'s `echo` service, sends `bytes` bytes (byte i is `(i * step) % 256`)
+ * and the end of input, and reads until the end comes back. The page is Playwright's or
+ * puppeteer's (Firefox).
+ */
+export async function dialEcho(
+  page: {
+    evaluate(
+      fn: (a: { to: string; bytes: number; step: number }) => Promise<Echoed>,
+      a: { to: string; bytes: number; step: number },
+    ): Promise<unknown>;
+  },
+  to: string,
+  bytes: number,
+  step = 1,
+): Promise<Echoed> {
+  return (await page.evaluate(
+    async ({ to, bytes, step }) => {
+      const stream = await (window as unknown as NodeWindow).rtcmesh.node.dial(to, 'echo');
+      const sent = new Uint8Array(bytes).map((_, i) => (i * step) % 256);
+      await stream.send(sent);
+      await stream.send(new Uint8Array(0)); // end of input
+      const reader = stream.readable.getReader();
+      let got = 0;
+      let same = true;
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || typeof value === 'string' || value.length === 0) break;
+        for (let i = 0; i < value.length; i++)
+          if (value[i] !== ((got + i) * step) % 256) same = false;
+        got += value.length;
+      }
+      return { got, same };
+    },
+    { to, bytes, step },
+  )) as Echoed;
+}
