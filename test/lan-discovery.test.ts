@@ -14,7 +14,7 @@ import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RTCMESH_BIN } from '../e2e/support/gateway-process.ts';
 import { repoPath } from '../e2e/support/paths.ts';
-import { captureOutput } from '../e2e/support/process-output.ts';
+import { captureOutput, type ProcessOutput } from '../e2e/support/process-output.ts';
 import { waitFor } from '../e2e/support/wait.ts';
 import { buildLan, cliOnHost, type TestLan } from './support/lan.ts';
 
@@ -44,12 +44,7 @@ afterAll(() => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
-interface Device {
-  child: ChildProcess;
-  exited: Promise<number | null>;
-  out: () => Buffer;
-  err: () => string;
-}
+type Device = ProcessOutput & { child: ChildProcess };
 
 /** A command run on a LAN host, as a user runs it (`ip netns exec`). */
 function onHost(host: number, command: string[], input?: Buffer): Device {

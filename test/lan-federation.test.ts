@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CliRun } from '../e2e/support/cli-process.ts';
 import { type GatewayProcess, startGateway } from '../e2e/support/gateway-process.ts';
 import { repoPath } from '../e2e/support/paths.ts';
 import { captureOutput } from '../e2e/support/process-output.ts';
@@ -46,12 +47,7 @@ afterAll(async () => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
-interface Cli {
-  child: ChildProcess;
-  exited: Promise<number | null>;
-  out: () => Buffer;
-  err: () => string;
-}
+type Cli = CliRun;
 
 /** `rtcmesh …` on a LAN host, as a user runs it, with a data directory of its own. */
 function rtcmesh(host: number, args: string[], input?: Buffer): Cli {
