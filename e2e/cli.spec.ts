@@ -1,28 +1,7 @@
 /** Browsers and terminal nodes on one mesh: `rtcmesh listen` / `rtcmesh dial` with a page. */
 import { expect, openApp, test } from './fixtures.ts';
 import { cli } from './support/cli-process.ts';
-
-type NodeWindow = Window & {
-  rtcmesh: {
-    node: {
-      dial(
-        to: string,
-        service: string,
-      ): Promise<{
-        send(m: Uint8Array | string): Promise<void>;
-        readable: ReadableStream<Uint8Array | string>;
-      }>;
-      listen(
-        service: string,
-        handler: (s: {
-          send(m: Uint8Array | string): Promise<void>;
-          readable: ReadableStream<Uint8Array | string>;
-          close(): void;
-        }) => void,
-      ): void;
-    };
-  };
-};
+import { dialEcho, listenEcho } from './support/node-window.ts';
 
 test('the CLI listens on echo; the browser dials it and gets its bytes back', async ({
   page,
@@ -34,22 +13,7 @@ test('the CLI listens on echo; the browser dials it and gets its bytes back', as
     const cliId = /node (\S+) \(/.exec(listener.err())?.[1] ?? '';
     await openApp(page);
     await expect(page.getByTestId('status')).toHaveText('connected');
-    const echoed = await page.evaluate(async (to) => {
-      const stream = await (window as unknown as NodeWindow).rtcmesh.node.dial(to, 'echo');
-      const sent = new Uint8Array(200_000).map((_, i) => i % 256);
-      await stream.send(sent);
-      await stream.send(new Uint8Array(0)); // end of input
-      const reader = stream.readable.getReader();
-      let got = 0;
-      let same = true;
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done || typeof value === 'string' || value.length === 0) break;
-        for (let i = 0; i < value.length; i++) if (value[i] !== (got + i) % 256) same = false;
-        got += value.length;
-      }
-      return { got, same };
-    }, cliId);
+    const echoed = await dialEcho(page, cliId, 200_000);
     expect(echoed).toEqual({ got: 200_000, same: true });
   } finally {
     await listener.stop();
@@ -59,17 +23,7 @@ test('the CLI listens on echo; the browser dials it and gets its bytes back', as
 test('the browser listens; the CLI dials it and the user accepts', async ({ page, gateway }) => {
   const { id } = await openApp(page);
   await expect(page.getByTestId('status')).toHaveText('connected');
-  await page.evaluate(() => {
-    (window as unknown as NodeWindow).rtcmesh.node.listen('echo', async (stream) => {
-      const reader = stream.readable.getReader();
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) return;
-        await stream.send(value);
-        if (typeof value !== 'string' && value.length === 0) return; // echo the end of input too
-      }
-    });
-  });
+  await listenEcho(page);
   const dialer = cli(['dial', id, 'echo'], gateway.url, 'hello from the terminal\n');
   try {
     await expect(page.getByTestId('incoming')).toBeVisible();

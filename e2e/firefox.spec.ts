@@ -16,6 +16,7 @@ import { dial, expect, openApp, test } from './fixtures.ts';
 import { PERMISSIONS } from './support/browser.ts';
 import { cli } from './support/cli-process.ts';
 import { FirefoxProcess } from './support/firefox.ts';
+import { dialEcho, listenEcho } from './support/node-window.ts';
 
 // Two browsers per test on a loaded 2-core machine: generous bounds on waits for states.
 // Each test launches its own Firefox, so tests of this file may share the workers.
@@ -114,20 +115,6 @@ async function firefoxAccept(page: FirefoxPage, from: string): Promise<void> {
   await page.waitForSelector('#incoming-accept', { ...WAIT, visible: true });
   await page.click('#incoming-accept');
 }
-
-/** The page's node, as the console (and these tests) reach it. */
-type NodeStream = {
-  send(m: Uint8Array | string): Promise<void>;
-  readable: ReadableStream<Uint8Array | string>;
-};
-type NodeWindow = Window & {
-  rtcmesh: {
-    node: {
-      dial(to: string, service: string): Promise<NodeStream>;
-      listen(service: string, handler: (s: NodeStream) => void): void;
-    };
-  };
-};
 
 /** Sends a chat line from a Firefox tab to `peer`. */
 async function firefoxSay(page: FirefoxPage, peer: string, text: string): Promise<void> {
@@ -320,39 +307,13 @@ for (const mode of ['native', 'refused'] as const) {
             await expect.poll(() => /node (\S+) \(/.exec(listener.err())?.[1]).toBeTruthy();
             const cliId = /node (\S+) \(/.exec(listener.err())?.[1] ?? '';
             // Firefox dials the CLI's echo service.
-            const echoed = await fx.page.evaluate(async (to) => {
-              const stream = await (window as unknown as NodeWindow).rtcmesh.node.dial(to, 'echo');
-              const sent = new Uint8Array(200_000).map((_, i) => i % 256);
-              await stream.send(sent);
-              await stream.send(new Uint8Array(0)); // end of input
-              const reader = stream.readable.getReader();
-              let got = 0;
-              let same = true;
-              for (;;) {
-                const { value, done } = await reader.read();
-                if (done || typeof value === 'string' || value.length === 0) break;
-                for (let i = 0; i < value.length; i++)
-                  if (value[i] !== (got + i) % 256) same = false;
-                got += value.length;
-              }
-              return { got, same };
-            }, cliId);
+            const echoed = await dialEcho(fx.page, cliId, 200_000);
             expect(echoed).toEqual({ got: 200_000, same: true });
           } finally {
             await listener.stop();
           }
           // The CLI dials Firefox's echo service; the user accepts.
-          await fx.page.evaluate(() => {
-            (window as unknown as NodeWindow).rtcmesh.node.listen('echo', async (stream) => {
-              const reader = stream.readable.getReader();
-              for (;;) {
-                const { value, done } = await reader.read();
-                if (done) return;
-                await stream.send(value);
-                if (typeof value !== 'string' && value.length === 0) return;
-              }
-            });
-          });
+          await listenEcho(fx.page);
           const dialer = cli(['dial', fx.id, 'echo'], gateway.url, 'hello from the terminal\n');
           try {
             await fx.page.waitForSelector('#incoming-accept', { ...WAIT, visible: true });

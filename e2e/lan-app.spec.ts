@@ -11,27 +11,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Browser, chromium } from 'playwright-core';
-import { buildLan, type TestLan } from '../test/support/lan.ts';
+import { buildLan, cliOnHost, type TestLan } from '../test/support/lan.ts';
 import { expect, test } from './fixtures.ts';
 import { CHROMIUM_ARGS, launchOptions, PERMISSIONS } from './support/browser.ts';
-import { type CliRun, runCli } from './support/cli-process.ts';
+import type { CliRun } from './support/cli-process.ts';
+import { dialEcho, listenEcho, type NodeWindow } from './support/node-window.ts';
 import { waitFor } from './support/wait.ts';
 
 const APP_PORT = 7743;
-
-type NodeStream = {
-  send(m: Uint8Array | string): Promise<void>;
-  readable: ReadableStream<Uint8Array | string>;
-};
-type NodeWindow = Window & {
-  rtcmesh: {
-    node: {
-      dial(to: string, service: string): Promise<NodeStream>;
-      listen(service: string, handler: (s: NodeStream) => void): void;
-      link(id: string): { path(): Promise<Record<string, unknown>> } | undefined;
-    };
-  };
-};
 
 type Device = CliRun;
 
@@ -59,11 +46,9 @@ for (const [i, c] of cases.entries()) {
     let browser: Browser | undefined;
     /** `rtcmesh …` on a LAN host, as a user runs it there, with a data directory of its own. */
     const rtcmesh = (host: number, args: string[], input?: Buffer): Device => {
-      const device = runCli(args, {
-        netns: lan.hosts[host - 1]?.ns ?? '',
-        data: mkdtempSync(join(scratch, `h${host}-`)),
+      const device = cliOnHost(lan, host, scratch, args, {
+        input,
         env: { ...process.env, RTCMESH_RTC_LOG: process.env.LAN_APP_RTC_LOG ?? 'warning' },
-        ...(input !== undefined ? { input } : {}),
       });
       devices.push(device);
       return device;
@@ -141,23 +126,7 @@ for (const [i, c] of cases.entries()) {
         .toEqual({ sessions: '1', peers: [lanGatewayId] });
 
       // The page dials host 2's CLI node by ID: 200 kB echo back byte-identical.
-      const echoed = await page.evaluate(async (to) => {
-        const stream = await (window as unknown as NodeWindow).rtcmesh.node.dial(to, 'echo');
-        const sent = new Uint8Array(200_000).map((_, i) => (i * 7) % 256);
-        await stream.send(sent);
-        await stream.send(new Uint8Array(0)); // end of input
-        const reader = stream.readable.getReader();
-        let got = 0;
-        let same = true;
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done || typeof value === 'string' || value.length === 0) break;
-          for (let i = 0; i < value.length; i++)
-            if (value[i] !== ((got + i) * 7) % 256) same = false;
-          got += value.length;
-        }
-        return { got, same };
-      }, listenerId);
+      const echoed = await dialEcho(page, listenerId, 200_000, 7);
       expect(echoed).toEqual({ got: 200_000, same: true });
       const path = await page.evaluate(
         (to) => (window as unknown as NodeWindow).rtcmesh.node.link(to)?.path(),
@@ -166,17 +135,7 @@ for (const [i, c] of cases.entries()) {
       test.info().annotations.push({ type: 'path', description: JSON.stringify(path) });
 
       // The reverse: a CLI on host 2 dials the page's echo service (accept policy "everyone").
-      await page.evaluate(() => {
-        (window as unknown as NodeWindow).rtcmesh.node.listen('echo', async (stream) => {
-          const reader = stream.readable.getReader();
-          for (;;) {
-            const { value, done } = await reader.read();
-            if (done) return;
-            await stream.send(value);
-            if (typeof value !== 'string' && value.length === 0) return;
-          }
-        });
-      });
+      await listenEcho(page);
       const payload = randomBytes(100_000);
       const dialer = rtcmesh(2, ['dial', pageId, 'echo'], payload);
       expect(await dialer.exited, dialer.err()).toBe(0);

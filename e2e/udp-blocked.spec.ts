@@ -18,6 +18,7 @@ import { expect, test } from './fixtures.ts';
 import { launchOptions, PERMISSIONS } from './support/browser.ts';
 import { startGateway } from './support/gateway-process.ts';
 import { buildNetwork } from './support/netns.ts';
+import { listenForDigest } from './support/node-window.ts';
 
 test.describe.configure({ mode: 'serial' });
 
@@ -131,26 +132,7 @@ for (const [i, { blocked, rule }] of [
       );
       const [a, b] = pages as [(typeof pages)[0], (typeof pages)[0]];
       const bId = (await b.getByTestId('node-id').textContent()) ?? '';
-      await b.evaluate(() => {
-        const w = window as unknown as NodeWindow;
-        w.digest = new Promise((resolve) => {
-          w.rtcmesh.node.listen('check', async (stream) => {
-            const parts: Uint8Array[] = [];
-            for await (const m of stream.readable as unknown as AsyncIterable<Uint8Array>) {
-              if (m.length === 0) break;
-              parts.push(m);
-            }
-            const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-            let o = 0;
-            for (const p of parts) {
-              all.set(p, o);
-              o += p.length;
-            }
-            const hash = new Uint8Array(await crypto.subtle.digest('SHA-256', all));
-            resolve([...hash].map((x) => x.toString(16).padStart(2, '0')).join(''));
-          });
-        });
-      });
+      await listenForDigest(b);
       const sent = await a.evaluate(
         async ({ to, size }) => {
           const node = (window as unknown as NodeWindow).rtcmesh.node;

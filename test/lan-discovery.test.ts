@@ -12,12 +12,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../e2e/support/cli-process.ts';
 import { RTCMESH_BIN } from '../e2e/support/gateway-process.ts';
 import { repoPath } from '../e2e/support/paths.ts';
-import { captureOutput } from '../e2e/support/process-output.ts';
+import { captureOutput, type ProcessOutput } from '../e2e/support/process-output.ts';
 import { waitFor } from '../e2e/support/wait.ts';
-import { buildLan, type TestLan } from './support/lan.ts';
+import { buildLan, cliOnHost, type TestLan } from './support/lan.ts';
 
 const TAG = `ld${process.pid % 1000}`;
 /** Bounds for waits on a loaded machine, not timings. */
@@ -45,12 +44,7 @@ afterAll(() => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
-interface Device {
-  child: ChildProcess;
-  exited: Promise<number | null>;
-  out: () => Buffer;
-  err: () => string;
-}
+type Device = ProcessOutput & { child: ChildProcess };
 
 /** A command run on a LAN host, as a user runs it (`ip netns exec`). */
 function onHost(host: number, command: string[], input?: Buffer): Device {
@@ -67,11 +61,7 @@ function spawnDevice(ns: string, command: string[], input?: Buffer): Device {
 
 /** `rtcmesh …` on a host, with a data directory of its own and no gateway named. */
 function rtcmesh(host: number, args: string[], input?: Buffer): Device {
-  const run = runCli(args, {
-    netns: lan.hosts[host - 1]?.ns ?? '',
-    data: mkdtempSync(join(scratch, `h${host}-`)),
-    ...(input !== undefined ? { input } : {}),
-  });
+  const run = cliOnHost(lan, host, scratch, args, { input });
   children.push(run.child);
   return run;
 }

@@ -12,12 +12,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../e2e/support/cli-process.ts';
+import type { CliRun } from '../e2e/support/cli-process.ts';
 import { type GatewayProcess, startGateway } from '../e2e/support/gateway-process.ts';
 import { repoPath } from '../e2e/support/paths.ts';
 import { captureOutput } from '../e2e/support/process-output.ts';
 import { waitFor } from '../e2e/support/wait.ts';
-import { buildLan, type TestLan } from './support/lan.ts';
+import { buildLan, cliOnHost, type TestLan } from './support/lan.ts';
 
 const TAG = `lf${process.pid % 1000}`;
 /** Bounds for waits on a loaded machine, not timings. */
@@ -47,20 +47,11 @@ afterAll(async () => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
-interface Cli {
-  child: ChildProcess;
-  exited: Promise<number | null>;
-  out: () => Buffer;
-  err: () => string;
-}
+type Cli = CliRun;
 
 /** `rtcmesh …` on a LAN host, as a user runs it, with a data directory of its own. */
 function rtcmesh(host: number, args: string[], input?: Buffer): Cli {
-  const run = runCli(args, {
-    netns: lan.hosts[host - 1]?.ns ?? '',
-    data: mkdtempSync(join(scratch, `h${host}-`)),
-    ...(input !== undefined ? { input } : {}),
-  });
+  const run = cliOnHost(lan, host, scratch, args, { input });
   children.push(run.child);
   return run;
 }

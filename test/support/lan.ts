@@ -4,6 +4,9 @@
  * anything else. Multicast flows on the bridge (snooping off, as on a dumb switch).
  */
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { join } from 'node:path';
+import { type CliOptions, type CliRun, runCli } from '../../e2e/support/cli-process.ts';
 
 export interface TestLan {
   /** Host namespaces, with their IPv4 address on the LAN. */
@@ -63,4 +66,22 @@ export function buildLan(
     destroy();
     throw err;
   }
+}
+
+/**
+ * `rtcmesh …` on LAN host `host` (numbered from 1), as a user runs it there, with a new data
+ * directory of its own under `scratch`.
+ */
+export function cliOnHost(
+  lan: TestLan,
+  host: number,
+  scratch: string,
+  args: string[],
+  options: Pick<CliOptions, 'input' | 'env'> = {},
+): CliRun {
+  return runCli(args, {
+    ...options,
+    netns: lan.hosts[host - 1]?.ns ?? '',
+    data: mkdtempSync(join(scratch, `h${host}-`)),
+  });
 }
