@@ -300,7 +300,7 @@ for (const mode of ['native', 'refused'] as const) {
 
       firefoxTest(
         'a Firefox page and a CLI node: each dials the other and bytes come back',
-        async ({ firefox, gateway }) => {
+        async ({ firefox, gateway }, testInfo) => {
           const listener = cli(['listen', 'echo', '--exec', 'cat'], gateway.url);
           const fx = await firefoxNode(firefox, gateway.url);
           try {
@@ -309,6 +309,9 @@ for (const mode of ['native', 'refused'] as const) {
             // Firefox dials the CLI's echo service.
             const echoed = await dialEcho(fx.page, cliId, 200_000);
             expect(echoed).toEqual({ got: 200_000, same: true });
+          } catch (err) {
+            await testInfo.attach('cli-listener-output', { body: listener.err() });
+            throw err;
           } finally {
             await listener.stop();
           }
@@ -320,6 +323,9 @@ for (const mode of ['native', 'refused'] as const) {
             await fx.page.click('#incoming-accept');
             expect(await dialer.exited, `rtcmesh dial failed:\n${dialer.err()}`).toBe(0);
             expect(dialer.out()).toBe('hello from the terminal\n');
+          } catch (err) {
+            await testInfo.attach('cli-dialer-output', { body: dialer.err() });
+            throw err;
           } finally {
             await dialer.stop();
           }

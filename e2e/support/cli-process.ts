@@ -54,12 +54,15 @@ export function runCli(args: string[], options: CliOptions = {}): CliRun {
   };
 }
 
-/** The CLI against a gateway, its stdout as text; libdatachannel's warnings go to stderr. */
+/**
+ * The CLI against a gateway, its stdout as text; libdatachannel's warnings go to stderr
+ * (RTCMESH_RTC_LOG in the test's environment asks for more).
+ */
 export function cli(args: string[], gatewayUrl: string, input?: string) {
   const run = runCli(args, {
     gateway: gatewayUrl,
     ...(input !== undefined ? { input } : {}),
-    env: { ...process.env, RTCMESH_RTC_LOG: 'warning' },
+    env: { ...process.env, RTCMESH_RTC_LOG: process.env.RTCMESH_RTC_LOG ?? 'warning' },
   });
   return { ...run, out: () => run.out().toString() };
 }

@@ -381,7 +381,10 @@ export class MeshNode {
       const opened = channelOpen(control, LINK_OPEN_TIMEOUT_MS).catch((err: Error) => {
         throw (
           this.udpBlocked(`no connection to ${answer.record.id}`) ??
-          new DialError('timeout', `no connection to ${answer.record.id}: ${err.message}`)
+          new DialError(
+            'timeout',
+            `no connection to ${answer.record.id}: ${err.message} (the connection was ${pc.connectionState})`,
+          )
         );
       });
       const appliedThenOpened = applied.then(
@@ -735,7 +738,10 @@ export class MeshNode {
       await channelOpen(made.control, LINK_OPEN_TIMEOUT_MS).catch((err: Error) => {
         throw (
           this.udpBlocked(`no connection from ${dial.call.from.id}`) ??
-          new DialError('timeout', `the caller never connected (${err.message})`)
+          new DialError(
+            'timeout',
+            `the caller never connected (${err.message}; the connection was ${made.pc.connectionState})`,
+          )
         );
       });
       return this.addLink(link);
