@@ -99,7 +99,8 @@ describe('MeshNode on node-datachannel', () => {
  * and refuses a DTLS peer that finishes its handshake in between ("DTLS alert: unknown CA",
  * DESIGN §7). That can happen only if the callee could reach the caller before the answer was
  * applied, so a dialing node gives out no address of its own until then: the callee (here a
- * raw one, polling over HTTPS, to see exactly what it is given) finds the caller by its checks.
+ * raw one, polling over HTTPS, to see exactly what it is given) finds the caller by its checks,
+ * and can fetch the caller's candidates after answering (GET /v1/dials/:id).
  */
 describe('a dialing Node node and its callee', { timeout: 120_000 }, () => {
   let gateway: GatewayProcess;
@@ -141,6 +142,10 @@ describe('a dialing Node node and its callee', { timeout: 120_000 }, () => {
     await api.answerDial(dial.dialId, { answer: pc.localDescription?.sdp ?? '', record });
     const link = await connecting;
     expect(link.id).toBe(callee.identity.id);
+    // Its addresses come after the answer; a callee over HTTPS asks for them then.
+    await expect
+      .poll(async () => (await api.pendingDial(dial.dialId)).candidates.length)
+      .toBeGreaterThan(0);
     pc.close();
     caller.node.stop();
   });

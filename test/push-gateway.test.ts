@@ -150,10 +150,17 @@ describe('push-woken dials', () => {
     const link = await connected;
     expect(link.id).toBe(callee.identity.id);
     await channelOpen(control, 10_000);
+    // Answered, the call can still be read (the caller's later candidates), not answered again.
     expect(await signed(callee.identity, 'GET', `/v1/dials/${secondId}`)).toMatchObject({
-      status: 409,
-      body: { error: { code: 'answered' } },
+      status: 200,
+      body: { dialId: secondId, from: caller.identity.id },
     });
+    expect(
+      await signed(callee.identity, 'POST', `/v1/dials/${secondId}/answer`, {
+        answer: pc.localDescription?.sdp,
+        record,
+      }),
+    ).toMatchObject({ status: 409, body: { error: { code: 'answered' } } });
     pc.close();
     caller.node.stop();
   });

@@ -21,6 +21,7 @@ import {
   type GatewayToNode,
   gatewayToNodeSchema,
   type NodeToGateway,
+  type PendingDialResponse,
   type PushSubscriptionJson,
   parseMessage,
   type RegisterResponse,
@@ -110,6 +111,13 @@ const POLL_WAIT_S = 25;
 const REGISTER_EVERY_MS = 20 * 60_000;
 /** In HTTP mode: how often the WebRTC session is tried again. */
 const SESSION_RETRY_MS = 60_000;
+/**
+ * In HTTP mode: after answering a call, ask for the caller's later candidates this long
+ * apart (the gateway keeps them 30 s after the answer).
+ */
+const CANDIDATES_AFTER_ANSWER_MS = [500, 1000, 2000, 4000];
+/** In HTTP mode: calls whose given candidates are remembered (to give each once). */
+const GIVEN_CANDIDATES_MAX = 64;
 const DIAL_CODES: ReadonlySet<string> = new Set(DIAL_ERROR_CODES);
 
 export class GatewayClient {
@@ -152,6 +160,8 @@ export class GatewayClient {
   private httpMode: AbortController | undefined;
   /** Outgoing dials made over HTTP, by the node's dial id: cancelling aborts the request. */
   private readonly httpDials = new Map<string, AbortController>();
+  /** In HTTP mode: the caller's candidates given to the node, per call taken (bounded). */
+  private readonly givenCandidates = new Map<string, Set<string>>();
 
   constructor(private readonly options: GatewayClientOptions) {
     this.gatewayUrl = options.gatewayUrl;
@@ -408,8 +418,7 @@ export class GatewayClient {
         for (const dial of dials) {
           const { dialId, from, offer, record } = dial;
           this.options.onMessage({ t: 'incoming', dialId, from, offer, record });
-          for (const candidate of dial.candidates)
-            this.options.onMessage({ t: 'candidate', dialId, candidate });
+          this.giveCandidates(dialId, dial.candidates);
         }
         if (replaced) await sleep(backoff.next(), signal);
       } catch (err) {
@@ -468,12 +477,19 @@ export class GatewayClient {
       case 'answer': {
         const { dialId, answer, record } = msg;
         void (async () => {
-          // Candidates the caller trickled after the poll took the call.
-          const pending = await this.api.pendingDial(dialId, options).catch(() => undefined);
-          for (const candidate of pending?.candidates ?? [])
-            this.options.onMessage({ t: 'candidate', dialId, candidate });
+          // Candidates the caller trickled after the poll took the call…
+          await this.fetchCallerCandidates(dialId);
           await this.api.answerDial(dialId, { answer, record }, options);
-        })().catch(warn(`answering call ${dialId}`));
+          // …and after the answer: a Node caller gives out none before it has applied the
+          // answer, and a callee that can only relay (UDP blocked) opens its relay to no
+          // address it has not been given, so the caller's checks alone cannot reach it.
+          for (const ms of CANDIDATES_AFTER_ANSWER_MS) {
+            await sleep(ms, this.calls.signal);
+            if (!(await this.fetchCallerCandidates(dialId))) return;
+          }
+        })().catch((err: unknown) => {
+          if (!this.calls.signal.aborted) warn(`answering call ${dialId}`)(err);
+        });
         return true;
       }
       case 'reject': {
@@ -488,6 +504,41 @@ export class GatewayClient {
         return true;
       case 'ping':
         return false;
+    }
+  }
+
+  /**
+   * HTTP mode: the caller's candidates for a call this node takes, those not given before;
+   * false once the gateway no longer has the call.
+   */
+  private async fetchCallerCandidates(dialId: string): Promise<boolean> {
+    let pending: PendingDialResponse;
+    try {
+      pending = await this.api.pendingDial(dialId, {
+        from: this.gatewayUrl,
+        signal: this.calls.signal,
+      });
+    } catch {
+      return false;
+    }
+    this.giveCandidates(dialId, pending.candidates);
+    return true;
+  }
+
+  /** HTTP mode: gives the node the caller's candidates it has not had yet. */
+  private giveCandidates(dialId: string, candidates: PendingDialResponse['candidates']): void {
+    const given = this.givenCandidates.get(dialId) ?? new Set<string>();
+    this.givenCandidates.delete(dialId);
+    for (const candidate of candidates) {
+      if (given.has(candidate.candidate)) continue;
+      given.add(candidate.candidate);
+      this.options.onMessage({ t: 'candidate', dialId, candidate });
+    }
+    // Re-inserted: the oldest calls' sets go first when the table is full.
+    this.givenCandidates.set(dialId, given);
+    if (this.givenCandidates.size > GIVEN_CANDIDATES_MAX) {
+      const oldest = this.givenCandidates.keys().next().value;
+      if (oldest !== undefined) this.givenCandidates.delete(oldest);
     }
   }
 

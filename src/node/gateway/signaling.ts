@@ -320,9 +320,12 @@ export class Signaling {
     });
   }
 
-  /** GET /v1/dials/:id: the call waiting for node `calleeId`, with the caller's candidates. */
+  /**
+   * GET /v1/dials/:id: the call waiting for node `calleeId`, or answered by it a little
+   * while ago (TRICKLE_AFTER_ANSWER_MS), with the caller's candidates so far.
+   */
   pendingFor(calleeId: NodeId, dialId: string): DialLookup<PendingDialResponse> {
-    const dial = this.calleeDial(calleeId, dialId);
+    const dial = this.calleeDial(calleeId, dialId, { answered: true });
     if (!dial.ok) return dial;
     const { from, offer, record } = dial.value.incoming;
     const candidates = dial.value.callerCandidates.filter((c): c is IceCandidate => c !== null);
@@ -342,7 +345,11 @@ export class Signaling {
     return { ok: true, value: null };
   }
 
-  private calleeDial(calleeId: NodeId, dialId: string): DialLookup<Dial> {
+  private calleeDial(
+    calleeId: NodeId,
+    dialId: string,
+    allow: { answered?: boolean } = {},
+  ): DialLookup<Dial> {
     const dial = this.dials.get(dialId);
     // Someone else's dial is as unknown as a missing one.
     if (!dial || dial.callee.id !== calleeId)
@@ -352,7 +359,7 @@ export class Signaling {
         code: 'not-found',
         message: `no call ${dialId} is waiting for you (it may have ended)`,
       };
-    if (dial.answered)
+    if (dial.answered && !allow.answered)
       return { ok: false, status: 409, code: 'answered', message: `call ${dialId} was answered` };
     return { ok: true, value: dial };
   }
@@ -377,7 +384,9 @@ export class Signaling {
         const sent = (dial.candidates.get(from.id) ?? 0) + 1;
         dial.candidates.set(from.id, sent);
         if (sent > MAX_CANDIDATES) return;
-        if (isCaller && !dial.answered) dial.callerCandidates.push(msg.candidate);
+        // Kept after the answer too: a callee over HTTP has no channel for them, and asks
+        // (GET /v1/dials/:id). A Node caller gives out none before the answer is applied.
+        if (isCaller) dial.callerCandidates.push(msg.candidate);
         (isCaller ? dial.callee : dial.caller).deliver({
           t: 'candidate',
           dialId: dial.id,
