@@ -41,6 +41,7 @@ export function nodeRtcPlatform(options: {
     // libdatachannel skips turn:…?transport=tcp and turns: servers with libjuice, its ICE
     // ("TURN transports TCP and TLS are not supported with libjuice"), and has no ICE-TCP.
     noTcpRelay: 'libjuice cannot use TURN over TCP',
+    channelAfterOffer: true,
     createPeerConnection: ({ iceServers, iceTransportPolicy }) => {
       // The polyfill passes unknown options through to libdatachannel's configuration.
       const pc = new RTCPeerConnection({

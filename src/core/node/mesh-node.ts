@@ -683,13 +683,16 @@ export class MeshNode {
   private makeAnswer(dial: IncomingDial): Promise<MadeAnswer> {
     dial.made ??= (async () => {
       const { dialId } = dial.call;
-      const { pc, control } = this.connection();
+      const channelAfterOffer = this.options.rtc.channelAfterOffer === true;
+      const prepared = channelAfterOffer ? undefined : this.connection();
+      const pc = prepared?.pc ?? this.options.rtc.createPeerConnection(this.peerConfig());
       dial.pc = pc;
-      const made: MadeAnswer = { pc, control, sdp: '', early: [], sent: false };
+      const early: IceCandidate[] = [];
+      let made: MadeAnswer | undefined;
       pc.addEventListener('icecandidate', (ev) => {
         const candidate = ev.candidate ? toCandidate(ev.candidate.toJSON()) : null;
-        if (!made.sent) {
-          if (candidate) made.early.push(candidate);
+        if (!made?.sent) {
+          if (candidate) early.push(candidate);
           return;
         }
         this.gateway.send({ t: 'candidate', dialId, candidate });
@@ -699,6 +702,10 @@ export class MeshNode {
       dial.applying = true;
       for (const c of dial.pendingCandidates.splice(0))
         pc.addIceCandidate(c).catch(() => undefined);
+      if (channelAfterOffer) await applied;
+      const control =
+        prepared?.control ?? pc.createDataChannel('mesh', { negotiated: true, id: 0 });
+      made = { pc, control, sdp: '', early, sent: false };
       await Promise.all([applied, pc.setLocalDescription()]);
       // Over HTTP signaling nothing trickles: the answer carries every candidate.
       if (!this.gateway.trickles || dial.gathered) await gatheringComplete(pc, GATHER_TIMEOUT_MS);

@@ -91,6 +91,12 @@ export interface RtcPlatform {
    * error (undefined: it can, as browsers do).
    */
   readonly noTcpRelay?: string;
+  /**
+   * A data channel made before an offer is applied makes this platform an offerer of its own:
+   * the answering side makes its channel after the offer (DESIGN §7: libdatachannel then keeps
+   * its ICE agent "controlling" as the answerer, so every call began with a role conflict).
+   */
+  readonly channelAfterOffer?: boolean;
 }
 
 /** Resolves when ICE gathering is complete, or after `timeoutMs` (with what was gathered). */
