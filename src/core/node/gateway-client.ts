@@ -160,6 +160,8 @@ export class GatewayClient {
   private httpMode: AbortController | undefined;
   /** Outgoing dials made over HTTP, by the node's dial id: cancelling aborts the request. */
   private readonly httpDials = new Map<string, AbortController>();
+  /** While a new session waits for the gateway's first word (firstWord). */
+  private heard: (() => void) | undefined;
   /** In HTTP mode: the caller's candidates given to the node, per call taken (bounded). */
   private readonly givenCandidates = new Map<string, Set<string>>();
 
@@ -295,6 +297,12 @@ export class GatewayClient {
       });
       this.lastHeard = Date.now();
       this.pingTimer = setInterval(() => this.heartbeat(), PING_EVERY_MS);
+      // The gateway may see ctl open after we do (its events and another node's dial race in
+      // its event loop), and a call for us reaching it in between would find us "not
+      // connected". Its answer to a ping proves it has the session: on one channel nothing
+      // comes before the open. Only then are we connected.
+      await this.firstWord(ctl);
+      if (generation !== this.generation) return;
       this.backoff.reset();
       if (this.mode === 'http') {
         this.leaveHttpMode();
@@ -581,8 +589,26 @@ export class GatewayClient {
     );
   }
 
+  /** Pings on a new session's `ctl`; resolves when the gateway first says anything. */
+  private firstWord(ctl: DataChannelLike): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.heard = undefined;
+        reject(new Error(`the gateway did not answer on ctl in ${OPEN_TIMEOUT_MS} ms`));
+      }, OPEN_TIMEOUT_MS);
+      this.heard = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      ctl.send(JSON.stringify({ t: 'ping', n: ++this.pingCount } satisfies NodeToGateway));
+    });
+  }
+
   private receive(data: unknown): void {
     this.lastHeard = Date.now();
+    const heard = this.heard;
+    this.heard = undefined;
+    heard?.();
     if (typeof data !== 'string') return;
     const parsed = parseMessage(gatewayToNodeSchema, data);
     if (!parsed.ok) {
