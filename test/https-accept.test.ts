@@ -95,7 +95,7 @@ describe('HTTPS-only accept against a gateway process', { timeout: 120_000 }, ()
     serveEcho(callee);
     expect(callee.signaling).toBe('http');
     expect(callee.status).toBe('connected');
-    await expect.poll(() => metric(gateway, 'rtcmesh_polling_nodes')).toBe(1);
+    await expect.poll(() => metric(gateway, 'rtcmesh_polling_nodes'), { timeout: 30_000 }).toBe(1);
     // It holds no session: the gateway has only the caller's.
     const caller = await sessionNode(gateway.url);
     serveEcho(caller);
@@ -104,6 +104,14 @@ describe('HTTPS-only accept against a gateway process', { timeout: 120_000 }, ()
       'over a long-polled call',
     );
     expect(await metric(gateway, 'rtcmesh_poll_dials_total')).toBeGreaterThan(0);
+    // It asked for the caller's candidates before answering and again after: a Node caller
+    // gives them out only once it has applied the answer.
+    await expect
+      .poll(
+        () => metric(gateway, 'rtcmesh_http_requests_total{route="/v1/dials/:id",status="200"}'),
+        { timeout: 30_000 },
+      )
+      .toBeGreaterThanOrEqual(2);
     // And it dials over HTTP (a gathered offer, POST /v1/dial) a node that has a session.
     await caller.close();
     const other = await sessionNode(gateway.url);
@@ -123,7 +131,9 @@ describe('HTTPS-only accept against a gateway process', { timeout: 120_000 }, ()
     expect(JSON.stringify(polling.registration.iceServers)).toMatch(/"turn:[^"]+"/);
     const first = polling.api.pollDials(30);
     // Only once the first poll is open at the gateway does the second replace it.
-    await expect.poll(() => metric(gateway, 'rtcmesh_polling_nodes')).toBeGreaterThan(0);
+    await expect
+      .poll(() => metric(gateway, 'rtcmesh_polling_nodes'), { timeout: 30_000 })
+      .toBeGreaterThan(0);
     const second = polling.api.pollDials(30);
     expect(await first).toEqual({ dials: [], replaced: true });
     // The call goes to the newer poll; the callee declines it over the existing route.
@@ -225,7 +235,7 @@ describe('poll limits', { timeout: 120_000 }, () => {
     const signal = hangUp.signal;
     const pa = a.api.pollDials(25, { signal }).catch(() => undefined);
     const pb = b.api.pollDials(25, { signal }).catch(() => undefined);
-    await expect.poll(() => metric(gateway, 'rtcmesh_polling_nodes')).toBe(2);
+    await expect.poll(() => metric(gateway, 'rtcmesh_polling_nodes'), { timeout: 30_000 }).toBe(2);
     const third = await c.api.pollDials(25, { signal }).catch((err: unknown) => err);
     expect(third).toBeInstanceOf(GatewayHttpError);
     expect((third as GatewayHttpError).status).toBe(429);

@@ -144,7 +144,9 @@ describe('a dialing Node node and its callee', { timeout: 120_000 }, () => {
     expect(link.id).toBe(callee.identity.id);
     // Its addresses come after the answer; a callee over HTTPS asks for them then.
     await expect
-      .poll(async () => (await api.pendingDial(dial.dialId)).candidates.length)
+      .poll(async () => (await api.pendingDial(dial.dialId)).candidates.length, {
+        timeout: 30_000,
+      })
       .toBeGreaterThan(0);
     pc.close();
     caller.node.stop();

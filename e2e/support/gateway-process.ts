@@ -124,8 +124,12 @@ export async function startGateway(options: StartGatewayOptions = {}): Promise<G
   };
 }
 
-/** One value of the gateway's /metrics (NaN when absent). */
+/**
+ * One value of the gateway's /metrics (NaN when absent): `name`, or a series of it spelt as
+ * the exposition does, labels in their order (`name{route="/v1/x",status="200"}`).
+ */
 export async function metric(gateway: GatewayProcess, name: string): Promise<number> {
   const text = await (await fetch(`${gateway.url}/metrics`)).text();
-  return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+  const literal = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return Number(new RegExp(`^${literal} (\\S+)$`, 'm').exec(text)?.[1]);
 }
