@@ -6,6 +6,7 @@ import { build } from 'esbuild';
 import { expect, openApp, test } from './fixtures.ts';
 import { PERMISSIONS } from './support/browser.ts';
 import { startGateway } from './support/gateway-process.ts';
+import { freeTcpPort, freeUdpPort } from './support/ports.ts';
 
 async function openNode(browser: Browser, url: string) {
   const context = await browser.newContext({ permissions: PERMISSIONS });
@@ -24,7 +25,13 @@ async function dialAndAccept(a: Page, b: Page, to: string): Promise<void> {
 test('the gateway restarts mid-session: pages reconnect by themselves and a new dial works', async ({
   browser,
 }) => {
-  const first = await startGateway({ keepData: true });
+  // Ports of our own choosing, outside the kernel's ephemeral range: the second gateway must
+  // find them free again after the first has gone.
+  const first = await startGateway({
+    keepData: true,
+    listen: `127.0.0.1:${await freeTcpPort()}`,
+    udp: `127.0.0.1:${await freeUdpPort(2)}`,
+  });
   const [a, b] = await Promise.all([openNode(browser, first.url), openNode(browser, first.url)]);
   await first.stop();
   await expect(a.page.getByTestId('status')).toHaveText('reconnecting');

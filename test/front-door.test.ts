@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GatewayProcess, startGateway } from '../e2e/support/gateway-process.ts';
-import { resolveUdpPort } from '../src/node/gateway/rtc-endpoint.ts';
+import { freeUdpPort } from '../e2e/support/ports.ts';
 import { type Finished, missingCoturn, run, start } from './support/coturn.ts';
 import { isAlive, loopbackSource, waitFor } from './support/fuzz-gateway.ts';
 import { selfSigned } from './support/pebble.ts';
@@ -62,7 +62,7 @@ beforeAll(async () => {
   plainPort = Number(ports?.[1]);
   tlsPort = Number(ports?.[2]);
   secret = readFileSync(join(gateway.dataDir, 'turn-secret'), 'utf8').trim();
-  peerPort = await resolveUdpPort('127.0.0.1', 0);
+  peerPort = await freeUdpPort();
   peer = start('turnutils_peer', ['-L', '127.0.0.1', '-p', String(peerPort)], undefined);
 }, 90_000);
 

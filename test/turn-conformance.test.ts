@@ -12,7 +12,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GatewayProcess, startGateway } from '../e2e/support/gateway-process.ts';
-import { resolveUdpPort } from '../src/node/gateway/rtc-endpoint.ts';
+import { freeUdpPort } from '../e2e/support/ports.ts';
 import {
   type Finished,
   type LoopbackGuard,
@@ -41,7 +41,7 @@ beforeAll(async () => {
   else guard = made;
   // Loopback peers need --turn-allow-private: everything here is on 127.0.0.1.
   gateway = await startGateway({ args: ['--turn-allow-private'] });
-  peerPort = await resolveUdpPort('127.0.0.1', 0);
+  peerPort = await freeUdpPort();
   peer = start('turnutils_peer', ['-L', '127.0.0.1', '-p', String(peerPort)], guard);
 });
 

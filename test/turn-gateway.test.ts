@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { RTCMESH_BIN, startGateway } from '../e2e/support/gateway-process.ts';
-import { resolveUdpPort } from '../src/node/gateway/rtc-endpoint.ts';
+import { freeUdpPort } from '../e2e/support/ports.ts';
 import { MessageBuilder, Method, XorMappedAddress } from '../src/node/stun/index.ts';
 import { attr, connectForIceServers, TestTurnClient } from './support/turn-client.ts';
 
@@ -36,11 +36,7 @@ async function bindable(port: number): Promise<boolean> {
 describe('gateway TURN wiring', () => {
   it('listens beside the WebRTC port, keeps its secret across restarts, and frees the port on stop', async () => {
     // A fixed --udp port puts TURN on the next one.
-    let udp = 0;
-    for (let tries = 0; tries < 20 && !udp; tries++) {
-      const p = await resolveUdpPort('127.0.0.1', 0);
-      if (p < 65535 && (await bindable(p + 1))) udp = p;
-    }
+    const udp = await freeUdpPort(2);
     const dataDir = mkdtempSync(join(tmpdir(), 'rtcmesh-turn-'));
     const first = await startGateway({ dataDir, udp: `127.0.0.1:${udp}` });
     expect(first.udpPort).toBe(udp);
@@ -108,7 +104,7 @@ describe('gateway TURN wiring', () => {
   });
 
   it('--turn HOST:PORT, and --limit turn.credentialLifetimeS', async () => {
-    const port = await resolveUdpPort('127.0.0.1', 0);
+    const port = await freeUdpPort();
     const gateway = await startGateway({
       args: ['--turn', `127.0.0.1:${port}`, '--limit', 'turn.credentialLifetimeS=120'],
     });
