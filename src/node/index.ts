@@ -28,6 +28,7 @@ import { loadOrCreateCertificate } from './certificate-store.ts';
 import type { LanDiscovery } from './discovery/lan-discovery.ts';
 import { type LanMode, type LanModeOptions, startLanMode } from './discovery/lan-mode.ts';
 import { loadKnownGateways, saveKnownGateways } from './gateway-store.ts';
+import { installNodeIdentityCrypto } from './identity-crypto.ts';
 import { loadOrCreateIdentity } from './identity-store.ts';
 import { type KnownPeer, loadKnownPeers, saveKnownPeers, withPeer } from './known-peers.ts';
 import { nodeRtcPlatform } from './rtc-platform.ts';
@@ -199,6 +200,7 @@ function resolveOptions(options: ConnectNodeOptions) {
 export async function connectNode(options: ConnectNodeOptions = {}): Promise<MeshNodeHandle> {
   const { gateway, lan, dataDir, accept, known, log, connectTimeoutMs } = resolveOptions(options);
   options.signal?.throwIfAborted();
+  installNodeIdentityCrypto();
   const { identity, keyFile } = await loadOrCreateIdentity(dataDir);
   const certificate = await loadOrCreateCertificate(dataDir, identity);
   let knownPeers = await loadKnownPeers(dataDir, (message) => log.warn(message));

@@ -21,7 +21,3 @@ export function toHex(bytes: Uint8Array): string {
 
 /** Copies into a fresh ArrayBuffer-backed array, the form WebCrypto's types ask for. */
 export const own = (bytes: Uint8Array): Uint8Array<ArrayBuffer> => new Uint8Array(bytes);
-
-export async function sha256(data: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
-  return new Uint8Array(await crypto.subtle.digest('SHA-256', own(data)));
-}

@@ -2,8 +2,8 @@
 import { decodeBase64url, encodeBase64url } from './base64url.ts';
 import { fromUtf8, utf8 } from './bytes.ts';
 import { IdentityError } from './errors.ts';
+import { verifySignature } from './identity-crypto.ts';
 import type { NodeKey } from './node-key.ts';
-import { verifySignature } from './node-key.ts';
 
 /** Longest token we parse: records and request tokens are well under 2 KiB. */
 export const MAX_JWS_LENGTH = 8192;

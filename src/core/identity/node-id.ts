@@ -5,8 +5,8 @@
  *   IPv6 = 0xfd || first 15 bytes of the ID: a ULA carrying 120 bits of the hash
  */
 import { decodeBase32, encodeBase32 } from './base32.ts';
-import { sha256 } from './bytes.ts';
 import { IdentityError } from './errors.ts';
+import { sha256 } from './identity-crypto.ts';
 
 export const NODE_ID_BYTES = 32;
 export const NODE_ID_TEXT_LENGTH = 52;

@@ -8,6 +8,7 @@ import { decodeBase64url, encodeBase64url } from './base64url.ts';
 import { formatFingerprint, isFingerprint } from './certificate.ts';
 import { IdentityError } from './errors.ts';
 import { checkJwsSignature, decodeJws, signJws } from './jws.ts';
+import { LruMap } from './lru.ts';
 import { isMeshIp6Of, type NodeId, nodeIdFromPublicKey } from './node-id.ts';
 import type { NodeIdentity } from './node-key.ts';
 
@@ -176,25 +177,20 @@ export function checkRecordClaims(record: VerifiedRecord, options: VerifyRecordO
  * claims (validity period, expected peer, fingerprints in use) are checked on every use.
  */
 export class RecordCache {
-  private readonly records = new Map<string, VerifiedRecord>();
+  private readonly records: LruMap<string, VerifiedRecord>;
 
-  constructor(private readonly maxEntries = 10_000) {}
+  constructor(maxEntries = 10_000) {
+    this.records = new LruMap(maxEntries);
+  }
 
   async verify(jws: string, options: VerifyRecordOptions = {}): Promise<VerifiedRecord> {
     const known = this.records.get(jws);
     if (known) {
       checkRecordClaims(known, options);
-      // Most recently used last, so the oldest is evicted first.
-      this.records.delete(jws);
-      this.records.set(jws, known);
       return known;
     }
     const record = await verifyNodeRecord(jws, options);
     this.records.set(jws, record);
-    if (this.records.size > this.maxEntries) {
-      const oldest = this.records.keys().next().value;
-      if (oldest !== undefined) this.records.delete(oldest);
-    }
     return record;
   }
 

@@ -4,7 +4,7 @@
  * so the module also runs in a browser.
  */
 import { encodeBase64url } from './base64url.ts';
-import { sha256, toHex } from './bytes.ts';
+import { toHex } from './bytes.ts';
 import { formatFingerprint } from './certificate.ts';
 import {
   bitString,
@@ -17,6 +17,7 @@ import {
   time,
   utf8String,
 } from './der.ts';
+import { sha256 } from './identity-crypto.ts';
 import { assertRawPublicKey } from './node-id.ts';
 import type { NodeKey } from './node-key.ts';
 

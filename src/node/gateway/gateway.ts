@@ -23,6 +23,7 @@ import type {
 } from '../../core/protocol/messages.ts';
 import { VERSION } from '../../core/version.ts';
 import { loadOrCreateCertificate } from '../certificate-store.ts';
+import { installNodeIdentityCrypto } from '../identity-crypto.ts';
 import { loadOrCreateIdentity } from '../identity-store.ts';
 import { createLogger, type Logger } from '../log.ts';
 import {
@@ -221,6 +222,7 @@ export class Gateway {
   }
 
   static async start(config: GatewayConfig, options: GatewayOptions = {}): Promise<Gateway> {
+    installNodeIdentityCrypto();
     const logger = options.logger ?? createLogger();
     const { identity, keyFile } = await loadOrCreateIdentity(config.dataDir);
     const certificate = await loadOrCreateCertificate(config.dataDir, identity);
