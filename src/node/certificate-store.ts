@@ -4,7 +4,7 @@
  * does not change on renewal: it comes from the key.
  */
 import { X509Certificate } from 'node:crypto';
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   CERTIFICATE_LIFETIME_MS,
@@ -13,6 +13,7 @@ import {
   formatFingerprint,
   type NodeIdentity,
 } from '../core/identity/index.ts';
+import { writeFileAtomically } from './atomic-file.ts';
 
 export const CERTIFICATE_FILE = 'dtls-cert.pem';
 
@@ -53,8 +54,6 @@ export async function loadOrCreateCertificate(
     notBefore: now - 60_000,
     notAfter: now + CERTIFICATE_LIFETIME_MS,
   });
-  // Write then rename, so a crash never leaves half a certificate.
-  await writeFile(`${certFile}.tmp`, made.pem, { mode: 0o644 });
-  await rename(`${certFile}.tmp`, certFile);
+  await writeFileAtomically(certFile, made.pem);
   return { certFile, fingerprint: made.fingerprint, notAfter: made.notAfter };
 }

@@ -3,10 +3,11 @@
  * directory, so that a node started while its `--gateway` is down reaches another of the
  * cluster. Kept with the gateway they were learned through: another `--gateway` ignores them.
  */
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as z from 'zod/mini';
 import { parseValue } from '../core/protocol/schema.ts';
+import { writeFileAtomically } from './atomic-file.ts';
 
 export const GATEWAYS_FILE = 'gateways.json';
 
@@ -34,8 +35,5 @@ export async function saveKnownGateways(
   gateways: readonly string[],
 ): Promise<void> {
   const file = join(dataDir, GATEWAYS_FILE);
-  // Written whole, then renamed: a crash mid-write never leaves half a list.
-  const temporary = `${file}.${process.pid}.tmp`;
-  await writeFile(temporary, `${JSON.stringify({ gateway, gateways }, null, 2)}\n`);
-  await rename(temporary, file);
+  await writeFileAtomically(file, `${JSON.stringify({ gateway, gateways }, null, 2)}\n`);
 }

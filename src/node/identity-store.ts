@@ -8,9 +8,10 @@ import {
   generateKeyPairSync,
   type KeyObject,
 } from 'node:crypto';
-import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { identityOf, type NodeIdentity, type NodeKey } from '../core/identity/index.ts';
+import { readOrCreatePrivateFile } from './atomic-file.ts';
 
 export const NODE_KEY_FILE = 'node-key.pem';
 
@@ -28,25 +29,7 @@ export async function ensureDataDir(dir: string): Promise<void> {
 export async function loadOrCreateIdentity(dataDir: string): Promise<StoredIdentity> {
   await ensureDataDir(dataDir);
   const keyFile = join(dataDir, NODE_KEY_FILE);
-  let pem: string;
-  let created = false;
-  try {
-    pem = await readFile(keyFile, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-    pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-    // 'wx' never overwrites: if another process made the key meanwhile, use that one.
-    try {
-      await writeFile(keyFile, pem, { mode: 0o600, flag: 'wx' });
-      created = true;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      pem = await readFile(keyFile, 'utf8');
-    }
-  }
-  const mode = (await stat(keyFile)).mode & 0o777;
-  if (mode & 0o077) await chmod(keyFile, 0o600);
+  const { text: pem, created } = await readOrCreatePrivateFile(keyFile, newP256KeyPem);
   let privateKey: KeyObject;
   try {
     privateKey = createPrivateKey(pem);
@@ -84,4 +67,10 @@ function nodeKeyFromKeyObject(privateKey: KeyObject): NodeKey {
         ),
       ),
   };
+}
+
+/** A new EC P-256 private key as PKCS#8 PEM (a node's key, a gateway's VAPID key). */
+export function newP256KeyPem(): string {
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  return privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 }

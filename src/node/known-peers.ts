@@ -6,10 +6,11 @@
  * refused, never believed. What a kept record gives is who a peer is (ID, IPv6, name) with
  * no gateway reachable; a live link still needs the peer's current record and certificate.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as z from 'zod/mini';
 import { type NodeId, type VerifiedRecord, verifyNodeRecord } from '../core/identity/index.ts';
+import { writeFileAtomically } from './atomic-file.ts';
 
 export const KNOWN_PEERS_FILE = 'known-peers.json';
 export const MAX_KNOWN_PEERS = 256;
@@ -100,9 +101,6 @@ export function withPeer(
 export async function saveKnownPeers(dataDir: string, peers: readonly KnownPeer[]): Promise<void> {
   await mkdir(dataDir, { recursive: true });
   const file = join(dataDir, KNOWN_PEERS_FILE);
-  // Written whole, then renamed: a crash mid-write never leaves half a list.
-  const temporary = `${file}.${process.pid}.tmp`;
   const body = { peers: peers.map(({ record, linkedAt }) => ({ record, linkedAt })) };
-  await writeFile(temporary, `${JSON.stringify(body, null, 2)}\n`);
-  await rename(temporary, file);
+  await writeFileAtomically(file, `${JSON.stringify(body, null, 2)}\n`);
 }

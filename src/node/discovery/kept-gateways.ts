@@ -3,11 +3,12 @@
  * a node restarted while no announcement reaches it still tries the gateways it knew (each
  * still has to prove its ID on the session).
  */
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as z from 'zod/mini';
 import type { NodeId } from '../../core/identity/index.ts';
 import type { LocatedGateway } from '../../core/node/gateway-client.ts';
+import { writeFileAtomically } from '../atomic-file.ts';
 
 export const LAN_GATEWAYS_FILE = 'lan-gateways.json';
 const MAX_KEPT = 16;
@@ -54,8 +55,5 @@ export async function saveLanGateways(
   gateways: readonly KeptGateway[],
 ): Promise<void> {
   const file = join(dataDir, LAN_GATEWAYS_FILE);
-  // Written whole, then renamed: a crash mid-write never leaves half a list.
-  const temporary = `${file}.${process.pid}.tmp`;
-  await writeFile(temporary, `${JSON.stringify({ gateways }, null, 2)}\n`);
-  await rename(temporary, file);
+  await writeFileAtomically(file, `${JSON.stringify({ gateways }, null, 2)}\n`);
 }

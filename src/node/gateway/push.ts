@@ -8,16 +8,16 @@
  * on public addresses are used, checked again at connect time (DNS may change), unless the
  * operator allows private endpoints (--push-allow-private, for tests on one machine).
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
-import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import webPush from 'web-push';
 import type { PushPayload, PushSubscriptionJson } from '../../core/protocol/messages.ts';
-import { ensureDataDir } from '../identity-store.ts';
+import { readOrCreatePrivateFile } from '../atomic-file.ts';
+import { ensureDataDir, newP256KeyPem } from '../identity-store.ts';
 import { peerAllowed } from '../turn/address-policy.ts';
 
 export const VAPID_KEY_FILE = 'vapid-key.pem';
@@ -34,22 +34,7 @@ export interface VapidKeys {
 export async function loadOrCreateVapidKeys(dataDir: string): Promise<VapidKeys> {
   await ensureDataDir(dataDir);
   const file = join(dataDir, VAPID_KEY_FILE);
-  let pem: string;
-  try {
-    pem = await readFile(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-    pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-    // 'wx' never overwrites: if another process made the key meanwhile, use that one.
-    try {
-      await writeFile(file, pem, { mode: 0o600, flag: 'wx' });
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      pem = await readFile(file, 'utf8');
-    }
-  }
-  if ((await stat(file)).mode & 0o077) await chmod(file, 0o600);
+  const { text: pem } = await readOrCreatePrivateFile(file, newP256KeyPem);
   let key: ReturnType<typeof createPrivateKey>;
   try {
     key = createPrivateKey(pem);

@@ -5,9 +5,10 @@
  * two thirds of its lifetime (Let's Encrypt's 90 days: 30 days before expiry), without a
  * restart: the front door serves the new one to new handshakes.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as acme from 'acme-client';
+import { writeFileAtomically } from '../../atomic-file.ts';
 import type { Logger } from '../../log.ts';
 import type { CertificateSource, KeyPair } from './certificate-source.ts';
 import type { ChallengeStore } from './challenges.ts';
@@ -151,8 +152,8 @@ async function obtain(client: acme.Client, options: AcmeOptions, dir: string): P
     },
   });
   const held = withDates({ cert, key: key.toString() });
-  await writeAtomically(join(dir, `${fileSafe(domain)}.key.pem`), held.key, 0o600);
-  await writeAtomically(join(dir, `${fileSafe(domain)}.cert.pem`), held.cert, 0o644);
+  await writeFileAtomically(join(dir, `${fileSafe(domain)}.key.pem`), held.key, 0o600);
+  await writeFileAtomically(join(dir, `${fileSafe(domain)}.cert.pem`), held.cert, 0o644);
   return held;
 }
 
@@ -179,15 +180,9 @@ async function loadOrCreate(file: string, make: () => Promise<Buffer>): Promise<
     return await readFile(file);
   } catch {
     const made = await make();
-    await writeAtomically(file, made.toString(), 0o600);
+    await writeFileAtomically(file, made.toString(), 0o600);
     return made;
   }
-}
-
-async function writeAtomically(file: string, text: string, mode: number): Promise<void> {
-  const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, text, { mode });
-  await rename(tmp, file);
 }
 
 const fileSafe = (domain: string): string => domain.replace(/[^A-Za-z0-9.-]/g, '_');
