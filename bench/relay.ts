@@ -3,7 +3,7 @@
  * (a reference relay), same machine, same run. Pages use raw RTCPeerConnections with
  * `iceTransportPolicy: 'relay'`, so every byte goes through the relay under test.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
@@ -51,6 +51,43 @@ function udpRcvbufErrors(): number {
   const names = (lines[0] ?? '').split(/\s+/);
   const values = (lines[1] ?? '').split(/\s+/);
   return Number(values[names.indexOf('RcvbufErrors')] ?? 0);
+}
+
+/**
+ * Receive-buffer drops so far by the process that owns each UDP socket in this namespace
+ * (`ss -uanmp`: the skmem `d` field), keyed by socket so that counts of sockets made and
+ * closed between two readings can be told apart.
+ */
+function udpDropsBySocket(): Map<string, { owner: string; drops: number }> {
+  const out = spawnSync('ss', ['-uanmpH'], { encoding: 'utf8' }).stdout ?? '';
+  const sockets = new Map<string, { owner: string; drops: number }>();
+  let local = '';
+  let owner = '';
+  for (const line of out.split('\n')) {
+    const skmem = /skmem:\(.*\bd(\d+)\)/.exec(line);
+    if (skmem) {
+      if (local) sockets.set(local, { owner, drops: Number(skmem[1]) });
+      continue;
+    }
+    const fields = line.trim().split(/\s+/);
+    if (fields.length < 4) continue;
+    local = `${fields[3]} ${/pid=(\d+)/.exec(line)?.[1] ?? ''}`;
+    owner = /users:\(\("([^"]+)"/.exec(line)?.[1] ?? 'unknown';
+  }
+  return sockets;
+}
+
+/** Drops between two readings, summed by owning process name. */
+function dropsByOwner(
+  before: Map<string, { owner: string; drops: number }>,
+  after: Map<string, { owner: string; drops: number }>,
+): Record<string, number> {
+  const sums: Record<string, number> = {};
+  for (const [key, now] of after) {
+    const delta = now.drops - (before.get(key)?.drops ?? 0);
+    if (delta > 0) sums[now.owner] = (sums[now.owner] ?? 0) + delta;
+  }
+  return sums;
 }
 
 export async function freeUdpPort(): Promise<number> {
@@ -259,12 +296,17 @@ export async function relayBench(browser: Browser): Promise<RelayFigures[]> {
     // Datagrams the kernel dropped for a full socket receive buffer, during each relay's runs
     // (this namespace's counter: only the relays and Chromium send UDP here).
     const drops = { ref: 0, mesh: 0 };
+    // …and by the process whose socket dropped them (read before the run's sockets close).
+    const owners = { ref: {} as Record<string, number>, mesh: {} as Record<string, number> };
     const run = async (relay: Relay, pid: number | undefined, k: 'ref' | 'mesh') => {
       const before = udpRcvbufErrors();
+      const sockets = udpDropsBySocket();
       const cpuBefore = cpuSeconds(pid);
       const mbPerS = await relayedThroughput(a.page, b.page, relay);
       cpu[k].push(cpuSeconds(pid) - cpuBefore);
       drops[k] += udpRcvbufErrors() - before;
+      for (const [owner, n] of Object.entries(dropsByOwner(sockets, udpDropsBySocket())))
+        owners[k][owner] = (owners[k][owner] ?? 0) + n;
       return mbPerS;
     };
     for (let i = 0; i < RELAY_ROUNDS; i++) {
@@ -276,6 +318,13 @@ export async function relayBench(browser: Browser): Promise<RelayFigures[]> {
     }
     console.log(
       `  UDP receive-buffer drops during the runs: coturn ${drops.ref}, gateway ${drops.mesh}`,
+    );
+    const byOwner = (o: Record<string, number>) =>
+      Object.entries(o)
+        .map(([owner, n]) => `${owner} ${n}`)
+        .join(', ') || 'none';
+    console.log(
+      `  …by the socket's process: with coturn ${byOwner(owners.ref)}; with the gateway ${byOwner(owners.mesh)}`,
     );
     await a.context.close();
     await b.context.close();
