@@ -19,7 +19,7 @@ import {
 import { PortDataChannel } from '../browser/port-channel.ts';
 import { encodeBase64url, type VerifiedRecord } from '../core/identity/index.ts';
 import type { GatewayStatus } from '../core/node/gateway-client.ts';
-import type { DialProgress } from '../core/node/mesh-node.ts';
+import type { DialOptions, DialProgress } from '../core/node/mesh-node.ts';
 import type { PathInfo } from '../core/node/rtc.ts';
 import { MeshStream, type StreamOptions } from '../core/node/stream.ts';
 import type { PushSubscriptionJson, RegisterResponse } from '../core/protocol/messages.ts';
@@ -262,14 +262,7 @@ export class NodeClient implements WorkerUser {
   }
 
   /** Opens a stream to `service` on a peer (by ID or mesh IPv6), reusing an open link. */
-  async dial(
-    to: string,
-    service: string,
-    options: StreamOptions & {
-      signal?: AbortSignal;
-      onProgress?: (progress: DialProgress) => void;
-    } = {},
-  ): Promise<MeshStream> {
+  async dial(to: string, service: string, options: DialOptions = {}): Promise<MeshStream> {
     const { signal, onProgress, ...streamOptions } = options;
     const handle = await this.call(signal, (callId) =>
       this.ask((api) =>

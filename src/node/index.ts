@@ -19,11 +19,11 @@ import type { GatewayStatus, SignalingMode } from '../core/node/gateway-client.t
 import { type Logger, silentLogger } from '../core/node/logger.ts';
 import {
   type AcceptPolicy,
-  type DialProgress,
+  type DialOptions,
   decideByPolicy,
   MeshNode,
 } from '../core/node/mesh-node.ts';
-import type { MeshStream, StreamOptions } from '../core/node/stream.ts';
+import type { MeshStream } from '../core/node/stream.ts';
 import { loadOrCreateCertificate } from './certificate-store.ts';
 import type { LanDiscovery } from './discovery/lan-discovery.ts';
 import { type LanMode, type LanModeOptions, startLanMode } from './discovery/lan-mode.ts';
@@ -119,12 +119,6 @@ export interface MeshNodeHandleEvents {
   /** The node closed (by close() or its signal). */
   close: () => void;
 }
-
-export type DialOptions = StreamOptions & {
-  signal?: AbortSignal;
-  /** The callee is being rung, or woken by push first. */
-  onProgress?: (progress: DialProgress) => void;
-};
 
 /** A running mesh node: what connectNode gives. */
 export interface MeshNodeHandle {

@@ -4,6 +4,8 @@ export type { GatewayStatus, LocatedGateway, SignalingMode } from './gateway-cli
 export {
   type AcceptPolicy,
   type CallDecision,
+  type DialOptions,
+  type DialProgress,
   decideByPolicy,
   type IncomingCall,
   MeshNode,

@@ -117,6 +117,13 @@ export interface IncomingCall {
 /** How a dial is getting on: the callee is being rung, or woken by push first. */
 export type DialProgress = 'ringing' | 'waking';
 
+/** How a dial may be shaped and followed: the stream's options, a signal, and its progress. */
+export type DialOptions = StreamOptions & {
+  signal?: AbortSignal;
+  /** The callee is being rung, or woken by push first. */
+  onProgress?: (progress: DialProgress) => void;
+};
+
 interface OutgoingDial {
   progress: ((progress: DialProgress) => void) | undefined;
   pc: PeerConnectionLike;
@@ -271,14 +278,7 @@ export class MeshNode {
   }
 
   /** Opens a stream to `service` on a peer (by ID or mesh IPv6), reusing an open link. */
-  async dial(
-    to: string,
-    service: string,
-    options: StreamOptions & {
-      signal?: AbortSignal;
-      onProgress?: (progress: DialProgress) => void;
-    } = {},
-  ): Promise<MeshStream> {
+  async dial(to: string, service: string, options: DialOptions = {}): Promise<MeshStream> {
     const link = this.openLink(to) ?? (await this.connect(to, options));
     return link.openStream(service, options);
   }
