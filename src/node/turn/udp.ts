@@ -8,7 +8,8 @@ import { isIP } from 'node:net';
  * `dns.lookup` (a deferred callback per datagram): pass IP literals straight through.
  */
 const ipLookup = ((address: string, family: number, callback: LookupCallback) => {
-  if (isIP(address)) callback(null, address, isIP(address));
+  const ipFamily = isIP(address);
+  if (ipFamily) callback(null, address, ipFamily);
   else lookup(address, family, callback);
 }) as unknown as typeof lookup;
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string, family: number) => void;
