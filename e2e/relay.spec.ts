@@ -14,7 +14,7 @@ import type { Page } from '@playwright/test';
 import { issueCredentials } from '../src/node/turn/credentials.ts';
 import { expect, test } from './fixtures.ts';
 import { PERMISSIONS } from './support/browser.ts';
-import { type GatewayProcess, startGateway } from './support/gateway-process.ts';
+import { type GatewayProcess, metric, startGateway } from './support/gateway-process.ts';
 
 type Win = Window & {
   pc?: RTCPeerConnection;
@@ -42,11 +42,6 @@ async function gathered(page: Page): Promise<RTCSessionDescriptionInit> {
     }
     return (pc.localDescription as RTCSessionDescription).toJSON();
   });
-}
-
-async function metric(name: string): Promise<number> {
-  const text = await (await fetch(`${relayGateway.url}/metrics`)).text();
-  return Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
 }
 
 test('two pages connect relay-only through the built-in TURN server', async ({ browser }) => {
@@ -148,8 +143,10 @@ test('two pages connect relay-only through the built-in TURN server', async ({ b
   expect(await peerFingerprint(b)).toBe(ownFingerprint(offer.sdp));
 
   // And it went through this gateway's relay.
-  expect(await metric('rtcmesh_turn_allocations')).toBeGreaterThanOrEqual(2);
-  expect(await metric('rtcmesh_turn_relayed_bytes_to_peer_total')).toBeGreaterThan(0);
-  expect(await metric('rtcmesh_turn_relayed_bytes_to_client_total')).toBeGreaterThan(0);
+  expect(await metric(relayGateway, 'rtcmesh_turn_allocations')).toBeGreaterThanOrEqual(2);
+  expect(await metric(relayGateway, 'rtcmesh_turn_relayed_bytes_to_peer_total')).toBeGreaterThan(0);
+  expect(await metric(relayGateway, 'rtcmesh_turn_relayed_bytes_to_client_total')).toBeGreaterThan(
+    0,
+  );
   for (const c of contexts) await c.close();
 });

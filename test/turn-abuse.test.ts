@@ -9,7 +9,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { type GatewayProcess, startGateway } from '../e2e/support/gateway-process.ts';
+import { type GatewayProcess, metric, startGateway } from '../e2e/support/gateway-process.ts';
 import {
   MessageBuilder,
   Method,
@@ -56,11 +56,11 @@ function random(seed: number): () => number {
   };
 }
 
-async function metric(name: string): Promise<number> {
-  const text = await (await fetch(`${gateway.url}/metrics`)).text();
-  const value = new RegExp(`^${name} (\\d+(?:\\.\\d+)?)$`, 'm').exec(text)?.[1];
-  if (value === undefined) throw new Error(`no ${name} in /metrics`);
-  return Number(value);
+/** A metric of the gateway's; one that is missing fails the test here, not as NaN later. */
+async function metricOf(name: string): Promise<number> {
+  const value = await metric(gateway, name);
+  if (Number.isNaN(value)) throw new Error(`no ${name} in /metrics`);
+  return value;
 }
 
 async function socketOn(): Promise<Socket> {
@@ -172,9 +172,10 @@ it('keeps serving after 100,000 random and mutated datagrams, with bounded memor
   }
 
   const senders = [client.socket, await socketOn(), await socketOn(), await socketOn()];
-  const rssBefore = await metric('process_resident_memory_bytes');
+  const rssBefore = await metricOf('process_resident_memory_bytes');
   const turnBefore =
-    (await metric('rtcmesh_turn_requests_total')) + (await metric('rtcmesh_turn_dropped_total'));
+    (await metricOf('rtcmesh_turn_requests_total')) +
+    (await metricOf('rtcmesh_turn_dropped_total'));
   let toTurn = 0;
   for (let sent = 0; sent < DATAGRAMS; sent += BATCH) {
     await Promise.all(
@@ -208,11 +209,11 @@ it('keeps serving after 100,000 random and mutated datagrams, with bounded memor
 
   // The datagrams were handled by the server, not lost on the way.
   const handled =
-    (await metric('rtcmesh_turn_requests_total')) +
-    (await metric('rtcmesh_turn_dropped_total')) -
+    (await metricOf('rtcmesh_turn_requests_total')) +
+    (await metricOf('rtcmesh_turn_dropped_total')) -
     turnBefore;
   expect(handled).toBeGreaterThan(toTurn * 0.5);
-  const growth = (await metric('process_resident_memory_bytes')) - rssBefore;
+  const growth = (await metricOf('process_resident_memory_bytes')) - rssBefore;
   console.log(
     `turn-abuse: seed ${SEED}, ${toTurn} datagrams to TURN (${handled} handled), ${DATAGRAMS - toTurn} to WebRTC; rss grew ${(growth / 1e6).toFixed(1)} MB`,
   );
