@@ -42,6 +42,7 @@ export function nodeRtcPlatform(options: {
     // ("TURN transports TCP and TLS are not supported with libjuice"), and has no ICE-TCP.
     noTcpRelay: 'libjuice cannot use TURN over TCP',
     channelAfterOffer: true,
+    holdCallerCandidatesMs: 1500,
     createPeerConnection: ({ iceServers, iceTransportPolicy }) => {
       // The polyfill passes unknown options through to libdatachannel's configuration.
       const pc = new RTCPeerConnection({

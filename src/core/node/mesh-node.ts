@@ -24,7 +24,7 @@ import type {
   PushSubscriptionJson,
   RegisterResponse,
 } from '../protocol/messages.ts';
-import { withoutCandidates } from '../protocol/sdp.ts';
+import { candidatesOf, withoutCandidates } from '../protocol/sdp.ts';
 import { DialError } from './errors.ts';
 import { GatewayClient, type GatewayClientOptions, type GatewayStatus } from './gateway-client.ts';
 import { consoleLogger, type Logger } from './logger.ts';
@@ -697,8 +697,23 @@ export class MeshNode {
         }
         this.gateway.send({ t: 'candidate', dialId, candidate });
       });
+      const holdMs = dial.gathered ? this.options.rtc.holdCallerCandidatesMs : undefined;
+      const held = holdMs !== undefined ? candidatesOf(dial.offer) : [];
       // Offer, candidates so far and answer issued together: one step for a remote connection.
-      const applied = pc.setRemoteDescription({ type: 'offer', sdp: dial.offer });
+      const applied = pc.setRemoteDescription({
+        type: 'offer',
+        sdp: holdMs !== undefined ? withoutCandidates(dial.offer) : dial.offer,
+      });
+      if (holdMs !== undefined && held.length)
+        background(() => {
+          for (const c of held) {
+            try {
+              pc.addIceCandidate(c).catch(() => undefined);
+            } catch {
+              // the call ended meanwhile
+            }
+          }
+        }, holdMs);
       dial.applying = true;
       for (const c of dial.pendingCandidates.splice(0))
         pc.addIceCandidate(c).catch(() => undefined);

@@ -97,6 +97,14 @@ export interface RtcPlatform {
    * its ICE agent "controlling" as the answerer, so every call began with a role conflict).
    */
   readonly channelAfterOffer?: boolean;
+  /**
+   * Answering a gathered offer (a caller without a session, over HTTP): apply it without its
+   * candidates and add them this long after, so this side's checks cannot reach the caller
+   * before it has applied the answer; the caller's own checks link the two sooner where they
+   * can. A libdatachannel caller reached first fails inside `setRemoteDescription(answer)`
+   * ("Got a remote candidate without ICE transport"; DESIGN §7).
+   */
+  readonly holdCallerCandidatesMs?: number;
 }
 
 /** Resolves when ICE gathering is complete, or after `timeoutMs` (with what was gathered). */

@@ -19,3 +19,21 @@ export function withCandidates(sdp: string, candidates: readonly string[]): stri
   lines.splice(end, 0, ...candidates.map((c) => `a=${c}`), 'a=end-of-candidates');
   return lines.join('\r\n');
 }
+
+/** The `a=candidate` lines of a description, each with its media section's mid and index. */
+export function candidatesOf(
+  sdp: string,
+): { candidate: string; sdpMid: string | null; sdpMLineIndex: number }[] {
+  const found: { candidate: string; sdpMid: string | null; sdpMLineIndex: number }[] = [];
+  let index = -1;
+  let mid: string | null = null;
+  for (const line of sdp.split(/\r?\n/)) {
+    if (line.startsWith('m=')) {
+      index++;
+      mid = null;
+    } else if (line.startsWith('a=mid:')) mid = line.slice('a=mid:'.length);
+    else if (line.startsWith('a=candidate:') && index >= 0)
+      found.push({ candidate: line.slice('a='.length), sdpMid: mid, sdpMLineIndex: index });
+  }
+  return found;
+}
