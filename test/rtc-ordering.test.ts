@@ -9,7 +9,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CandidateInit, PeerConnectionLike } from '../src/core/node/rtc.ts';
 import { channelOpen } from '../src/core/node/rtc.ts';
-import { withoutCandidates } from '../src/core/protocol/sdp.ts';
+import { candidatesOf, withoutCandidates } from '../src/core/protocol/sdp.ts';
 import { makeNodeIdentity } from './support/node-node.ts';
 
 const open: PeerConnectionLike[] = [];
@@ -95,5 +95,36 @@ describe('Node peer connections: who can reach whom while a description is appli
       a.pc.close();
       b.pc.close();
     }
+  });
+});
+
+describe('candidates in a description', () => {
+  it('candidatesOf reads each a=candidate line with its section’s mid and index', () => {
+    const sdp = [
+      'v=0',
+      'o=- 1 1 IN IP4 127.0.0.1',
+      's=-',
+      't=0 0',
+      'm=application 9 UDP/DTLS/SCTP webrtc-datachannel',
+      'a=mid:0',
+      'a=candidate:1 1 UDP 2122317823 127.0.0.1 50000 typ host',
+      'a=candidate:2 1 UDP 1686052607 203.0.113.7 50001 typ srflx raddr 127.0.0.1 rport 50000',
+      'a=end-of-candidates',
+      '',
+    ].join('\r\n');
+    expect(candidatesOf(sdp)).toEqual([
+      {
+        candidate: 'candidate:1 1 UDP 2122317823 127.0.0.1 50000 typ host',
+        sdpMid: '0',
+        sdpMLineIndex: 0,
+      },
+      {
+        candidate:
+          'candidate:2 1 UDP 1686052607 203.0.113.7 50001 typ srflx raddr 127.0.0.1 rport 50000',
+        sdpMid: '0',
+        sdpMLineIndex: 0,
+      },
+    ]);
+    expect(candidatesOf(withoutCandidates(sdp))).toEqual([]);
   });
 });
