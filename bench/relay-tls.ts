@@ -10,12 +10,12 @@ import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { CHROMIUM_ARGS, launchOptions } from '../e2e/support/browser.ts';
 import { startGateway } from '../e2e/support/gateway-process.ts';
+import { freeTcpPort } from '../e2e/support/ports.ts';
 import { selfSigned } from '../test/support/pebble.ts';
 import { newPage } from './browser.ts';
 import {
   cpuSeconds,
   credentials,
-  freeUdpPort,
   median,
   RELAY_ROUNDS,
   type Relay,
@@ -52,7 +52,7 @@ export async function relayTlsBench(): Promise<TlsRelayFigures[]> {
     ],
   });
   const tlsPort = Number(/tls port (\d+)/.exec(gateway.output())?.[1]);
-  const coturnTlsPort = await freeUdpPort(); // a port number free on loopback (TCP too, here)
+  const coturnTlsPort = await freeTcpPort();
   const coturn = await startCoturn({ port: coturnTlsPort, cert, key });
   const browser = await chromium.launch({
     ...launchOptions(),

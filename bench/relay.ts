@@ -5,11 +5,11 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
-import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { startGateway } from '../e2e/support/gateway-process.ts';
+import { freeUdpPort } from '../e2e/support/ports.ts';
 import { newPage } from './browser.ts';
 import { BYTES } from './throughput.ts';
 
@@ -88,14 +88,6 @@ function dropsByOwner(
     if (delta > 0) sums[now.owner] = (sums[now.owner] ?? 0) + delta;
   }
   return sums;
-}
-
-export async function freeUdpPort(): Promise<number> {
-  const s = createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
-  const port = s.address().port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 export function credentials(relay: Relay, user: string) {

@@ -2,12 +2,16 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, link, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 
+/** A temporary file's name beside `file`, unique so that two writes at once never share it. */
+const temporaryBeside = (file: string): string =>
+  `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+
 /**
  * Writes `text` to a temporary file beside `file`, then renames it over `file` (atomic on one
- * file system). The temporary name is unique, so two writes at once never share it.
+ * file system).
  */
 export async function writeFileAtomically(file: string, text: string, mode = 0o644): Promise<void> {
-  const temporary = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const temporary = temporaryBeside(file);
   try {
     await writeFile(temporary, text, { mode });
     await rename(temporary, file);
@@ -34,7 +38,7 @@ export async function readOrCreatePrivateFile(
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     const candidate = make();
-    const temporary = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    const temporary = temporaryBeside(file);
     await writeFile(temporary, candidate, { mode: 0o600 });
     try {
       await placeOnce(temporary, file, candidate);

@@ -22,35 +22,41 @@ export const NODE_KEY_ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256' } as cons
 export const SIGN_ALGORITHM = { name: 'ECDSA', hash: 'SHA-256' } as const;
 
 /**
- * How many imported keys a verifier keeps: a registration checks a request token and a record
- * signed by one key, and importing costs about as much as verifying (issue #18,
- * bench:capacity). Keys come from strangers, so the cache is bounded.
+ * Imports raw P-256 public keys with `importRaw`, keeping the last 1,024: a registration
+ * checks a request token and a record signed by one key, and importing costs about as much
+ * as verifying (issue #18, bench:capacity). Keys come from strangers, so the cache is bounded.
+ * A key that is not a 65-byte point fails with IdentityError 'bad-key'.
  */
-export const IMPORTED_KEYS_MAX = 1024;
-
-/** The cache key of a raw public key (its bytes as a string). */
-export const keyText = (raw: Uint8Array): string => String.fromCharCode(...raw);
+export function importedKeys<K>(
+  importRaw: (raw: Uint8Array) => K | Promise<K>,
+): (raw: Uint8Array) => Promise<K> {
+  const imported = new LruMap<string, K>(1024);
+  return async (raw) => {
+    assertRawPublicKey(raw);
+    const text = String.fromCharCode(...raw);
+    let key = imported.get(text);
+    if (key === undefined) {
+      try {
+        key = await importRaw(raw);
+      } catch {
+        throw new IdentityError('bad-key', 'the key is not a point on P-256');
+      }
+      imported.set(text, key);
+    }
+    return key;
+  };
+}
 
 function webCryptoIdentity(): IdentityCrypto {
-  const imported = new LruMap<string, CryptoKey>(IMPORTED_KEYS_MAX);
+  const importKey = importedKeys((raw) =>
+    crypto.subtle.importKey('raw', own(raw), NODE_KEY_ALGORITHM, true, ['verify']),
+  );
   return {
     async sha256(data) {
       return new Uint8Array(await crypto.subtle.digest('SHA-256', own(data)));
     },
     async verifyP256(publicKeyRaw, signature, data) {
-      assertRawPublicKey(publicKeyRaw);
-      const text = keyText(publicKeyRaw);
-      let key = imported.get(text);
-      if (!key) {
-        try {
-          key = await crypto.subtle.importKey('raw', own(publicKeyRaw), NODE_KEY_ALGORITHM, true, [
-            'verify',
-          ]);
-        } catch {
-          throw new IdentityError('bad-key', 'the key is not a point on P-256');
-        }
-        imported.set(text, key);
-      }
+      const key = await importKey(publicKeyRaw);
       if (signature.length !== 64) return false;
       return crypto.subtle.verify(SIGN_ALGORITHM, key, own(signature), own(data));
     },

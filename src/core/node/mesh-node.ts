@@ -698,22 +698,17 @@ export class MeshNode {
         this.gateway.send({ t: 'candidate', dialId, candidate });
       });
       const holdMs = dial.gathered ? this.options.rtc.holdCallerCandidatesMs : undefined;
-      const held = holdMs !== undefined ? candidatesOf(dial.offer) : [];
       // Offer, candidates so far and answer issued together: one step for a remote connection.
       const applied = pc.setRemoteDescription({
         type: 'offer',
-        sdp: holdMs !== undefined ? withoutCandidates(dial.offer) : dial.offer,
+        sdp: holdMs === undefined ? dial.offer : withoutCandidates(dial.offer),
       });
-      if (holdMs !== undefined && held.length)
+      if (holdMs !== undefined) {
+        const held = candidatesOf(dial.offer);
         background(() => {
-          for (const c of held) {
-            try {
-              pc.addIceCandidate(c).catch(() => undefined);
-            } catch {
-              // the call ended meanwhile
-            }
-          }
+          for (const c of held) pc.addIceCandidate(c).catch(() => undefined);
         }, holdMs);
+      }
       dial.applying = true;
       for (const c of dial.pendingCandidates.splice(0))
         pc.addIceCandidate(c).catch(() => undefined);
