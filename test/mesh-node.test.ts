@@ -8,7 +8,7 @@ import {
   verifyNodeRecord,
 } from '../src/core/identity/index.ts';
 import { DialError } from '../src/core/node/errors.ts';
-import { channelOpen } from '../src/core/node/rtc.ts';
+import { channelOpen, type PeerConnectionLike } from '../src/core/node/rtc.ts';
 import { encodeFrames, type StreamMessage } from '../src/core/node/stream.ts';
 import { makeNodeIdentity, startNodeNode } from './support/node-node.ts';
 
@@ -41,7 +41,19 @@ describe('MeshNode on node-datachannel', () => {
   });
 
   it('POST /v1/dial: a node without a session dials with a gathered offer and connects', async () => {
-    const b = await startNodeNode(gateway.url);
+    // The callee holds the caller's candidates far longer than this test lasts: it must not
+    // reach the caller before the answer is applied (libdatachannel's race, DESIGN §7), and
+    // the caller's own checks must link the two without them.
+    const calleeConnections: PeerConnectionLike[] = [];
+    const b = await startNodeNode(gateway.url, {}, (rtc) => ({
+      ...rtc,
+      holdCallerCandidatesMs: 10 * 60_000,
+      createPeerConnection: (config) => {
+        const made = rtc.createPeerConnection(config);
+        calleeConnections.push(made);
+        return made;
+      },
+    }));
     const received = new Promise<StreamMessage>((resolve) => {
       b.node.listen('chat', (stream) => {
         void stream.readable
@@ -71,8 +83,13 @@ describe('MeshNode on node-datachannel', () => {
       fingerprintsInUse: fingerprintsInSdp(answer.answer),
     });
     expect(verified.id).toBe(b.identity.id);
+    // Given a second, a callee that checked the offer's candidates would be through by now
+    // (test/rtc-ordering.test.ts, the hazard); this one has not even begun.
+    await new Promise((r) => setTimeout(r, 1000));
+    const callee = calleeConnections.at(-1) as PeerConnectionLike & { iceConnectionState: string };
+    expect(['new', 'checking']).toContain(callee.iceConnectionState);
     await pc.setRemoteDescription({ type: 'answer', sdp: answer.answer });
-    await channelOpen(chat, 10_000);
+    await channelOpen(chat, 30_000);
     chat.binaryType = 'arraybuffer';
     chat.send(encodeFrames('over HTTP signaling')[0] as Uint8Array<ArrayBuffer>);
     expect(await received).toBe('over HTTP signaling');

@@ -3,6 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MeshNode, type MeshNodeOptions } from '../../src/core/node/mesh-node.ts';
+import type { RtcPlatform } from '../../src/core/node/rtc.ts';
 import { loadOrCreateCertificate } from '../../src/node/certificate-store.ts';
 import { loadOrCreateIdentity } from '../../src/node/identity-store.ts';
 import { nodeRtcPlatform } from '../../src/node/rtc-platform.ts';
@@ -18,13 +19,18 @@ export async function makeNodeIdentity(dataDir = mkdtempSync(join(tmpdir(), 'rtc
   return { identity, keyFile, certificate, rtc, dataDir };
 }
 
-export async function startNodeNode(gatewayUrl: string, options: Partial<MeshNodeOptions> = {}) {
+/** `adjustRtc`: the node's own platform, changed (a setting, or a way to watch connections). */
+export async function startNodeNode(
+  gatewayUrl: string,
+  options: Partial<MeshNodeOptions> = {},
+  adjustRtc: (rtc: RtcPlatform) => RtcPlatform = (rtc) => rtc,
+) {
   const made = await makeNodeIdentity();
   const node = new MeshNode({
     gatewayUrl,
     identity: made.identity,
     fingerprints: [made.certificate.fingerprint],
-    rtc: made.rtc,
+    rtc: adjustRtc(made.rtc),
     decide: () => 'accept',
     ...options,
   });
