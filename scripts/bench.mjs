@@ -3,6 +3,9 @@
 //
 //   node scripts/bench.mjs [capacity|abuse] [args…]     (args, such as --quick, pass through)
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
@@ -28,6 +31,11 @@ await build({
   packages: 'external',
   logLevel: 'warning',
 });
+// Its temporary files (gateway data directories, browser profiles) go to one directory, removed
+// at the end; Ctrl-C stops the bench, not this cleanup.
+const scratch = mkdtempSync(join(tmpdir(), 'rtcmesh-run-'));
+process.on('SIGINT', () => {});
+process.on('SIGTERM', () => {});
 const run = spawnSync(
   process.execPath,
   [
@@ -36,6 +44,7 @@ const run = spawnSync(
     `${root}dist/${dir}/run.mjs`,
     ...process.argv.slice(mode ? 3 : 2),
   ],
-  { stdio: 'inherit' },
+  { stdio: 'inherit', env: { ...process.env, TMPDIR: scratch } },
 );
+rmSync(scratch, { recursive: true, force: true });
 process.exit(run.status ?? 1);

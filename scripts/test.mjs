@@ -13,6 +13,8 @@
 //    browsers and servers they start run in a loopback-only network namespace
 //    (scripts/isolated.mjs). At the end a table of each suite's counts, then one line
 //    `N passed, N failed` (CI reads it); the exit status is 1 if anything failed.
+// 4. Every suite's temporary files (data directories with node keys, browser profiles) go to
+//    one directory for the run (TMPDIR), removed at the end, failed or not.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -126,11 +128,16 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   });
 }
 
+// The run's scratch: tests make their data directories with `mkdtemp(tmpdir())`, and a test
+// that fails or is killed leaves its own behind; here they all go when the run ends.
+const scratch = mkdtempSync(join(tmpdir(), 'rtcmesh-run-'));
+const reports = mkdtempSync(join(scratch, 'reports-'));
+
 function run(command, env = {}) {
   return new Promise((resolve) => {
     current = spawn(command[0], command.slice(1), {
       stdio: 'inherit',
-      env: { ...process.env, ...env },
+      env: { ...process.env, TMPDIR: scratch, ...env },
     });
     current.on('error', (err) => {
       console.error(`npm test: cannot run ${command[0]}: ${err.message}`);
@@ -141,7 +148,6 @@ function run(command, env = {}) {
 }
 
 const banner = (text) => console.log(`\n\x1b[1m=== ${text} ===\x1b[0m`);
-const reports = mkdtempSync(join(tmpdir(), 'rtcmesh-test-'));
 const results = [];
 try {
   if (needs.has('build')) {
@@ -184,7 +190,7 @@ try {
     results.push(result);
   }
 } finally {
-  rmSync(reports, { recursive: true, force: true });
+  rmSync(scratch, { recursive: true, force: true });
 }
 
 // --- summary ---
