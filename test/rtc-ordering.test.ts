@@ -6,10 +6,16 @@
  * candidates trickle therefore gives out no candidate, in its offer or as an event, until the
  * answer is applied. Real node-datachannel connections on loopback, caller and callee alike.
  */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { initLogger } from 'node-datachannel';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CandidateInit, PeerConnectionLike } from '../src/core/node/rtc.ts';
 import { channelOpen } from '../src/core/node/rtc.ts';
 import { candidatesOf, withoutCandidates } from '../src/core/protocol/sdp.ts';
+import { connectNode } from '../src/node/index.ts';
+import { startGatewayInProcess } from './support/gateway-in-process.ts';
 import { makeNodeIdentity } from './support/node-node.ts';
 
 const open: PeerConnectionLike[] = [];
@@ -94,6 +100,42 @@ describe('Node peer connections: who can reach whom while a description is appli
       await expect.poll(() => a.candidates.length, { timeout: 10_000 }).toBeGreaterThan(0);
       a.pc.close();
       b.pc.close();
+    }
+  });
+});
+
+describe('ICE roles: the answering side is controlled from the start', () => {
+  it('a node’s session with the gateway, and a dial between two nodes, begin without a role conflict', {
+    timeout: 90_000,
+  }, async () => {
+    // libdatachannel has one log per process: here it hears the gateway and both nodes. An
+    // answerer left "controlling" meets the caller's checks with a conflict and a 487 to
+    // resolve, one round trip more per connection (DESIGN §7).
+    const log: string[] = [];
+    initLogger('Warning', (_level, message) => log.push(message));
+    const conflicts = () => log.filter((m) => /role conflict|error code 487/i.test(m));
+    const gateway = await startGatewayInProcess();
+    const node = () =>
+      connectNode({
+        gateway: gateway.publicUrl,
+        dataDir: mkdtempSync(join(tmpdir(), 'rtcmesh-roles-')),
+        accept: 'everyone',
+        bindAddress: '127.0.0.1',
+      });
+    const [a, b] = [await node(), await node()];
+    try {
+      b.listen('echo', async (stream) => {
+        for await (const message of stream.readable) await stream.send(message);
+      });
+      const stream = await a.dial(b.id, 'echo');
+      await stream.send('over');
+      expect((await stream.readable.getReader().read()).value).toBe('over');
+      expect(conflicts()).toEqual([]);
+    } finally {
+      initLogger('Fatal', () => {});
+      await a.close();
+      await b.close();
+      await gateway.stop();
     }
   });
 });

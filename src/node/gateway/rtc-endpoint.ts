@@ -64,7 +64,6 @@ export class RtcEndpoint {
     });
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      const ctl = pc.createDataChannel('ctl', { negotiated: true, id: 0 });
       // The answer's only candidate is ours, so there is no gathering to wait for.
       const described = new Promise<void>((resolve, reject) => {
         timer = setTimeout(() => reject(new Error('no answer was made')), ANSWER_TIMEOUT_MS);
@@ -74,6 +73,10 @@ export class RtcEndpoint {
       // not reject later with nobody listening (that ended the process: issue #12).
       described.catch(() => {});
       pc.setRemoteDescription(withoutCandidates(offer), 'offer');
+      // Made after the offer: a channel made before makes libdatachannel an offerer of its
+      // own, and its ICE stayed "controlling" as the answerer (a role conflict, 487, on every
+      // session; DESIGN §7). Negotiated, so it needs no renegotiation now.
+      const ctl = pc.createDataChannel('ctl', { negotiated: true, id: 0 });
       if (pc.localDescription()?.type !== 'answer') await described;
       const local = pc.localDescription();
       if (local?.type !== 'answer') throw new Error('no answer was made');
