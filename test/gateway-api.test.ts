@@ -3,8 +3,12 @@
  * the API can answer comes back as a GatewayHttpError with its status and code; unreachable
  * gateways, 502–504 answers and timeouts fail over to the next gateway; dial outcomes do not.
  */
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   GatewayApi,
@@ -16,6 +20,7 @@ import { createNodeRecord, type NodeIdentity } from '../src/core/identity/index.
 import type { Gateway } from '../src/node/gateway/gateway.ts';
 import { startGatewayInProcess } from './support/gateway-in-process.ts';
 import { makeNodeIdentity, startNodeNode } from './support/node-node.ts';
+import { selfSigned } from './support/pebble.ts';
 
 const push = {
   endpoint: 'https://push.example.invalid/send/abc',
@@ -76,7 +81,7 @@ async function offerOf(made: Awaited<ReturnType<typeof node>>) {
 describe('GatewayApi against real gateways', { timeout: 60_000 }, () => {
   let gateway: Gateway;
   let full: Gateway;
-  const servers: Server[] = [];
+  const servers: { close(): unknown }[] = [];
   beforeAll(async () => {
     gateway = await startGatewayInProcess((c) => {
       c.limits.dialTimeoutMs = 1500;
@@ -324,6 +329,8 @@ describe('GatewayApi against real gateways', { timeout: 60_000 }, () => {
     expect(nowhere).toBeInstanceOf(GatewayUnreachable);
     const attempts = (nowhere as GatewayUnreachable).attempts;
     expect(attempts.map((x) => x.gateway)).toEqual([closed.url, proxy.url, stuckUrl]);
+    // Why, not just Node's "fetch failed".
+    expect(attempts[0]?.error.message).toMatch(/cannot reach .*ECONNREFUSED/);
     expect(attempts[1]?.error).toMatchObject({ status: 502, code: 'http-502' });
     expect(attempts[2]?.error.message).toMatch(/no answer/);
 
@@ -351,6 +358,20 @@ describe('GatewayApi against real gateways', { timeout: 60_000 }, () => {
     await expect(call).rejects.toThrow('closing');
     expect(seen).toHaveLength(1);
     await expect(client.info()).rejects.toThrow('closing');
+  });
+
+  it('a gateway whose certificate is not trusted: the failure says so', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rtcmesh-api-tls-'));
+    const { cert, key } = selfSigned(dir, 'untrusted', 'IP:127.0.0.1');
+    const tls = createHttpsServer({ cert: readFileSync(cert), key: readFileSync(key) }, (_, res) =>
+      res.end('{}'),
+    );
+    await new Promise<void>((resolve) => tls.listen(0, '127.0.0.1', resolve));
+    servers.push(tls);
+    const url = `https://127.0.0.1:${(tls.address() as AddressInfo).port}`;
+    const err = await failure(new GatewayApi({ gateways: [url] }).info());
+    expect(err).toBeInstanceOf(GatewayUnreachable);
+    expect((err as Error).message).toMatch(/cannot reach https:.*self[- ]signed certificate/);
   });
 
   it('a 2xx that does not fit the schema is a GatewayProtocolError', async () => {

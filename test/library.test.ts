@@ -9,14 +9,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GatewayProcess, startGateway } from '../e2e/support/gateway-process.ts';
+import { freeTcpPort } from '../e2e/support/ports.ts';
 import type { Gateway } from '../src/node/gateway/gateway.ts';
 import {
   type CallRecord,
   type ConnectNodeOptions,
   connectNode,
+  GatewayConnectError,
   type Logger,
   type MeshNodeHandle,
   type StreamMessage,
+  silentLogger,
 } from '../src/node/index.ts';
 import { startGatewayInProcess } from './support/gateway-in-process.ts';
 import { startNodeNode } from './support/node-node.ts';
@@ -195,6 +198,23 @@ describe('connectNode options', { timeout: 60_000 }, () => {
     nodes.push(node);
     return node;
   };
+
+  it('a gateway nobody answers at: GatewayConnectError, with the reason it was last given', async () => {
+    const nowhere = `http://127.0.0.1:${await freeTcpPort()}`;
+    const warned: string[] = [];
+    const err = await connectNode({
+      gateway: nowhere,
+      dataDir: dir(),
+      connectTimeoutMs: 3000,
+      logger: { ...silentLogger, warn: (m: string) => warned.push(m) },
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GatewayConnectError);
+    expect((err as GatewayConnectError).lastProblem).toMatch(/ECONNREFUSED/);
+    expect((err as Error).message).toMatch(/could not reach the gateway at .* in 3 s \(last: /);
+    // Said once while it was still trying, not on every retry.
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatch(/cannot reach .*ECONNREFUSED.*trying for 3 s/);
+  });
 
   it("accept: 'ask' without onCall is refused at once", async () => {
     await expect(

@@ -1,16 +1,59 @@
 /** Two Node mesh nodes (node-datachannel) dial each other through a real gateway process. */
+import { createSocket } from 'node:dgram';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GatewayProcess, startGateway } from '../e2e/support/gateway-process.ts';
 import { GatewayApi } from '../src/core/api/index.ts';
 import {
   createNodeRecord,
   fingerprintsInSdp,
+  type NodeId,
   verifyNodeRecord,
 } from '../src/core/identity/index.ts';
 import { DialError } from '../src/core/node/errors.ts';
 import { channelOpen, type PeerConnectionLike } from '../src/core/node/rtc.ts';
-import { encodeFrames, type StreamMessage } from '../src/core/node/stream.ts';
+import { encodeFrames, type MeshStream, type StreamMessage } from '../src/core/node/stream.ts';
 import { makeNodeIdentity, startNodeNode } from './support/node-node.ts';
+
+/**
+ * A caller without a session (a raw node-datachannel peer connection): a gathered offer with a
+ * `chat` channel, sent by POST /v1/dial through the typed client; resolves with the callee's
+ * answer, its record checked.
+ */
+async function dialOverHttp(gateway: GatewayProcess, callee: { id: NodeId; ip6: string }) {
+  const a = await makeNodeIdentity();
+  const pc = a.rtc.createPeerConnection({ iceServers: [] });
+  pc.createDataChannel('mesh', { negotiated: true, id: 0 });
+  const chat = pc.createDataChannel('chat');
+  await pc.setLocalDescription();
+  await new Promise<void>((resolve) => {
+    const done = () => pc.iceGatheringState === 'complete' && resolve();
+    pc.addEventListener('icegatheringstatechange', done);
+    done();
+  });
+  const answer = await new GatewayApi({ gateways: [gateway.url], identity: a.identity }).dial({
+    to: callee.ip6,
+    offer: pc.localDescription?.sdp ?? '',
+    record: await createNodeRecord(a.identity, { fingerprints: [a.certificate.fingerprint] }),
+  });
+  const verified = await verifyNodeRecord(answer.record, {
+    expectedId: callee.id,
+    fingerprintsInUse: fingerprintsInSdp(answer.answer),
+  });
+  expect(verified.id).toBe(callee.id);
+  return { pc, chat, answer };
+}
+
+/** A message's arrival on a node's `chat` service. */
+function firstChat(node: { listen(service: string, handler: (s: MeshStream) => void): void }) {
+  return new Promise<StreamMessage>((resolve) => {
+    node.listen('chat', (stream) => {
+      void stream.readable
+        .getReader()
+        .read()
+        .then((r) => r.value !== undefined && resolve(r.value));
+    });
+  });
+}
 
 describe('MeshNode on node-datachannel', () => {
   let gateway: GatewayProcess;
@@ -54,35 +97,8 @@ describe('MeshNode on node-datachannel', () => {
         return made;
       },
     }));
-    const received = new Promise<StreamMessage>((resolve) => {
-      b.node.listen('chat', (stream) => {
-        void stream.readable
-          .getReader()
-          .read()
-          .then((r) => r.value !== undefined && resolve(r.value));
-      });
-    });
-    const a = await makeNodeIdentity();
-    const pc = a.rtc.createPeerConnection({ iceServers: [] });
-    pc.createDataChannel('mesh', { negotiated: true, id: 0 });
-    const chat = pc.createDataChannel('chat');
-    await pc.setLocalDescription();
-    await new Promise<void>((resolve) => {
-      const done = () => pc.iceGatheringState === 'complete' && resolve();
-      pc.addEventListener('icegatheringstatechange', done);
-      done();
-    });
-    // A caller without a session: POST /v1/dial with a gathered offer, through the typed client.
-    const answer = await new GatewayApi({ gateways: [gateway.url], identity: a.identity }).dial({
-      to: b.identity.ip6,
-      offer: pc.localDescription?.sdp ?? '',
-      record: await createNodeRecord(a.identity, { fingerprints: [a.certificate.fingerprint] }),
-    });
-    const verified = await verifyNodeRecord(answer.record, {
-      expectedId: b.identity.id,
-      fingerprintsInUse: fingerprintsInSdp(answer.answer),
-    });
-    expect(verified.id).toBe(b.identity.id);
+    const received = firstChat(b.node);
+    const { pc, chat, answer } = await dialOverHttp(gateway, b.identity);
     // Given a second, a callee that checked the offer's candidates would be through by now
     // (test/rtc-ordering.test.ts, the hazard); this one has not even begun.
     await new Promise((r) => setTimeout(r, 1000));
@@ -167,5 +183,49 @@ describe('a dialing Node node and its callee', { timeout: 120_000 }, () => {
       .toBeGreaterThan(0);
     pc.close();
     caller.node.stop();
+  });
+
+  it('a callee slow to answer a gathered offer holds the caller’s candidates from its answer on, not from the offer', async () => {
+    // Making a gathered answer waits for gathering, which can take seconds (a TURN server
+    // that does not answer; a loaded box): the hold must cover the time from the answer's
+    // sending to the caller's applying it, whatever came before. Here the callee also asks a
+    // TURN server that never answers, so its answer waits out the gathering bound (8 s).
+    const silent = createSocket('udp4');
+    await new Promise<void>((resolve) => silent.bind(0, '127.0.0.1', resolve));
+    const calleeConnections: PeerConnectionLike[] = [];
+    let slow = false;
+    const b = await startNodeNode(gateway.url, {}, (rtc) => ({
+      ...rtc,
+      holdCallerCandidatesMs: 3000,
+      createPeerConnection: (config) => {
+        if (!slow) return rtc.createPeerConnection(config);
+        const silentTurn = {
+          urls: `turn:127.0.0.1:${silent.address().port}?transport=udp`,
+          username: 'nobody',
+          credential: 'answers',
+        };
+        const made = rtc.createPeerConnection({
+          ...config,
+          iceServers: [...config.iceServers, silentTurn],
+        });
+        calleeConnections.push(made);
+        return made;
+      },
+    }));
+    slow = true;
+    const received = firstChat(b.node);
+    const { pc, chat, answer } = await dialOverHttp(gateway, b.identity);
+    // The answer took over twice the hold to make: counted from the offer, the callee would
+    // have had the caller's candidates for seconds by now, and reached it.
+    const callee = calleeConnections.at(-1) as PeerConnectionLike & { iceConnectionState: string };
+    expect(['new', 'checking']).toContain(callee.iceConnectionState);
+    await pc.setRemoteDescription({ type: 'answer', sdp: answer.answer });
+    await channelOpen(chat, 30_000);
+    chat.binaryType = 'arraybuffer';
+    chat.send(encodeFrames('answered slowly')[0] as Uint8Array<ArrayBuffer>);
+    expect(await received).toBe('answered slowly');
+    pc.close();
+    b.node.stop();
+    silent.close();
   });
 });

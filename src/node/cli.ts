@@ -4,7 +4,8 @@
  *   rtcmesh id [--data DIR]
  */
 import { parseArgs } from 'node:util';
-import { parseNodeId } from '../core/identity/index.ts';
+import { parseNodeId, parsePeerName } from '../core/identity/index.ts';
+import { GatewayConnectError } from '../core/node/errors.ts';
 import type { AcceptPolicy } from '../core/node/mesh-node.ts';
 import { VERSION } from '../core/version.ts';
 import {
@@ -188,6 +189,12 @@ ${NODE_OPTIONS}`,
 function fail(message: string, code = 2): never {
   console.error(`rtcmesh: ${message}`);
   process.exit(code);
+}
+
+/** Said before connecting: a typo in PEER is not worth a wait for the gateway. */
+function checkPeer(peer: string): void {
+  if (!parsePeerName(peer))
+    fail(`"${peer}" is neither a node ID (52 characters) nor a mesh IPv6 address`);
 }
 
 /** --peer, --federate, --peer-allow, --turn-peer-net and --turn-transit (docs/design.md §9). */
@@ -616,6 +623,7 @@ async function main(argv: string[]): Promise<void> {
       const { options, positionals } = nodeOptions(rest, 'known');
       const [peer, service, ...more] = positionals;
       if (!peer || !service || more.length) fail(`usage: rtcmesh dial PEER SERVICE`);
+      checkPeer(peer);
       // Exit at once: the peer connection's native threads need not be waited for.
       return process.exit(await runDial(options, peer, service));
     }
@@ -643,6 +651,7 @@ async function main(argv: string[]): Promise<void> {
       const [local, peer, service, ...more] = positionals;
       if (!local || !peer || !service || more.length)
         fail('usage: rtcmesh forward [BIND:]PORT PEER SERVICE');
+      checkPeer(peer);
       // A bare port binds to loopback.
       const { host, port } = parseListen(
         /^\d+$/.test(local) ? `127.0.0.1:${local}` : local,
@@ -694,5 +703,7 @@ main(process.argv.slice(2)).catch((err: unknown) => {
   }
   if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE')
     fail(`address in use: ${(err as Error).message}`, 1);
+  // Not a bug: the network said no. The message says why; a stack would not help.
+  if (err instanceof GatewayConnectError) fail(err.message, 1);
   fail(err instanceof Error ? (err.stack ?? err.message) : String(err), 1);
 });

@@ -15,6 +15,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { NodeId, VerifiedRecord } from '../core/identity/index.ts';
+import { GatewayConnectError } from '../core/node/errors.ts';
 import type { GatewayStatus, SignalingMode } from '../core/node/gateway-client.ts';
 import { type Logger, silentLogger } from '../core/node/logger.ts';
 import {
@@ -354,11 +355,18 @@ export async function connectNode(options: ConnectNodeOptions = {}): Promise<Mes
   };
 
   let connectedOnce = false;
+  let toldWhyNot = false;
   node.on('status', (status, detail) => {
     if (status === 'connected' && connectedOnce)
       log.info(`connected again to ${node.gateway.gatewayUrl}`);
     else if (status === 'reconnecting' && connectedOnce) log.warn(detail);
-    else log.debug(`gateway ${status}: ${detail}`);
+    else if (status === 'reconnecting' && !toldWhyNot && !lanMode) {
+      // The first failure is worth saying at once: the wait for the gateway may be long.
+      toldWhyNot = true;
+      log.warn(
+        `${detail}${Number.isFinite(connectTimeoutMs) ? ` (trying for ${connectTimeoutMs / 1000} s)` : ''}`,
+      );
+    } else log.debug(`gateway ${status}: ${detail}`);
     emit('status', status, detail);
   });
   node.on('link', (link) => {
@@ -373,16 +381,23 @@ export async function connectNode(options: ConnectNodeOptions = {}): Promise<Mes
 
   const connected = new Promise<void>((resolve, reject) => {
     const fail = () => {
+      const why = node.gateway.lastProblem;
       if (lanMode) {
-        reject(new Error(`no gateway on this LAN proved itself in ${connectTimeoutMs / 1000} s`));
+        reject(
+          new GatewayConnectError(
+            `no gateway on this LAN proved itself in ${connectTimeoutMs / 1000} s`,
+            why,
+          ),
+        );
         return;
       }
       const others = node.gateway.knownGateways.filter((url) => url !== gateway);
       reject(
-        new Error(
+        new GatewayConnectError(
           `could not reach the gateway at ${gateway}${
             others.length ? ` nor the others of its cluster (${others.join(', ')})` : ''
           } in ${connectTimeoutMs / 1000} s`,
+          why,
         ),
       );
     };

@@ -99,6 +99,21 @@ function uniqueGateways(urls: Iterable<string>): string[] {
   return [...new Set([...urls].filter(isHttpUrl))];
 }
 
+/**
+ * Why a fetch failed, as a person can act on it. Node's fetch (undici) says only "fetch
+ * failed" and keeps the reason (refused, no such host, a certificate it does not trust) in
+ * `cause`, an AggregateError when every address of the host failed.
+ */
+export function whyFetchFailed(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const cause = (err as { cause?: unknown }).cause;
+  if (!(cause instanceof Error)) return err.message;
+  if (cause.message) return cause.message;
+  const each = cause instanceof AggregateError ? cause.errors : [];
+  const messages = [...new Set(each.map((e) => (e instanceof Error ? e.message : String(e))))];
+  return messages.length ? messages.join('; ') : err.message;
+}
+
 export class GatewayApi {
   private list: string[];
   private readonly doFetch: typeof fetch;
@@ -186,11 +201,7 @@ export class GatewayApi {
       if (callerAbort) throw callerAbort.reason;
       if (timeout.aborted)
         return { failed: new Error(`${gateway}: no answer in ${timeoutMs / 1000} s`) };
-      return {
-        failed: new Error(
-          `cannot reach ${gateway}: ${err instanceof Error ? err.message : String(err)}`,
-        ),
-      };
+      return { failed: new Error(`cannot reach ${gateway}: ${whyFetchFailed(err)}`) };
     }
     if (status >= 200 && status < 300) {
       const json = parseJson(text);

@@ -17,8 +17,10 @@ export {
   meshIp6,
   type NodeId,
   nodeIdFromPublicKey,
+  type PeerName,
   parseIp6,
   parseNodeId,
+  parsePeerName,
 } from './node-id.ts';
 export {
   generateNodeKeyPair,

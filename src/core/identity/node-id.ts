@@ -40,6 +40,17 @@ export function parseNodeId(text: string): NodeId | undefined {
   return encodeBase32(bytes) as NodeId;
 }
 
+/** A peer as a person names it to dial: by node ID, or by mesh IPv6 (the gateway resolves it). */
+export type PeerName = { readonly id: NodeId } | { readonly ip6: string };
+
+/** Reads a peer's name; undefined when the text is neither a node ID nor an IPv6 address. */
+export function parsePeerName(text: string): PeerName | undefined {
+  const id = parseNodeId(text);
+  if (id) return { id };
+  const ip6 = text.trim();
+  return parseIp6(ip6) ? { ip6 } : undefined;
+}
+
 export function nodeIdToBytes(id: NodeId): Uint8Array {
   const bytes = decodeBase32(id);
   if (!bytes || bytes.length !== NODE_ID_BYTES) throw new TypeError(`not a node ID: ${id}`);

@@ -11,6 +11,20 @@ export class DialError extends Error {
   }
 }
 
+/**
+ * A node gave up connecting: no gateway (or, on a LAN, none that proved its ID) gave it a
+ * session or HTTP mode in time. `lastProblem` is the last reason it was told, if any.
+ */
+export class GatewayConnectError extends Error {
+  override readonly name = 'GatewayConnectError';
+  constructor(
+    message: string,
+    readonly lastProblem: string | undefined,
+  ) {
+    super(lastProblem ? `${message} (last: ${lastProblem})` : message);
+  }
+}
+
 export const DIAL_ERROR_TEXT: Record<DialError['code'], string> = {
   'not-found': 'not found',
   offline: 'offline',

@@ -122,6 +122,8 @@ const DIAL_CODES: ReadonlySet<string> = new Set(DIAL_ERROR_CODES);
 
 export class GatewayClient {
   status: GatewayStatus = 'offline';
+  /** Why the last attempt to connect (or to stay connected) failed, as the node was told. */
+  lastProblem: string | undefined;
   iceServers: IceServer[] = [];
   /**
    * The gateway's TURN servers, from the last connect answer, once an association made without
@@ -649,6 +651,7 @@ export class GatewayClient {
   }
 
   private lost(reason: string, delayMs = this.backoff.next()): void {
+    this.lastProblem = reason;
     // In HTTP mode the node stays reachable by poll while the session is tried again.
     if (this.mode === 'http') {
       this.sessionFailed(undefined);

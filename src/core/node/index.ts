@@ -1,5 +1,5 @@
 /** The mesh node API, the same in browsers and Node: dial and listen on named services. */
-export { DIAL_ERROR_TEXT, DialError } from './errors.ts';
+export { DIAL_ERROR_TEXT, DialError, GatewayConnectError } from './errors.ts';
 export type { GatewayStatus, LocatedGateway, SignalingMode } from './gateway-client.ts';
 export {
   type AcceptPolicy,

@@ -12,8 +12,9 @@ import {
   isMeshIp6Of,
   type NodeId,
   type NodeIdentity,
-  parseIp6,
+  type PeerName,
   parseNodeId,
+  parsePeerName,
   RecordCache,
   type VerifiedRecord,
   verifyNodeRecord,
@@ -30,6 +31,7 @@ import { GatewayClient, type GatewayClientOptions, type GatewayStatus } from './
 import { consoleLogger, type Logger } from './logger.ts';
 import { PeerLink } from './peer-link.ts';
 import {
+  type CandidateInit,
   channelOpen,
   type DataChannelLike,
   gatheringComplete,
@@ -127,7 +129,7 @@ export type DialOptions = StreamOptions & {
 interface OutgoingDial {
   progress: ((progress: DialProgress) => void) | undefined;
   pc: PeerConnectionLike;
-  expected: { id: NodeId } | { ip6: string };
+  expected: PeerName;
   resolve: (answer: { sdp: string; record: VerifiedRecord }) => void;
   reject: (err: DialError) => void;
   pendingCandidates: IceCandidate[];
@@ -157,6 +159,8 @@ interface MadeAnswer {
   sdp: string;
   early: IceCandidate[];
   sent: boolean;
+  /** A gathered offer's candidates, added only a while after the answer is sent (RtcPlatform.holdCallerCandidatesMs). */
+  held: CandidateInit[];
 }
 
 /** A peer connection with its control channel: made ahead, or for one dial. */
@@ -298,10 +302,10 @@ export class MeshNode {
     options: { signal?: AbortSignal; onProgress?: (progress: DialProgress) => void } = {},
   ): Promise<PeerLink> {
     const target = to.trim();
-    const id = parseNodeId(target);
-    const ip6 = id ? undefined : parseIp6(target);
-    if (!id && !ip6)
+    const peer = parsePeerName(target);
+    if (!peer)
       throw new DialError('invalid', `"${to}" is neither a node ID nor a mesh IPv6 address`);
+    const id = 'id' in peer ? peer.id : undefined;
     if (id === this.id) throw new DialError('invalid', 'that is this node');
     if (this.gateway.status !== 'connected')
       throw new DialError('not-connected', 'not connected to the gateway yet');
@@ -312,7 +316,7 @@ export class MeshNode {
       this.outgoing.set(dialId, {
         progress: options.onProgress,
         pc,
-        expected: id ? { id } : { ip6: target },
+        expected: peer,
         resolve,
         reject,
         pendingCandidates: [],
@@ -697,25 +701,26 @@ export class MeshNode {
         }
         this.gateway.send({ t: 'candidate', dialId, candidate });
       });
-      const holdMs = dial.gathered ? this.options.rtc.holdCallerCandidatesMs : undefined;
+      const hold = dial.gathered && this.options.rtc.holdCallerCandidatesMs !== undefined;
       // Offer, candidates so far and answer issued together: one step for a remote connection.
       const applied = pc.setRemoteDescription({
         type: 'offer',
-        sdp: holdMs === undefined ? dial.offer : withoutCandidates(dial.offer),
+        sdp: hold ? withoutCandidates(dial.offer) : dial.offer,
       });
-      if (holdMs !== undefined) {
-        const held = candidatesOf(dial.offer);
-        background(() => {
-          for (const c of held) pc.addIceCandidate(c).catch(() => undefined);
-        }, holdMs);
-      }
       dial.applying = true;
       for (const c of dial.pendingCandidates.splice(0))
         pc.addIceCandidate(c).catch(() => undefined);
       if (channelAfterOffer) await applied;
       const control =
         prepared?.control ?? pc.createDataChannel('mesh', { negotiated: true, id: 0 });
-      made = { pc, control, sdp: '', early, sent: false };
+      made = {
+        pc,
+        control,
+        sdp: '',
+        early,
+        sent: false,
+        held: hold ? candidatesOf(dial.offer) : [],
+      };
       await Promise.all([applied, pc.setLocalDescription()]);
       // Over HTTP signaling nothing trickles: the answer carries every candidate.
       if (!this.gateway.trickles || dial.gathered) await gatheringComplete(pc, GATHER_TIMEOUT_MS);
@@ -752,6 +757,14 @@ export class MeshNode {
       }
       made.sent = true;
       for (const candidate of made.early) this.gateway.send({ t: 'candidate', dialId, candidate });
+      // From the answer's sending, not the offer's arrival: making a gathered answer can take
+      // seconds, and the caller is at risk until it has the answer and has applied it.
+      if (made.held.length) {
+        const { pc, held } = made;
+        background(() => {
+          for (const c of held) pc.addIceCandidate(c).catch(() => undefined);
+        }, this.options.rtc.holdCallerCandidatesMs ?? 0);
+      }
       await channelOpen(made.control, LINK_OPEN_TIMEOUT_MS).catch((err: Error) => {
         throw (
           this.udpBlocked(`no connection from ${dial.call.from.id}`) ??
