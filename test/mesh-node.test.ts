@@ -55,6 +55,20 @@ function firstChat(node: { listen(service: string, handler: (s: MeshStream) => v
   });
 }
 
+/** The caller applies the answer; a message on its `chat` channel reaches the callee. */
+async function applyAndChat(
+  caller: Awaited<ReturnType<typeof dialOverHttp>>,
+  received: Promise<StreamMessage>,
+  text: string,
+) {
+  await caller.pc.setRemoteDescription({ type: 'answer', sdp: caller.answer.answer });
+  await channelOpen(caller.chat, 30_000);
+  caller.chat.binaryType = 'arraybuffer';
+  caller.chat.send(encodeFrames(text)[0] as Uint8Array<ArrayBuffer>);
+  expect(await received).toBe(text);
+  caller.pc.close();
+}
+
 describe('MeshNode on node-datachannel', () => {
   let gateway: GatewayProcess;
   beforeAll(async () => {
@@ -98,18 +112,13 @@ describe('MeshNode on node-datachannel', () => {
       },
     }));
     const received = firstChat(b.node);
-    const { pc, chat, answer } = await dialOverHttp(gateway, b.identity);
+    const caller = await dialOverHttp(gateway, b.identity);
     // Given a second, a callee that checked the offer's candidates would be through by now
     // (test/rtc-ordering.test.ts, the hazard); this one has not even begun.
     await new Promise((r) => setTimeout(r, 1000));
     const callee = calleeConnections.at(-1) as PeerConnectionLike & { iceConnectionState: string };
     expect(['new', 'checking']).toContain(callee.iceConnectionState);
-    await pc.setRemoteDescription({ type: 'answer', sdp: answer.answer });
-    await channelOpen(chat, 30_000);
-    chat.binaryType = 'arraybuffer';
-    chat.send(encodeFrames('over HTTP signaling')[0] as Uint8Array<ArrayBuffer>);
-    expect(await received).toBe('over HTTP signaling');
-    pc.close();
+    await applyAndChat(caller, received, 'over HTTP signaling');
     b.node.stop();
   });
 
@@ -196,7 +205,7 @@ describe('a dialing Node node and its callee', { timeout: 120_000 }, () => {
     let slow = false;
     const b = await startNodeNode(gateway.url, {}, (rtc) => ({
       ...rtc,
-      holdCallerCandidatesMs: 3000,
+      holdCallerCandidatesMs: 5000,
       createPeerConnection: (config) => {
         if (!slow) return rtc.createPeerConnection(config);
         const silentTurn = {
@@ -214,17 +223,13 @@ describe('a dialing Node node and its callee', { timeout: 120_000 }, () => {
     }));
     slow = true;
     const received = firstChat(b.node);
-    const { pc, chat, answer } = await dialOverHttp(gateway, b.identity);
-    // The answer took over twice the hold to make: counted from the offer, the callee would
-    // have had the caller's candidates for seconds by now, and reached it.
+    const caller = await dialOverHttp(gateway, b.identity);
+    // The answer took longer to make than the hold: counted from the offer, the callee would
+    // have had the caller's candidates for 3 s by now, and reached it. Counted from the
+    // answer, it has them 5 s from now.
     const callee = calleeConnections.at(-1) as PeerConnectionLike & { iceConnectionState: string };
     expect(['new', 'checking']).toContain(callee.iceConnectionState);
-    await pc.setRemoteDescription({ type: 'answer', sdp: answer.answer });
-    await channelOpen(chat, 30_000);
-    chat.binaryType = 'arraybuffer';
-    chat.send(encodeFrames('answered slowly')[0] as Uint8Array<ArrayBuffer>);
-    expect(await received).toBe('answered slowly');
-    pc.close();
+    await applyAndChat(caller, received, 'answered slowly');
     b.node.stop();
     silent.close();
   });

@@ -104,7 +104,7 @@ function uniqueGateways(urls: Iterable<string>): string[] {
  * failed" and keeps the reason (refused, no such host, a certificate it does not trust) in
  * `cause`, an AggregateError when every address of the host failed.
  */
-export function whyFetchFailed(err: unknown): string {
+function whyFetchFailed(err: unknown): string {
   if (!(err instanceof Error)) return String(err);
   const cause = (err as { cause?: unknown }).cause;
   if (!(cause instanceof Error)) return err.message;

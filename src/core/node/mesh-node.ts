@@ -159,7 +159,7 @@ interface MadeAnswer {
   sdp: string;
   early: IceCandidate[];
   sent: boolean;
-  /** A gathered offer's candidates, added only a while after the answer is sent (RtcPlatform.holdCallerCandidatesMs). */
+  /** A gathered offer's candidates: added a while after the answer is sent (holdCallerCandidatesMs). */
   held: CandidateInit[];
 }
 

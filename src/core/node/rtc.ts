@@ -101,8 +101,8 @@ export interface RtcPlatform {
    * Answering a gathered offer (a caller without a session, over HTTP): apply it without its
    * candidates and add them this long after the answer is sent, so this side's checks cannot
    * reach the caller before it has applied the answer; the caller's own checks link the two
-   * sooner where they can. A libdatachannel caller reached first fails inside `setRemoteDescription(answer)`
-   * ("Got a remote candidate without ICE transport"; DESIGN §7).
+   * sooner where they can. A libdatachannel caller reached first fails inside
+   * `setRemoteDescription(answer)` ("Got a remote candidate without ICE transport"; DESIGN §7).
    */
   readonly holdCallerCandidatesMs?: number;
 }
