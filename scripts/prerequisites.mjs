@@ -14,8 +14,9 @@ import { fileURLToPath } from 'node:url';
 
 /**
  * Each entry: a command whose presence says the prerequisite is there, the Debian package that
- * provides it, and why the suite needs it. `stage: 'build'` ones are for `npm install` (only
- * where no prebuilt better-sqlite3 binary fits); the rest for `npm test`. To add one (firefox-esr,
+ * provides it, and why the suite needs it. `stage: 'build'` ones are for `npm install`
+ * (native/batch-udp on Linux, and better-sqlite3 where no prebuilt binary fits); the rest for
+ * `npm test`. To add one (firefox-esr,
  * pebble, sshd for the tests that will use them), add a line here.
  */
 export const PREREQUISITES = [
@@ -68,19 +69,19 @@ export const PREREQUISITES = [
   {
     command: 'python3',
     debianPackage: 'python3',
-    why: 'node-gyp, to compile better-sqlite3 where no prebuilt binary fits',
+    why: 'node-gyp, to compile native/batch-udp, and better-sqlite3 where no prebuilt binary fits',
     stage: 'build',
   },
   {
     command: 'make',
     debianPackage: 'make',
-    why: 'node-gyp, to compile better-sqlite3',
+    why: 'node-gyp, to compile better-sqlite3 and native/batch-udp (the TURN server’s batched UDP I/O)',
     stage: 'build',
   },
   {
     command: 'g++',
     debianPackage: 'g++',
-    why: 'node-gyp, to compile better-sqlite3',
+    why: 'node-gyp, to compile better-sqlite3 (C++) and native/batch-udp (C; g++ brings gcc)',
     stage: 'build',
   },
 ];

@@ -68,6 +68,8 @@ export interface TurnServerOptions {
   /** Accept channels 0x5000–0x7FFF as RFC 5766 did (old clients); RFC 8656 says 400. */
   rfc5766ChannelNumbers?: boolean;
   limits?: Partial<TurnLimits>;
+  /** `dgram`: Node's socket for STUN/TURN even where batched I/O is built (udp-listener.ts). */
+  udpIo?: 'batched' | 'dgram';
   /** The clock, in ms (tests move it). */
   now?: () => number;
 }

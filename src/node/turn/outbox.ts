@@ -15,6 +15,7 @@ import { UnknownAttributes } from '../stun/unknown-attributes.ts';
 import { CLIENT_TRANSPORTS, type ClientTransport, type TurnClient } from './client.ts';
 import type { TurnLimits } from './limits.ts';
 import type { Authenticated } from './refusal.ts';
+import type { UdpListener } from './udp-listener.ts';
 
 export type DropReason =
   | 'not-stun' // neither STUN nor ChannelData by its first byte
@@ -104,7 +105,7 @@ export class Outbox {
   private closed = false;
 
   constructor(
-    private readonly socket: Socket,
+    private readonly listener: UdpListener,
     limits: TurnLimits,
     private readonly now: () => number,
   ) {
@@ -183,7 +184,11 @@ export class Outbox {
   /** A message to a client: on its TCP/TLS connection, or a datagram from the STUN/TURN socket. */
   send(bytes: Uint8Array, to: TurnClient): boolean {
     if (this.closed) return false;
-    if (!to.stream) return this.sendFrom(this.socket, bytes, to);
+    if (!to.stream) {
+      if (this.listener.send(bytes, to.port, to.address)) return true;
+      this.drop('send-failed');
+      return false;
+    }
     if (to.stream.send(bytes)) return true;
     this.drop('congested');
     return false;
@@ -194,10 +199,14 @@ export class Outbox {
     if (err) this.drop('send-failed');
   };
 
-  /** Sends without throwing: a closed socket or a port nobody can have is a failed send. */
+  /**
+   * Sends from a relay socket without throwing: a closed socket or a port nobody can have is
+   * a failed send. The bytes are copied: they may be lent by the listener (udp-listener.ts),
+   * and dgram keeps them until a send that would block completes.
+   */
   sendFrom(socket: Socket, bytes: Uint8Array, to: TransportAddress): boolean {
     try {
-      socket.send(bytes, to.port, to.address, this.afterSend);
+      socket.send(Buffer.from(bytes), to.port, to.address, this.afterSend);
       return true;
     } catch {
       this.drop('send-failed');

@@ -19,7 +19,6 @@
  * relaying path; outbox.ts what goes out, and the counters. The codecs are in codec/.
  */
 
-import type { RemoteInfo, Socket } from 'node:dgram';
 import type { Socket as NetSocket } from 'node:net';
 import { StunError } from '../stun/errors.ts';
 import { checkFingerprint } from '../stun/fingerprint.ts';
@@ -36,6 +35,7 @@ import { RelayPath } from './relay.ts';
 import { RequestHandlers, unknownAttributes } from './requests.ts';
 import { serveStream } from './stream-transport.ts';
 import { bindUdp, closeQuietly, SERVER_SOCKET_BUFFER } from './udp.ts';
+import { listenUdp, type UdpIo, type UdpListener } from './udp-listener.ts';
 
 export { DEFAULT_TURN_LIMITS, type TurnLimits, type TurnServerOptions } from './limits.ts';
 export type { DropReason, TurnStats } from './outbox.ts';
@@ -55,14 +55,14 @@ export class TurnServer {
   private closed = false;
 
   private constructor(
-    private readonly socket: Socket,
+    private readonly listener: UdpListener,
     options: TurnServerOptions,
   ) {
     this.limits = { ...DEFAULT_TURN_LIMITS, ...options.limits };
     this.realm = options.realm ?? 'rtcmesh';
     this.now = options.now ?? Date.now;
     this.rfc5766 = options.rfc5766ChannelNumbers ?? false;
-    this.outbox = new Outbox(socket, this.limits, this.now);
+    this.outbox = new Outbox(listener, this.limits, this.now);
     this.allocations = new AllocationManager(
       this.limits,
       options.relayIp,
@@ -96,8 +96,6 @@ export class TurnServer {
       peers,
       listenPort: () => this.port,
     });
-    socket.on('message', (msg, rinfo) => this.receiveDatagram(msg, rinfo));
-    socket.on('error', (err) => this.outbox.fault('socket error', err));
     this.sweeper = setInterval(() => {
       try {
         this.sweep();
@@ -113,13 +111,18 @@ export class TurnServer {
       throw new Error(`the TURN relay address must be an IP address, not "${options.relayIp}"`);
     // A relay address this host does not have would fail every Allocate: fail now instead.
     closeQuietly(await bindUdp(options.relayIp, 0));
-    const socket = await bindUdp(
-      options.listen.host,
-      options.listen.port,
-      undefined,
-      SERVER_SOCKET_BUFFER,
-    );
-    return new TurnServer(socket, options);
+    let server: TurnServer | undefined;
+    const listener = await listenUdp({
+      host: options.listen.host,
+      port: options.listen.port,
+      bufferBytes: SERVER_SOCKET_BUFFER,
+      io: options.udpIo,
+      onDatagram: (bytes, address, port) => server?.receiveDatagram(bytes, address, port),
+      onError: (err) => server?.outbox.fault('socket error', err),
+      onSendFailed: () => server?.outbox.drop('send-failed'),
+    });
+    server = new TurnServer(listener, options);
+    return server;
   }
 
   get stats(): TurnStats {
@@ -127,7 +130,12 @@ export class TurnServer {
   }
 
   get port(): number {
-    return this.socket.address().port;
+    return this.listener.port;
+  }
+
+  /** How the STUN/TURN socket does its I/O (udp-listener.ts). */
+  get udpIo(): UdpIo {
+    return this.listener.io;
   }
 
   get allocationCount(): number {
@@ -140,7 +148,7 @@ export class TurnServer {
     clearInterval(this.sweeper);
     this.outbox.close();
     this.allocations.close();
-    await new Promise<void>((resolve) => this.socket.close(() => resolve()));
+    await this.listener.close();
   }
 
   /** Expires allocations, reservations, permissions and channels; runs every few seconds. */
@@ -174,9 +182,12 @@ export class TurnServer {
     });
   }
 
-  private receiveDatagram(msg: Buffer, rinfo: RemoteInfo): void {
-    const bytes = new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength);
-    this.receive(bytes, { address: rinfo.address, port: rinfo.port });
+  private receiveDatagram(bytes: Uint8Array, address: string, port: number): void {
+    // The listener only lends the bytes. ChannelData is relayed before this returns; a STUN
+    // request is answered after an await (today only ones that settle within the batch's
+    // callback, but one that waits on I/O would read the next batch), so it gets a copy.
+    const own = looksLikeChannelData(bytes, this.rfc5766) ? bytes : bytes.slice();
+    this.receive(own, { address, port });
   }
 
   /** One datagram, or one frame of a stream. */
