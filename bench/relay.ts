@@ -18,6 +18,8 @@ export interface RelayFigures {
   /** Best and median of the rounds. */
   mbPerS: number;
   medianMbPerS: number;
+  /** Every round's MB/s, in order: round i of each relay ran back to back. */
+  rounds: number[];
   /** CPU seconds the relay's process spent per 64 MiB run (median): what it takes from the browsers. */
   cpuS: number;
   allocationsPerS: number;
@@ -326,6 +328,7 @@ export async function relayBench(browser: Browser): Promise<RelayFigures[]> {
         name: 'coturn (reference)',
         mbPerS: Math.max(...ref),
         medianMbPerS: median(ref),
+        rounds: ref,
         cpuS: median(cpu.ref),
         allocationsPerS: await allocationRate(coturn.relay, clients),
       },
@@ -333,6 +336,7 @@ export async function relayBench(browser: Browser): Promise<RelayFigures[]> {
         name: 'rtcmesh gateway TURN',
         mbPerS: Math.max(...mesh),
         medianMbPerS: median(mesh),
+        rounds: mesh,
         cpuS: median(cpu.mesh),
         allocationsPerS: await allocationRate(ours, clients),
       },

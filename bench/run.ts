@@ -13,7 +13,7 @@ import { interleavedDials, peerjsDialer, rawDialer, rtcmeshDialer } from './dial
 import { crossDials, crossRawDials, crossThroughput, FirefoxProcess } from './firefox.ts';
 import { lanBench } from './lan.ts';
 import { pushWakeDials } from './push-wake.ts';
-import { RELAY_ROUNDS, relayBench } from './relay.ts';
+import { median, RELAY_ROUNDS, relayBench } from './relay.ts';
 import { relayTlsBench } from './relay-tls.ts';
 import { nodeReliability, pageReliability } from './reliability.ts';
 import { servicesBench } from './services.ts';
@@ -46,6 +46,15 @@ function record(section: string, table: string): void {
   }
 }
 const fmt = (ms: number) => `${ms.toFixed(1)} ms`;
+
+/**
+ * Each round's ratio of two relays run back to back, median and range: a pair shares the
+ * machine's state of the moment, which the ratio of medians does not cancel.
+ */
+const pairedRatios = (ours: number[], reference: number[]): string => {
+  const ratios = ours.map((v, i) => v / (reference[i] ?? Number.NaN));
+  return `round by round ${median(ratios).toFixed(2)} median (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`;
+};
 
 // The app-size budget is the one figure the bench enforces: above it the run exits 1.
 let overBudget = false;
@@ -226,7 +235,7 @@ try {
       ...rows,
       '',
       coturn && ours
-        ? `gateway / coturn: throughput ${(ours.mbPerS / coturn.mbPerS).toFixed(2)} best, ${(ours.medianMbPerS / coturn.medianMbPerS).toFixed(2)} median (target ≥ 1.0); CPU ${(ours.cpuS / coturn.cpuS).toFixed(2)}; allocations ${(ours.allocationsPerS / coturn.allocationsPerS).toFixed(2)}.`
+        ? `gateway / coturn: throughput ${(ours.mbPerS / coturn.mbPerS).toFixed(2)} best, ${(ours.medianMbPerS / coturn.medianMbPerS).toFixed(2)} median; ${pairedRatios(ours.rounds, coturn.rounds)} (target ≥ 1.0); CPU ${(ours.cpuS / coturn.cpuS).toFixed(2)}; allocations ${(ours.allocationsPerS / coturn.allocationsPerS).toFixed(2)}.`
         : '',
     ].join('\n');
     console.log(`\n${table}\n`);

@@ -101,7 +101,7 @@ function buildNative() {
     : (result?.stderr || result?.error?.message || '').trim().split('\n').slice(-5).join('\n');
   console.warn(
     `warning: ${NATIVE_OUT} could not be built, so the TURN server will use Node's dgram ` +
-      `(about 1.7x the CPU per relayed datagram). It needs make and a C compiler ` +
+      `(nearly twice the CPU per relayed datagram). It needs make and a C compiler ` +
       `(sudo apt-get install -y python3 make gcc).\n${why}`,
   );
 }

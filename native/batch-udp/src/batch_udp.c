@@ -9,6 +9,7 @@
 // a negative errno (the datagram is dropped, as the network may drop it). close(handle).
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <node_api.h>
@@ -23,6 +24,9 @@
 #define BATCH 32
 // Larger than any UDP payload, so no datagram is ever cut.
 #define SLOT_BYTES 65536
+// An IPv6 address with its zone as Node writes it ("fe80::1%eth0"): replies to a link-local
+// client need the interface.
+#define ADDRESS_TEXT (INET6_ADDRSTRLEN + IF_NAMESIZE + 1)
 
 typedef struct {
   napi_env env;
@@ -91,6 +95,17 @@ static void on_handle_collected(napi_env env, void *data, void *hint) {
   else free_if_unused(s);
 }
 
+static void format_ipv6(const struct sockaddr_in6 *a, char *text, size_t size) {
+  inet_ntop(AF_INET6, &a->sin6_addr, text, size);
+  char name[IF_NAMESIZE];
+  if (a->sin6_scope_id == 0) return;
+  size_t used = strlen(text);
+  if (if_indextoname(a->sin6_scope_id, name))
+    snprintf(text + used, size - used, "%%%s", name);
+  else
+    snprintf(text + used, size - used, "%%%u", a->sin6_scope_id);
+}
+
 static void on_readable(uv_poll_t *poll, int status, int events) {
   BatchSocket *s = poll->data;
   napi_env env = s->env;
@@ -109,7 +124,7 @@ static void on_readable(uv_poll_t *poll, int status, int events) {
     napi_value addresses, fn, global, argv[2];
     napi_create_array_with_length(env, n, &addresses);
     for (int i = 0; i < n; i++) {
-      char text[INET6_ADDRSTRLEN] = "";
+      char text[ADDRESS_TEXT] = "";
       int v6 = s->from[i].ss_family == AF_INET6;
       struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&s->from[i];
       struct sockaddr_in *a4 = (struct sockaddr_in *)&s->from[i];
@@ -117,7 +132,7 @@ static void on_readable(uv_poll_t *poll, int status, int events) {
       s->meta[2 * i + 1] = ntohs(v6 ? a6->sin6_port : a4->sin_port);
       size_t size = v6 ? sizeof *a6 : sizeof *a4;
       if (last_address == NULL || memcmp(&last_from, &s->from[i], size) != 0) {
-        if (v6) inet_ntop(AF_INET6, &a6->sin6_addr, text, sizeof text);
+        if (v6) format_ipv6(a6, text, sizeof text);
         else inet_ntop(AF_INET, &a4->sin_addr, text, sizeof text);
         napi_create_string_latin1(env, text, NAPI_AUTO_LENGTH, &last_address);
         memcpy(&last_from, &s->from[i], size);
@@ -145,7 +160,16 @@ static int parse_address(int ipv6, const char *text, int port, struct sockaddr_s
     a->sin6_family = AF_INET6;
     a->sin6_port = htons((uint16_t)port);
     *len = sizeof *a;
-    return inet_pton(AF_INET6, text, &a->sin6_addr) == 1;
+    char address[ADDRESS_TEXT];
+    snprintf(address, sizeof address, "%s", text);
+    char *zone = strchr(address, '%');
+    if (zone) {
+      *zone++ = '\0';
+      a->sin6_scope_id = if_nametoindex(zone);
+      if (a->sin6_scope_id == 0) a->sin6_scope_id = (uint32_t)strtoul(zone, NULL, 10);
+      if (a->sin6_scope_id == 0) return 0;
+    }
+    return inet_pton(AF_INET6, address, &a->sin6_addr) == 1;
   }
   struct sockaddr_in *a = (struct sockaddr_in *)out;
   a->sin_family = AF_INET;
@@ -168,17 +192,18 @@ static napi_value Open(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  char host[INET6_ADDRSTRLEN + 1];
+  char host[ADDRESS_TEXT];
   int32_t port, buffer_bytes;
   bool ipv6;
-  CHECK(napi_get_value_string_latin1(env, argv[0], host, sizeof host, NULL));
+  size_t host_length;
+  CHECK(napi_get_value_string_latin1(env, argv[0], host, sizeof host, &host_length));
   CHECK(napi_get_value_int32(env, argv[1], &port));
   CHECK(napi_get_value_bool(env, argv[2], &ipv6));
   CHECK(napi_get_value_int32(env, argv[3], &buffer_bytes));
 
   struct sockaddr_storage addr;
   socklen_t addr_len;
-  if (!parse_address(ipv6, host, port, &addr, &addr_len)) {
+  if (host_length >= sizeof host - 1 || !parse_address(ipv6, host, port, &addr, &addr_len)) {
     napi_throw_type_error(env, "EINVAL", "batch-udp: the host must be an IP address");
     return NULL;
   }
@@ -264,16 +289,20 @@ static napi_value Send(napi_env env, napi_callback_info info) {
   size_t length = 0, offset = 0;
   napi_typedarray_type type;
   napi_value buffer;
-  if (!err && napi_get_typedarray_info(env, argv[1], &type, &length, &bytes, &buffer, &offset) != napi_ok)
+  // Bytes only: a wider array's length counts elements.
+  if (!err && (napi_get_typedarray_info(env, argv[1], &type, &length, &bytes, &buffer, &offset) !=
+                   napi_ok ||
+               type != napi_uint8_array))
     err = EINVAL;
   int32_t port = 0;
-  char text[INET6_ADDRSTRLEN + 1];
+  char text[ADDRESS_TEXT];
   struct sockaddr_storage to;
   socklen_t to_len = 0;
   if (!err && (napi_get_value_int32(env, argv[2], &port) != napi_ok || port <= 0 || port > 65535))
     err = EINVAL;
-  if (!err && (napi_get_value_string_latin1(env, argv[3], text, sizeof text, NULL) != napi_ok ||
-               !parse_address(s->ipv6, text, port, &to, &to_len)))
+  size_t text_length = 0;
+  if (!err && (napi_get_value_string_latin1(env, argv[3], text, sizeof text, &text_length) != napi_ok ||
+               text_length >= sizeof text - 1 || !parse_address(s->ipv6, text, port, &to, &to_len)))
     err = EINVAL;
   if (!err) {
     ssize_t sent;

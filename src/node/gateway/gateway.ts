@@ -240,7 +240,7 @@ export class Gateway {
       const batched = batchedUdpAvailable();
       if (!batched.available)
         logger.warn(
-          `TURN: batched UDP I/O unavailable (${batched.why}); relaying with Node's dgram, at about 1.7x the CPU per datagram`,
+          `TURN: batched UDP I/O unavailable (${batched.why}); relaying with Node's dgram, at nearly twice the CPU per datagram`,
         );
     }
     const transit = await startTransitRelays(config, relay);
