@@ -71,8 +71,6 @@ static void free_if_unused(BatchSocket *s) {
 
 static void on_poll_closed(uv_handle_t *handle) {
   BatchSocket *s = handle->data;
-  close(s->fd);
-  s->fd = -1;
   napi_delete_reference(s->env, s->on_batch);
   napi_delete_reference(s->env, s->data_ref);
   napi_delete_reference(s->env, s->meta_ref);
@@ -85,7 +83,11 @@ static void start_close(BatchSocket *s) {
   if (s->closing) return;
   s->closing = 1;
   uv_poll_stop(&s->poll);
+  // uv_close lets go of the descriptor at once (only its callback waits for the loop), so the
+  // port is free when close() returns.
   uv_close((uv_handle_t *)&s->poll, on_poll_closed);
+  close(s->fd);
+  s->fd = -1;
 }
 
 static void on_handle_collected(napi_env env, void *data, void *hint) {

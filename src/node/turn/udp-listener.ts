@@ -140,8 +140,6 @@ class BatchedListener implements UdpListener {
     if (this.closed) return;
     this.closed = true;
     this.addon.close(this.handle);
-    // The socket closes on the event loop's next turn.
-    await new Promise((resolve) => setImmediate(resolve));
   }
 }
 
