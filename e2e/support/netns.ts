@@ -28,6 +28,10 @@ export function buildNetwork(tag: string, sites: SiteKind[]): TestNetwork {
     const full = `rm${tag}${name}`;
     ip('netns', 'add', full);
     made.push(full);
+    // These networks are IPv4. With IPv6 on, each link's address finishes duplicate address
+    // detection about a second after the link is up, and Chromium, seeing an address change,
+    // fails a page load in flight with ERR_NETWORK_CHANGED (seen once in udp-blocked.spec).
+    inNs(full, 'sysctl', '-q', '-w', 'net.ipv6.conf.default.disable_ipv6=1');
     inNs(full, 'ip', 'link', 'set', 'lo', 'up');
     return full;
   };
