@@ -16,8 +16,8 @@ import { fileURLToPath } from 'node:url';
  * Each entry: a command whose presence says the prerequisite is there, the Debian package that
  * provides it, and why the suite needs it. `stage: 'build'` ones are for `npm install`
  * (native/batch-udp on Linux, and better-sqlite3 where no prebuilt binary fits); the rest for
- * `npm test`. To add one (firefox-esr,
- * pebble, sshd for the tests that will use them), add a line here.
+ * `npm test`. To add one (firefox-esr, pebble, sshd for the tests that will use them), add a
+ * line here.
  */
 export const PREREQUISITES = [
   {
