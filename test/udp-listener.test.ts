@@ -51,6 +51,9 @@ async function peerSocket(type: 'udp4' | 'udp6' = 'udp4'): Promise<Socket> {
   return socket;
 }
 
+/** How long a poll waits for datagrams on loopback: long, so a loaded machine is not a failure. */
+const ARRIVAL = { timeout: 30_000 };
+
 /** Datagram i: its number, then i bytes of (i & 0xff), so a mixed-up or cut one shows. */
 const numbered = (i: number) => {
   const bytes = new Uint8Array(4 + i).fill(i & 0xff);
@@ -73,7 +76,7 @@ describe.each(['batched', 'dgram'] as const)('the UDP listener (%s)', (io) => {
       // Within any receive buffer: the point is the batches, not the system's limits.
       if (i % 50 === 49) await new Promise((r) => setTimeout(r, 1));
     }
-    await expect.poll(() => heard.length, { timeout: 10_000 }).toBe(count);
+    await expect.poll(() => heard.length, ARRIVAL).toBe(count);
     expect(heard.every((h, i) => Buffer.compare(h.bytes, numbered(i)) === 0)).toBe(true);
     expect(new Set(heard.map((h) => `${h.address}:${h.port}`))).toEqual(
       new Set([`127.0.0.1:${peer.address().port}`]),
@@ -81,7 +84,7 @@ describe.each(['batched', 'dgram'] as const)('the UDP listener (%s)', (io) => {
     // The largest datagram UDP over IPv4 carries arrives whole too.
     const largest = new Uint8Array(65_507).fill(7);
     peer.send(largest, listener.port, '127.0.0.1');
-    await expect.poll(() => heard.length).toBe(count + 1);
+    await expect.poll(() => heard.length, ARRIVAL).toBe(count + 1);
     expect(Buffer.compare(heard[count]?.bytes ?? new Uint8Array(), largest)).toBe(0);
     expect(errors).toEqual([]);
   });
@@ -90,7 +93,7 @@ describe.each(['batched', 'dgram'] as const)('the UDP listener (%s)', (io) => {
     const { listener, heard } = await listen(io, '::1');
     const peers = [await peerSocket('udp6'), await peerSocket('udp6')];
     for (let i = 0; i < 20; i++) peers[i % 2]?.send(numbered(i), listener.port, '::1');
-    await expect.poll(() => heard.length).toBe(20);
+    await expect.poll(() => heard.length, ARRIVAL).toBe(20);
     heard.sort((a, b) => (a.bytes[3] as number) - (b.bytes[3] as number));
     expect(heard.map((h) => `${h.address}:${h.port}`)).toEqual(
       Array.from({ length: 20 }, (_, i) => `::1:${peers[i % 2]?.address().port}`),
@@ -110,7 +113,7 @@ describe.each(['batched', 'dgram'] as const)('the UDP listener (%s)', (io) => {
     // Port 0 is no one's; an IPv6 address is not reachable from an IPv4 socket.
     expect(listener.send(numbered(1), 0, '127.0.0.1')).toBe(false);
     const refusedLater = listener.send(numbered(1), 9, '::1') ? 1 : 0;
-    await expect.poll(() => sendFailures()).toBe(refusedLater);
+    await expect.poll(() => sendFailures(), ARRIVAL).toBe(refusedLater);
   });
 
   it("says a port is taken as Node's sockets do, and frees its port on close", async () => {
@@ -160,7 +163,7 @@ it("relays ChannelData between two allocations on Node's dgram (where the addon 
   expect(codeOf(await bind(a.c, b.relay))).toBe(0);
   expect(codeOf(await bind(b.c, a.relay))).toBe(0);
   a.c.sendRaw(encodeChannelData({ channel: 0x4000, data: numbered(300) }));
-  const frame = await b.c.next((d) => d.bytes[0] === 0x40);
+  const frame = await b.c.next((d) => d.bytes[0] === 0x40, ARRIVAL.timeout);
   expect(decodeChannelData(frame?.bytes ?? new Uint8Array())).toEqual({
     channel: 0x4000,
     data: numbered(300),
